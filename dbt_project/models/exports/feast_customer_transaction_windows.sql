@@ -1,0 +1,5 @@
+-- Generated from skewless/features.py by `skewless dbtgen`. Do not edit by hand.
+-- The offline source of the Feast feature view customer_transaction_windows.
+
+select * replace (event_timestamp::timestamptz as event_timestamp)
+from {{ ref('customer_transaction_windows') }}

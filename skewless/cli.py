@@ -1,0 +1,211 @@
+"""The `skewless` command. Heavy libraries (feast, mlflow, dbt) are imported inside each command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+
+from skewless import settings
+
+
+def _timestamp(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a date or time, expected e.g. 2025-03-01 or 2025-03-01T12:00"
+        ) from None
+    return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
+
+
+def _print_json(data: dict) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from skewless import importer, simulate
+
+    cfg = settings.load()
+    frame = simulate.generate(
+        customers=args.customers,
+        days=args.days,
+        seed=args.seed,
+        start=args.start,
+        tx_per_day=args.tx_per_day,
+        late_fraction=args.late_fraction,
+        label_delay_days=cfg.label_delay.total_seconds() / 86400,
+    )
+    out = args.out or cfg.var_dir / "raw" / f"transactions_seed{args.seed}.parquet"
+    simulate.write(frame, out)
+    summary = {"file": str(out), "rows": len(frame), "fraud_rate": float(frame["is_fraud"].mean())}
+    if not args.no_import:
+        summary["import"] = importer.import_transactions(out)
+    _print_json(summary)
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from skewless import importer
+
+    try:
+        mapping = importer.parse_mapping(args.map or [])
+        summary = importer.import_transactions(args.file, mapping)
+    except importer.TransactionImportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    _print_json(summary)
+    return 0
+
+
+def cmd_dbtgen(args: argparse.Namespace) -> int:
+    from skewless import dbtgen
+
+    return dbtgen.main(["--check"] if args.check else [])
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from skewless import pipeline
+
+    try:
+        pipeline.build(settings.load(), as_of=args.as_of)
+    except pipeline.StepFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_dbt(args: argparse.Namespace) -> int:
+    from skewless import pipeline
+
+    try:
+        print(pipeline.dbt(settings.load(), args.dbt_args, as_of=args.as_of))
+    except pipeline.StepFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_materialize(args: argparse.Namespace) -> int:
+    from skewless import pipeline
+
+    cfg = settings.load()
+    end = args.end or _default_cutoff(cfg)
+    _print_json(pipeline.materialize(cfg, start=args.start, end=end))
+    return 0
+
+
+def _default_cutoff(cfg: settings.Settings) -> datetime:
+    """Midnight after the last event, the cutoff dbt uses by default."""
+    from skewless import warehouse
+
+    con = warehouse.connect(cfg.warehouse_path, read_only=True)
+    try:
+        (last,) = con.execute("select max(event_timestamp) from raw.transactions").fetchone()
+    finally:
+        con.close()
+    if last is None:
+        raise SystemExit("error: the warehouse holds no transactions yet")
+    return datetime.combine(last.date() + timedelta(days=1), time())
+
+
+def cmd_redis(args: argparse.Namespace) -> int:
+    from skewless import redis_server
+
+    cfg = settings.load()
+    if cfg.redis_url:
+        alive = redis_server.ping(cfg.redis_url)
+        print(f"REDIS_URL is set ({cfg.redis_url}); skewless starts no server. reachable: {alive}")
+        return 0 if alive or args.action != "status" else 1
+    if args.action == "start":
+        print(redis_server.start(cfg.redis_dir).url)
+    elif args.action == "stop":
+        print("stopped" if redis_server.stop(cfg.redis_dir) else "not running")
+    else:
+        server = redis_server.status(cfg.redis_dir)
+        print(server.url if server else "not running")
+        return 0 if server else 1
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from skewless import pipeline
+
+    cfg = settings.load()
+    env = pipeline.tool_env(cfg, cfg.redis_url)
+    keys = sorted(k for k in env if k.startswith(("SKEWLESS_", "DBT_", "REDIS_")))
+    if args.shell:
+        for key in keys:
+            print(f"export {key}={json.dumps(env[key])}")
+    else:
+        _print_json({key: env[key] for key in keys})
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="skewless", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("generate", help="simulate transactions and import them")
+    p.add_argument("--customers", type=int, default=5000)
+    p.add_argument("--days", type=int, default=90)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--start", type=date.fromisoformat, default=date(2025, 1, 1))
+    p.add_argument("--tx-per-day", type=float, default=0.5, help="mean per customer and day")
+    p.add_argument("--late-fraction", type=float, default=0.02)
+    p.add_argument("--out", type=Path, help="where to write the file (default under var/raw)")
+    p.add_argument("--no-import", action="store_true", help="only write the file")
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("import", help="load a CSV or Parquet file into the warehouse")
+    p.add_argument("kind", choices=["transactions"])
+    p.add_argument("file", type=Path)
+    p.add_argument(
+        "--map",
+        action="append",
+        metavar="canonical=source",
+        help="map a canonical column to the file's column, e.g. --map transaction_id=TX_ID",
+    )
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("dbtgen", help="write the dbt feature models from skewless/features.py")
+    p.add_argument("--check", action="store_true", help="fail if they are out of date")
+    p.set_defaults(func=cmd_dbtgen)
+
+    p = sub.add_parser("build", help="dbt build of the features, then feast apply")
+    p.add_argument("--as-of", type=_timestamp, help="batch cutoff (default: after the last day)")
+    p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("dbt", help="run a dbt command with the configured warehouse")
+    p.add_argument("--as-of", type=_timestamp)
+    p.add_argument("dbt_args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_dbt)
+
+    p = sub.add_parser("materialize", help="load the latest features into Redis")
+    p.add_argument("--start", type=_timestamp, help="default: incremental from the last run")
+    p.add_argument("--end", type=_timestamp, help="default: the cutoff after the last event")
+    p.set_defaults(func=cmd_materialize)
+
+    p = sub.add_parser("redis", help="the private Redis server under var/redis")
+    p.add_argument("action", choices=["start", "stop", "status"])
+    p.set_defaults(func=cmd_redis)
+
+    p = sub.add_parser("config", help="print the effective configuration")
+    p.add_argument("--shell", action="store_true", help="as export lines for a shell")
+    p.set_defaults(func=cmd_config)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except settings.SettingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,271 @@
+"""The one feature declaration.
+
+Every windowed feature is declared here once. Three things follow from it:
+
+1. the dbt models that compute the offline truth (``skewless.dbtgen`` writes them),
+2. the Feast feature views and feature services (``feature_repo/`` reads this module),
+3. the online computation of the sidecar (``skewless.evaluate``).
+
+Window semantics: a feature evaluated at time t over window w covers the entity's events with
+``event_timestamp`` in [t - w, t), strictly before t. Label-based aggregations only count events whose
+``label_timestamp`` <= t. Adding a window is a one-line change: add it to a group's ``windows``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from enum import StrEnum
+
+WINDOWS: dict[str, timedelta] = {
+    "1h": timedelta(hours=1),
+    "1d": timedelta(days=1),
+    "7d": timedelta(days=7),
+    "30d": timedelta(days=30),
+    "90d": timedelta(days=90),
+}
+
+
+class Agg(StrEnum):
+    COUNT = "count"  # number of events
+    SUM = "sum"  # sum of a column (0 when empty)
+    AVG = "avg"  # mean of a column (null when empty)
+    COUNT_DISTINCT = "count_distinct"  # distinct values of a column
+    LABELED_RATE = "labeled_rate"  # mean of a 0/1 label over events whose label is known at t
+    SECONDS_SINCE_LAST = "seconds_since_last"  # t minus the latest event before t (null if none)
+
+
+class Grain(StrEnum):
+    # One row per event (the state just before it) plus one snapshot row per entity at the cutoff.
+    TRANSACTION = "transaction"
+    # One row per entity and day, at midnight UTC, from the day after its first event to the cutoff.
+    DAILY = "daily"
+
+
+@dataclass(frozen=True)
+class Entity:
+    name: str
+    join_key: str
+    description: str
+
+
+CUSTOMER = Entity("customer", "customer_id", "A card holder (one card per customer).")
+MERCHANT = Entity("merchant", "merchant_id", "A merchant terminal where cards are used.")
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    """One aggregation of one column, evaluated over each of the group's windows."""
+
+    name: str  # feature name stem; the window is appended: customer_tx_count_1h
+    agg: Agg
+    column: str | None = None
+    description: str = ""
+
+    @property
+    def dtype(self) -> str:
+        return "int64" if self.agg in (Agg.COUNT, Agg.COUNT_DISTINCT) else "float64"
+
+    @property
+    def windowed(self) -> bool:
+        return self.agg is not Agg.SECONDS_SINCE_LAST
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """A feature derived from two others of the same group: numerator / denominator * scale."""
+
+    name: str
+    numerator: str
+    denominator: str
+    scale: float = 1.0
+    description: str = ""
+    dtype: str = "float64"
+
+
+@dataclass(frozen=True)
+class Feature:
+    name: str
+    dtype: str
+    description: str
+
+
+@dataclass(frozen=True)
+class FeatureGroup:
+    """Features of one entity at one grain: one dbt model, one Feast feature view."""
+
+    name: str
+    entity: Entity
+    grain: Grain
+    windows: tuple[str, ...]
+    aggregates: tuple[Aggregate, ...]
+    ratios: tuple[Ratio, ...] = ()
+    description: str = ""
+    tags: dict[str, str] = field(default_factory=dict)
+
+    def feature_name(self, aggregate: Aggregate, window: str | None) -> str:
+        return f"{aggregate.name}_{window}" if window else aggregate.name
+
+    def window_features(self) -> list[tuple[Aggregate, str | None, str]]:
+        """(aggregate, window or None, feature name) for every computed feature, in order."""
+        out = []
+        for aggregate in self.aggregates:
+            windows = self.windows if aggregate.windowed else (None,)
+            out.extend((aggregate, w, self.feature_name(aggregate, w)) for w in windows)
+        return out
+
+    @property
+    def features(self) -> list[Feature]:
+        out = [Feature(name, a.dtype, _describe(a, w)) for a, w, name in self.window_features()]
+        out.extend(Feature(r.name, r.dtype, r.description) for r in self.ratios)
+        return out
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+
+def _describe(aggregate: Aggregate, window: str | None) -> str:
+    scope = f"over the {window} before t" if window else "before t"
+    return f"{aggregate.description} {scope}".strip()
+
+
+CUSTOMER_TRANSACTION_WINDOWS = FeatureGroup(
+    name="customer_transaction_windows",
+    entity=CUSTOMER,
+    grain=Grain.TRANSACTION,
+    windows=("1h", "1d", "7d", "30d"),
+    aggregates=(
+        Aggregate(
+            "customer_tx_count", Agg.COUNT, description="Number of the customer's transactions"
+        ),
+        Aggregate("customer_amount_sum", Agg.SUM, "amount", "Total amount spent by the customer"),
+        Aggregate(
+            "customer_amount_avg", Agg.AVG, "amount", "Mean amount of the customer's transactions"
+        ),
+        Aggregate(
+            "customer_merchant_distinct",
+            Agg.COUNT_DISTINCT,
+            "merchant_id",
+            "Distinct merchants the customer paid",
+        ),
+        Aggregate(
+            "customer_seconds_since_last_tx",
+            Agg.SECONDS_SINCE_LAST,
+            description="Seconds since the customer's previous transaction",
+        ),
+    ),
+    description="Customer spending windows just before each transaction (fraud features).",
+)
+
+MERCHANT_TRANSACTION_WINDOWS = FeatureGroup(
+    name="merchant_transaction_windows",
+    entity=MERCHANT,
+    grain=Grain.TRANSACTION,
+    windows=("1d", "7d", "30d"),
+    aggregates=(
+        Aggregate(
+            "merchant_tx_count", Agg.COUNT, description="Number of the merchant's transactions"
+        ),
+        Aggregate(
+            "merchant_fraud_rate",
+            Agg.LABELED_RATE,
+            "is_fraud",
+            "Fraud rate among the merchant's transactions whose label was known at t",
+        ),
+    ),
+    description="Merchant volume and known fraud risk just before each transaction (label delay).",
+)
+
+CUSTOMER_DAILY_ACTIVITY = FeatureGroup(
+    name="customer_daily_activity",
+    entity=CUSTOMER,
+    grain=Grain.DAILY,
+    windows=("30d", "90d"),
+    aggregates=(
+        Aggregate("customer_daily_tx_count", Agg.COUNT, description="Number of transactions"),
+        Aggregate("customer_daily_amount_sum", Agg.SUM, "amount", "Total amount spent"),
+        Aggregate(
+            "customer_daily_seconds_since_last_tx",
+            Agg.SECONDS_SINCE_LAST,
+            description="Seconds since the customer's latest transaction",
+        ),
+    ),
+    ratios=(
+        Ratio(
+            "customer_daily_tx_trend",
+            numerator="customer_daily_tx_count_30d",
+            denominator="customer_daily_tx_count_90d",
+            scale=3.0,
+            description="30-day transaction rate relative to the 90-day rate (1 = steady)",
+        ),
+    ),
+    description="Customer activity per day at midnight UTC (churn features).",
+)
+
+GROUPS: tuple[FeatureGroup, ...] = (
+    CUSTOMER_TRANSACTION_WINDOWS,
+    MERCHANT_TRANSACTION_WINDOWS,
+    CUSTOMER_DAILY_ACTIVITY,
+)
+
+
+@dataclass(frozen=True)
+class FeatureService:
+    """The features one model version consumes; its name is the registered model's name."""
+
+    name: str
+    model_name: str
+    groups: tuple[FeatureGroup, ...]
+    description: str
+
+
+FEATURE_SERVICES: tuple[FeatureService, ...] = (
+    FeatureService(
+        "fraud_v1",
+        "fraud",
+        (CUSTOMER_TRANSACTION_WINDOWS, MERCHANT_TRANSACTION_WINDOWS),
+        "Fraud at authorization: customer and merchant windows.",
+    ),
+    FeatureService(
+        "churn_v1", "churn_30d", (CUSTOMER_DAILY_ACTIVITY,), "Churn in the next 30 days."
+    ),
+)
+
+# Request-time features: computed from the request itself (see request_features()).
+REQUEST_FEATURES: tuple[Feature, ...] = (
+    Feature("amount", "float64", "Amount of the scored transaction"),
+    Feature("amount_to_avg_7d", "float64", "Amount divided by the customer's 7-day mean amount"),
+    Feature("hour_of_day", "int64", "Hour of the transaction, UTC"),
+    Feature("is_weekend", "int64", "1 if the transaction falls on Saturday or Sunday, UTC"),
+)
+
+
+def request_features(amount: float, event_timestamp, customer_amount_avg_7d: float | None) -> dict:
+    """The one function deriving request-time features, used by training and serving alike."""
+    if customer_amount_avg_7d is None or customer_amount_avg_7d != customer_amount_avg_7d:
+        ratio = None
+    else:
+        ratio = amount / customer_amount_avg_7d if customer_amount_avg_7d > 0 else None
+    return {
+        "amount": float(amount),
+        "amount_to_avg_7d": ratio,
+        "hour_of_day": event_timestamp.hour,
+        "is_weekend": int(event_timestamp.weekday() >= 5),
+    }
+
+
+def group(name: str) -> FeatureGroup:
+    for g in GROUPS:
+        if g.name == name:
+            return g
+    raise KeyError(f"unknown feature group {name!r}; known: {[g.name for g in GROUPS]}")
+
+
+def window_length(window: str) -> timedelta:
+    try:
+        return WINDOWS[window]
+    except KeyError:
+        raise KeyError(
+            f"unknown window {window!r}; declare it in WINDOWS: {list(WINDOWS)}"
+        ) from None

@@ -1,0 +1,110 @@
+"""Runs the feature pipeline's tools (dbt, Feast) against the configured warehouse, Redis and var/.
+
+dbt and `feast apply` run as subprocesses with the environment built here, so the same settings reach
+the dbt profile (``env_var``) and ``feature_store.yaml`` (``${VAR}``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+from skewless import dbtgen, redis_server
+from skewless.settings import Settings
+
+
+class StepFailed(RuntimeError):
+    """A pipeline tool exited non-zero; the message carries the tail of its output."""
+
+
+def tool_env(cfg: Settings, redis_url: str | None = None) -> dict[str, str]:
+    """Environment for dbt and Feast: paths from settings, caches and logs under var/."""
+    env = dict(os.environ)
+    env.update(
+        {
+            "SKEWLESS_VAR_DIR": str(cfg.var_dir),
+            "SKEWLESS_WAREHOUSE": str(cfg.warehouse_path),
+            "SKEWLESS_FEATURE_DIR": str(cfg.feature_export_dir),
+            "SKEWLESS_FEAST_REGISTRY": str(cfg.feast_registry),
+            "DO_NOT_TRACK": "1",
+            "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
+            "DBT_TARGET_PATH": str(cfg.var_dir / "dbt" / "target"),
+            "DBT_LOG_PATH": str(cfg.var_dir / "dbt" / "logs"),
+            "DBT_PROFILES_DIR": str(cfg.dbt_profiles_dir),
+            "FEAST_USAGE": "False",
+        }
+    )
+    env["SKEWLESS_FEAST_REDIS"] = redis_server.feast_connection_string(
+        redis_url or "redis://127.0.0.1:6379/0"
+    )
+    return env
+
+
+def _run(cmd: list[str], env: dict[str, str], cwd: Path, what: str) -> str:
+    started = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True)
+    output = proc.stdout + proc.stderr
+    if proc.returncode != 0:
+        tail = "\n".join(output.strip().splitlines()[-40:])
+        raise StepFailed(f"{what} failed (exit {proc.returncode}):\n{tail}")
+    print(f"{what}: ok in {time.perf_counter() - started:.1f}s", file=sys.stderr)
+    return output
+
+
+def _bin(name: str) -> str:
+    return str(Path(sys.executable).parent / name)
+
+
+def dbt(cfg: Settings, args: list[str], *, as_of: datetime | None = None) -> str:
+    """Runs a dbt command (build, test, ls …) on the project with the configured warehouse."""
+    dbt_vars = {"label_delay_seconds": int(cfg.label_delay.total_seconds())}
+    if as_of is not None:
+        dbt_vars["features_as_of"] = as_of.strftime("%Y-%m-%d %H:%M:%S")
+    cfg.feature_export_dir.mkdir(parents=True, exist_ok=True)
+    cmd = [_bin("dbt"), *args, "--project-dir", str(cfg.dbt_project_dir)]
+    cmd += ["--vars", json.dumps(dbt_vars)]
+    return _run(cmd, tool_env(cfg), cfg.dbt_project_dir, f"dbt {' '.join(args)}")
+
+
+def feast_apply(cfg: Settings, redis_url: str) -> str:
+    cfg.feast_registry.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [_bin("feast"), "--chdir", str(cfg.feast_repo), "apply"]
+    return _run(cmd, tool_env(cfg, redis_url), cfg.feast_repo, "feast apply")
+
+
+def build(cfg: Settings, *, as_of: datetime | None = None, redis_url: str | None = None) -> None:
+    """dbt build of the features, then `feast apply`. Materialization stays a separate step."""
+    out_of_date = dbtgen.stale(cfg.dbt_project_dir)
+    if out_of_date:
+        names = ", ".join(str(p.relative_to(cfg.dbt_project_dir)) for p in out_of_date)
+        raise StepFailed(f"dbt models differ from skewless/features.py ({names}): run `skewless dbtgen`")
+    dbt(cfg, ["build"], as_of=as_of)
+    url = redis_url or redis_server.resolve_url(cfg.redis_url, cfg.redis_dir)
+    feast_apply(cfg, url)
+
+
+def feature_store(cfg: Settings, redis_url: str):
+    """An in-process Feast FeatureStore over the same repo and settings (imports feast lazily)."""
+    os.environ.update(tool_env(cfg, redis_url))
+    from feast import FeatureStore
+
+    return FeatureStore(repo_path=str(cfg.feast_repo))
+
+
+def materialize(
+    cfg: Settings, *, end: datetime, start: datetime | None = None, redis_url: str | None = None
+) -> dict:
+    """Loads the latest feature row per entity with event time in [start, end] into Redis."""
+    url = redis_url or redis_server.resolve_url(cfg.redis_url, cfg.redis_dir)
+    store = feature_store(cfg, url)
+    started = time.perf_counter()
+    if start is None:
+        store.materialize_incremental(end_date=end)
+    else:
+        store.materialize(start_date=start, end_date=end)
+    return {"redis_url": url, "end": end.isoformat(), "seconds": time.perf_counter() - started}

@@ -184,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_dbt)
 
     p = sub.add_parser("materialize", help="load the latest features into Redis")
-    p.add_argument("--start", type=_timestamp, help="default: incremental from the last run")
+    p.add_argument("--start", type=_timestamp, help="default: all rows up to --end")
     p.add_argument("--end", type=_timestamp, help="default: the cutoff after the last event")
     p.set_defaults(func=cmd_materialize)
 

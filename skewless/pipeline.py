@@ -11,7 +11,7 @@ import os
 import subprocess
 import sys
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from skewless import dbtgen, redis_server
@@ -82,29 +82,51 @@ def build(cfg: Settings, *, as_of: datetime | None = None, redis_url: str | None
     out_of_date = dbtgen.stale(cfg.dbt_project_dir)
     if out_of_date:
         names = ", ".join(str(p.relative_to(cfg.dbt_project_dir)) for p in out_of_date)
-        raise StepFailed(f"dbt models differ from skewless/features.py ({names}): run `skewless dbtgen`")
+        raise StepFailed(
+            f"dbt models differ from skewless/features.py ({names}): run `skewless dbtgen`"
+        )
     dbt(cfg, ["build"], as_of=as_of)
     url = redis_url or redis_server.resolve_url(cfg.redis_url, cfg.redis_dir)
     feast_apply(cfg, url)
 
 
 def feature_store(cfg: Settings, redis_url: str):
-    """An in-process Feast FeatureStore over the same repo and settings (imports feast lazily)."""
-    os.environ.update(tool_env(cfg, redis_url))
+    """An in-process Feast FeatureStore over the same repo and settings (imports feast lazily).
+
+    feature_store.yaml's ${VARS} are resolved while the store is built; the environment of the
+    calling process is restored afterwards.
+    """
     from feast import FeatureStore
 
-    return FeatureStore(repo_path=str(cfg.feast_repo))
+    saved = dict(os.environ)
+    os.environ.update(tool_env(cfg, redis_url))
+    try:
+        return FeatureStore(repo_path=str(cfg.feast_repo))
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def materialize(
     cfg: Settings, *, end: datetime, start: datetime | None = None, redis_url: str | None = None
 ) -> dict:
-    """Loads the latest feature row per entity with event time in [start, end] into Redis."""
+    """Loads the latest feature row per entity with event time in [start, end] into Redis.
+
+    Without ``start`` every row up to ``end`` is considered (Feast's incremental mode would start a
+    year before the wall clock, which misses historical data). Naive times are UTC.
+    """
     url = redis_url or redis_server.resolve_url(cfg.redis_url, cfg.redis_dir)
     store = feature_store(cfg, url)
     started = time.perf_counter()
-    if start is None:
-        store.materialize_incremental(end_date=end)
-    else:
-        store.materialize(start_date=start, end_date=end)
-    return {"redis_url": url, "end": end.isoformat(), "seconds": time.perf_counter() - started}
+    start = start or datetime(1970, 1, 1)
+    store.materialize(start_date=_utc(start), end_date=_utc(end))
+    return {
+        "redis_url": url,
+        "start": start.isoformat(),
+        "end": end.isoformat(),
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

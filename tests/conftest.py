@@ -14,3 +14,14 @@ def var_dir(tmp_path, monkeypatch):
     for name in ("SKEWLESS_WAREHOUSE", "SKEWLESS_FEATURE_DIR", "SKEWLESS_FEAST_REGISTRY"):
         monkeypatch.delenv(name, raising=False)
     return path
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory):
+    """A real redis-server process on loopback for the whole test session, stopped at the end."""
+    from skewless import redis_server
+
+    directory = tmp_path_factory.mktemp("redis")
+    server = redis_server.start(directory)
+    yield server.url
+    redis_server.stop(directory)

@@ -1,0 +1,36 @@
+"""Helpers shared by the tests that hold the dbt SQL and the Python evaluator equal."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+
+from skewless.evaluate import evaluate
+from skewless.features import FeatureGroup
+
+
+def same(a, b, rel: float = 1e-9) -> bool:
+    """Equal, with the skew report's tolerance for floats; None and NaN both mean 'no value'."""
+    a_missing = a is None or (isinstance(a, float) and math.isnan(a))
+    b_missing = b is None or (isinstance(b, float) and math.isnan(b))
+    if a_missing or b_missing:
+        return a_missing and b_missing
+    return math.isclose(a, b, rel_tol=rel, abs_tol=1e-9)
+
+
+def mismatches(group: FeatureGroup, rows: list[dict], events: list[dict]) -> list[str]:
+    """Every feature value in ``rows`` (output of the group's dbt model) that the evaluator,
+    run on the same ``events`` (staged transactions), computes differently."""
+    key = group.entity.join_key
+    by_entity = defaultdict(list)
+    for event in events:
+        by_entity[event[key]].append(event)
+    out = []
+    for row in rows:
+        expected = evaluate(group, by_entity[row[key]], row["event_timestamp"])
+        for name, value in expected.items():
+            if not same(row[name], value):
+                out.append(
+                    f"{key}={row[key]} t={row['event_timestamp']} {name}: sql={row[name]!r} python={value!r}"
+                )
+    return out

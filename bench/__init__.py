@@ -1,0 +1,1 @@
+"""Benchmark drivers for the numbers of DESIGN section 7 (`make bench`)."""

@@ -1,0 +1,67 @@
+"""The feature declaration: well formed, and the committed dbt models follow from it."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime, timedelta
+
+from skewless import dbtgen, settings
+from skewless.features import (
+    CUSTOMER_TRANSACTION_WINDOWS,
+    FEATURE_SERVICES,
+    GROUPS,
+    WINDOWS,
+    request_features,
+)
+
+
+def test_feature_names_are_unique_and_windows_declared():
+    names = [f.name for g in GROUPS for f in g.features]
+    assert len(names) == len(set(names))
+    assert all(w in WINDOWS for g in GROUPS for w in g.windows)
+    assert {s.name for s in FEATURE_SERVICES} >= {"fraud_v1", "churn_v1"}
+
+
+def test_committed_dbt_models_match_the_declaration():
+    assert dbtgen.stale(settings.load().dbt_project_dir) == []
+
+
+def test_dbtgen_writes_then_reports_nothing_to_do(tmp_path):
+    project = tmp_path / "dbt_project"
+    assert dbtgen.write(project)  # the first write creates every file
+    assert dbtgen.write(project) == []
+    assert dbtgen.stale(project) == []
+
+
+def test_adding_a_window_is_a_one_line_change(monkeypatch):
+    from tests.featurecheck import mismatches
+    from tests.skewless.test_feature_equivalence import BASE, _raw, _staged, run_model
+
+    monkeypatch.setitem(WINDOWS, "2h", timedelta(hours=2))
+    extended = replace(
+        CUSTOMER_TRANSACTION_WINDOWS, windows=(*CUSTOMER_TRANSACTION_WINDOWS.windows, "2h")
+    )
+    assert "customer_tx_count_2h" in extended.feature_names
+    assert "customer_merchant_distinct_2h" in dbtgen.render_group(extended)
+    events = _staged(
+        [
+            _raw("c1", "m1", timedelta(minutes=m), is_fraud=0, label_delay=timedelta(0))
+            for m in (0, 70, 120, 125)
+        ]
+    )
+    rows = run_model(extended, events, BASE + timedelta(days=1))
+    assert [r["customer_tx_count_2h"] for r in rows if r["transaction_id"]] == [0, 1, 2, 2]
+    assert mismatches(extended, rows, events) == []
+
+
+def test_request_features():
+    saturday_3am = datetime(2025, 3, 1, 3, 15)
+    assert request_features(50.0, saturday_3am, 25.0) == {
+        "amount": 50.0,
+        "amount_to_avg_7d": 2.0,
+        "hour_of_day": 3,
+        "is_weekend": 1,
+    }
+    assert request_features(50.0, saturday_3am, None)["amount_to_avg_7d"] is None
+    assert request_features(50.0, saturday_3am, float("nan"))["amount_to_avg_7d"] is None
+    assert request_features(50.0, datetime(2025, 3, 3), 0.0)["is_weekend"] == 0

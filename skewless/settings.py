@@ -44,6 +44,11 @@ class Settings:
     feast_registry: Path
     dbt_project_dir: Path
     label_delay: timedelta
+    mlflow_tracking_uri: str
+    mlflow_artifact_root: Path
+    airflow_home: Path
+    drop_dir: Path  # files landed here are ingested by the `ingest` DAG
+    model_config: Path
 
     @property
     def dbt_profiles_dir(self) -> Path:
@@ -68,4 +73,12 @@ def load() -> Settings:
         feast_registry=_env_path("SKEWLESS_FEAST_REGISTRY", var_dir / "feast" / "registry.db"),
         dbt_project_dir=PROJECT_ROOT / "dbt_project",
         label_delay=timedelta(days=label_delay_days),
+        mlflow_tracking_uri=os.environ.get("MLFLOW_TRACKING_URI")
+        or f"sqlite:///{var_dir / 'mlflow' / 'mlflow.db'}",
+        mlflow_artifact_root=_env_path(
+            "SKEWLESS_MLFLOW_ARTIFACTS", var_dir / "mlflow" / "artifacts"
+        ),
+        airflow_home=_env_path("AIRFLOW_HOME", var_dir / "airflow"),
+        drop_dir=_env_path("SKEWLESS_DROP_DIR", var_dir / "drop"),
+        model_config=_env_path("SKEWLESS_MODEL_CONFIG", PROJECT_ROOT / "models" / "config.yaml"),
     )

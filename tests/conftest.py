@@ -2,7 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+
 import pytest
+
+# Environment variables that place skewless state; tests point them at temporary directories.
+PLACEMENT_VARS = (
+    "SKEWLESS_WAREHOUSE",
+    "SKEWLESS_FEATURE_DIR",
+    "SKEWLESS_FEAST_REGISTRY",
+    "SKEWLESS_DROP_DIR",
+    "SKEWLESS_MLFLOW_ARTIFACTS",
+    "MLFLOW_TRACKING_URI",
+    "AIRFLOW_HOME",
+    "REDIS_URL",
+)
 
 
 @pytest.fixture
@@ -11,7 +27,7 @@ def var_dir(tmp_path, monkeypatch):
     path = tmp_path / "var"
     path.mkdir()
     monkeypatch.setenv("SKEWLESS_VAR_DIR", str(path))
-    for name in ("SKEWLESS_WAREHOUSE", "SKEWLESS_FEATURE_DIR", "SKEWLESS_FEAST_REGISTRY"):
+    for name in PLACEMENT_VARS:
         monkeypatch.delenv(name, raising=False)
     return path
 
@@ -25,3 +41,44 @@ def redis_url(tmp_path_factory):
     server = redis_server.start(directory)
     yield server.url
     redis_server.stop(directory)
+
+
+@dataclass(frozen=True)
+class BuiltPipeline:
+    """A simulated warehouse after `dbt build` and `feast apply` (not materialized)."""
+
+    var_dir: Path
+    cutoff: datetime  # the dbt cutoff: midnight after the last event
+    first_day: date
+    days: int
+
+    def env(self, mp: pytest.MonkeyPatch) -> None:
+        """Points skewless at this pipeline's var/ (use on a MonkeyPatch)."""
+        mp.setenv("SKEWLESS_VAR_DIR", str(self.var_dir))
+        for name in PLACEMENT_VARS:
+            mp.delenv(name, raising=False)
+
+
+@pytest.fixture(scope="session")
+def built_pipeline(tmp_path_factory, redis_url) -> BuiltPipeline:
+    """Shared, read-only for tests: 150 customers x 45 days through the real dbt build and feast
+    apply. Tests that write must copy ``var_dir`` first (shutil.copytree)."""
+    from skewless import importer, pipeline, settings, simulate, warehouse
+
+    var_dir = tmp_path_factory.mktemp("built") / "var"
+    first_day, days = date(2025, 3, 1), 45
+    built = BuiltPipeline(var_dir, datetime(2025, 4, 15), first_day, days)
+    with pytest.MonkeyPatch.context() as mp:
+        built.env(mp)
+        cfg = settings.load()
+        frame = simulate.generate(customers=150, days=days, seed=7, start=first_day)
+        path = simulate.write(frame, var_dir / "raw" / "transactions.parquet")
+        assert importer.import_transactions(path)["rows_loaded"] == len(frame)
+        pipeline.build(cfg, redis_url=redis_url)
+        con = warehouse.connect(cfg.warehouse_path, read_only=True)
+        (cutoff,) = con.execute(
+            "select max(event_timestamp) from customer_transaction_windows"
+        ).fetchone()
+        con.close()
+    assert cutoff == built.cutoff
+    return built

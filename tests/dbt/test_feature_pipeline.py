@@ -8,12 +8,11 @@
 from __future__ import annotations
 
 import random
-from datetime import date
 
 import pandas as pd
 import pytest
 
-from skewless import importer, pipeline, settings, simulate, warehouse
+from skewless import pipeline, settings, warehouse
 from skewless.features import GROUPS, Grain, group
 from tests.featurecheck import mismatches, same
 
@@ -21,19 +20,10 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory, redis_url):
-    var_dir = tmp_path_factory.mktemp("var")
+def built(built_pipeline, redis_url):
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SKEWLESS_VAR_DIR", str(var_dir))
-        for name in ("SKEWLESS_WAREHOUSE", "SKEWLESS_FEATURE_DIR", "SKEWLESS_FEAST_REGISTRY"):
-            mp.delenv(name, raising=False)
-        mp.delenv("REDIS_URL", raising=False)
+        built_pipeline.env(mp)
         cfg = settings.load()
-        frame = simulate.generate(customers=150, days=45, seed=7, start=date(2025, 3, 1))
-        path = simulate.write(frame, var_dir / "raw" / "transactions.parquet")
-        summary = importer.import_transactions(path)
-        assert summary["rows_loaded"] == len(frame)
-        pipeline.build(cfg, redis_url=redis_url)
         con = warehouse.connect(cfg.warehouse_path, read_only=True)
         tables = {
             name: con.execute(f"select * from {name}").fetchdf()
@@ -41,8 +31,8 @@ def built(tmp_path_factory, redis_url):
             + ["stg_raw__transactions", "fraud_training_set", "churn_training_set"]
         }
         con.close()
-        cutoff = tables["customer_transaction_windows"]["event_timestamp"].max()
-        pipeline.materialize(cfg, end=cutoff.to_pydatetime(), redis_url=redis_url)
+        cutoff = pd.Timestamp(built_pipeline.cutoff)
+        pipeline.materialize(cfg, end=built_pipeline.cutoff, redis_url=redis_url)
         store = pipeline.feature_store(cfg, redis_url)
         yield {"cfg": cfg, "tables": tables, "store": store, "cutoff": cutoff}
 

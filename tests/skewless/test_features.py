@@ -12,7 +12,9 @@ from skewless.features import (
     GROUPS,
     WINDOWS,
     request_features,
+    request_features_frame,
 )
+from tests.featurecheck import same
 
 
 def test_feature_names_are_unique_and_windows_declared():
@@ -65,3 +67,31 @@ def test_request_features():
     assert request_features(50.0, saturday_3am, None)["amount_to_avg_7d"] is None
     assert request_features(50.0, saturday_3am, float("nan"))["amount_to_avg_7d"] is None
     assert request_features(50.0, datetime(2025, 3, 3), 0.0)["is_weekend"] == 0
+
+
+def test_request_features_frame_equals_the_row_function():
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    n = 500
+    frame = pd.DataFrame(
+        {
+            "amount": rng.uniform(0, 500, n).round(2),
+            "event_timestamp": pd.Timestamp("2025-01-01")
+            + pd.to_timedelta(rng.integers(0, 30 * 86400, n), unit="s"),
+            "avg": np.where(rng.random(n) < 0.2, np.nan, rng.uniform(0, 100, n).round(2)),
+        }
+    )
+    frame.loc[::50, "avg"] = 0.0
+    columns = request_features_frame(frame["amount"], frame["event_timestamp"], frame["avg"])
+    for i, row in frame.iterrows():
+        avg = None if np.isnan(row["avg"]) else row["avg"]
+        expected = request_features(row["amount"], row["event_timestamp"].to_pydatetime(), avg)
+        got = columns.loc[i].to_dict()
+        assert same(got["amount_to_avg_7d"], expected["amount_to_avg_7d"])
+        assert (got["amount"], got["hour_of_day"], got["is_weekend"]) == (
+            expected["amount"],
+            expected["hour_of_day"],
+            expected["is_weekend"],
+        )

@@ -31,12 +31,8 @@ CSV_MAP += ("merchant_id=TERMINAL_ID", "amount=TX_AMOUNT", "is_fraud=TX_FRAUD")
 DBT_TARGET, PIPELINE_TARGET, MATERIALIZE_TARGET, MATERIALIZE_TARGET_ROWS = 30, 300, 60, 1_000_000
 PIPELINE_STEPS = ("simulate", "import", "dbt_build", "feast_apply", "materialize")
 # Settings that would point the bench at someone else's warehouse, registry or Redis.
-_FOREIGN_ENV = (
-    "SKEWLESS_WAREHOUSE",
-    "SKEWLESS_FEATURE_DIR",
-    "SKEWLESS_FEAST_REGISTRY",
-    "REDIS_URL",
-)
+FOREIGN_ENV = ("SKEWLESS_WAREHOUSE", "SKEWLESS_FEATURE_DIR", "SKEWLESS_FEAST_REGISTRY")
+FOREIGN_ENV += ("REDIS_URL",)
 
 
 def _children_cpu() -> float:
@@ -55,33 +51,31 @@ def timed(fn, *args, **kwargs):
     }
 
 
-def record(report: dict, step: str, timing: dict) -> dict:
+def record(report: dict, step: str, timing: dict) -> None:
     """Adds one run of a step; the step keeps the numbers of its fastest run."""
     best = report["steps"].get(step)
     runs = (best or {}).get("runs_seconds", []) + [timing["seconds"]]
     if best is None or timing["seconds"] < best["seconds"]:
         best = timing
     report["steps"][step] = {**best, "runs_seconds": runs}
-    return timing
-
-
-def _version(dist: str) -> str | None:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return None
 
 
 def machine() -> dict:
-    dists = ("duckdb", "dbt-core", "dbt-duckdb", "feast", "pandas", "redis")
+    versions = {}
+    for dist in ("duckdb", "dbt-core", "dbt-duckdb", "feast", "pandas", "redis"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[dist] = None
     return {
         "nproc": len(os.sched_getaffinity(0)),
         "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
         "platform": platform.platform(),
         "python": platform.python_version(),
+        "loadavg_at_start": os.getloadavg(),  # other work on the machine skews the timings
         # Without cached bytecode every dbt / feast process compiles its imports (seconds each).
         "PYTHONDONTWRITEBYTECODE": os.environ.get("PYTHONDONTWRITEBYTECODE"),
-        "versions": {dist: _version(dist) for dist in dists},
+        "versions": versions,
     }
 
 
@@ -105,49 +99,44 @@ def simulate_and_import(cfg, args, report: dict) -> None:
     record(report, "simulate", timing)
     report["counts"]["transactions"] = len(frame)
 
-    mapping = importer.parse_mapping(CSV_MAP)
+    mapping = importer.parse_mapping(list(CSV_MAP))
     csv = cfg.var_dir / "raw" / "transactions_renamed.csv"
     select = ", ".join(f'"{c}" AS "{mapping.get(c, c)}"' for c in frame.columns)
-    con = duckdb.connect()
-    con.register("frame", frame)
-    _, timing = timed(con.execute, f"COPY (SELECT {select} FROM frame) TO '{csv}' (HEADER)")
-    con.close()
-    del frame
+    target = str(csv).replace("'", "''")
+    with duckdb.connect() as con:
+        con.register("frame", frame)
+        _, timing = timed(con.execute, f"COPY (SELECT {select} FROM frame) TO '{target}' (HEADER)")
     record(report, "csv_write", timing)
 
     summary, timing = timed(importer.import_transactions, csv, mapping)
-    timing["rows_per_second"] = round(summary["rows_read"] / timing["seconds"])
     timing.update({k: summary[k] for k in ("rows_read", "rows_loaded", "rows_quarantined")})
+    timing["rows_per_second"] = round(summary["rows_read"] / timing["seconds"])
     record(report, "import", timing)
     if summary["rows_quarantined"]:
         print(f"warning: import quarantined rows: {summary['quarantine_reasons']}", file=sys.stderr)
 
 
 def dbt_build(cfg, report: dict) -> dict:
-    """Times `dbt build`; returns each model's relation name."""
+    """Times `dbt build`, with dbt's own timings; returns each model's relation name."""
     from skewless import pipeline
 
     _, timing = timed(pipeline.dbt, cfg, ["build"])
     results = json.loads((cfg.var_dir / "dbt" / "target" / "run_results.json").read_text())
-    nodes = results["results"]
-    models = [r for r in nodes if r["unique_id"].startswith("model.")]
-    tests = [r for r in nodes if r["unique_id"].startswith("test.")]
-    slowest = max(tests, key=lambda r: r["execution_time"], default=None)
+    models = {
+        r["unique_id"].split(".")[-1]: r
+        for r in results["results"]
+        if r["unique_id"].startswith("model.")
+    }
+    tests = [r["execution_time"] for r in results["results"] if r["unique_id"].startswith("test.")]
     timing["dbt_elapsed_seconds"] = round(results["elapsed_time"], 3)
-    timing["models"] = {
-        r["unique_id"].split(".")[-1]: round(r["execution_time"], 3) for r in models
-    }
-    timing["tests"] = {
-        "count": len(tests),
-        "seconds_sum": round(sum(r["execution_time"] for r in tests), 3),
-        "slowest": slowest and [slowest["unique_id"], round(slowest["execution_time"], 3)],
-    }
+    timing["models"] = {name: round(r["execution_time"], 3) for name, r in models.items()}
+    timing["tests"] = {"count": len(tests), "seconds_sum": round(sum(tests), 3)}
     record(report, "dbt_build", timing)
-    return {r["unique_id"].split(".")[-1]: r["relation_name"] for r in models}
+    return {name: r["relation_name"] for name, r in models.items()}
 
 
 def feature_counts(cfg, relations: dict, report: dict) -> tuple[datetime, dict]:
-    """Row counts of the models, the cutoff and each feature view's entities up to it."""
+    """Counts the models' rows; returns the cutoff and each feature view's entities up to it."""
     from skewless import warehouse
     from skewless.features import GROUPS
 
@@ -177,13 +166,11 @@ def materialize(cfg, url: str, cutoff: datetime, entities: dict, report: dict) -
 
     from skewless import pipeline
 
-    client = redis.Redis.from_url(url)
-    try:
+    with redis.Redis.from_url(url) as client:
         client.flushdb()  # every repeat loads an empty Redis
-        cpu_before = client.info("cpu")
+        before = client.info("cpu")
         result, timing = timed(pipeline.materialize, cfg, end=cutoff, redis_url=url)
-        cpu, memory = client.info("cpu"), client.info("memory")
-        rows = sum(entities.values())
+        cpu, memory, rows = client.info("cpu"), client.info("memory"), sum(entities.values())
         timing.update(
             store_materialize_seconds=result["seconds"],  # without importing feast etc.
             cutoff=cutoff.isoformat(),
@@ -191,14 +178,12 @@ def materialize(cfg, url: str, cutoff: datetime, entities: dict, report: dict) -
             entity_rows_per_view=entities,
             rows_per_second=round(rows / timing["seconds"]),
             redis_cpu_seconds=round(
-                sum(cpu[k] - cpu_before[k] for k in ("used_cpu_user", "used_cpu_sys")), 3
+                sum(cpu[k] - before[k] for k in ("used_cpu_user", "used_cpu_sys")), 3
             ),
             redis_keys=client.dbsize(),
             redis_used_memory=memory["used_memory"],
             redis_used_memory_human=memory["used_memory_human"],
         )
-    finally:
-        client.close()
     record(report, "materialize", timing)
 
 
@@ -222,10 +207,14 @@ def print_table(report: dict) -> None:
     goals = report["targets"]
     rows = [("step", "seconds", "cpu s", "target", "ok")]
     for name, step in [*report["steps"].items(), ("pipeline", goals["pipeline"])]:
-        cpu = step.get("cpu_seconds", 0) + step.get("child_cpu_seconds", 0)
+        cpu = (
+            f"{step['cpu_seconds'] + step['child_cpu_seconds']:.2f}"
+            if "cpu_seconds" in step
+            else ""
+        )
         goal = goals.get(name, {})
         ok = {True: "yes", False: "NO"}.get(goal.get("ok"), "")
-        rows.append((name, f"{step['seconds']:.2f}", f"{cpu:.2f}", goal.get("target", ""), ok))
+        rows.append((name, f"{step['seconds']:.2f}", cpu, goal.get("target", ""), ok))
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     for i, row in enumerate(rows):
         print(" | ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
@@ -234,7 +223,7 @@ def print_table(report: dict) -> None:
 
 
 def run(args: argparse.Namespace) -> dict:
-    for name in _FOREIGN_ENV:
+    for name in FOREIGN_ENV:
         os.environ.pop(name, None)
     os.environ["SKEWLESS_VAR_DIR"] = str(RUN_DIR)
     from skewless import pipeline, redis_server, settings
@@ -243,12 +232,11 @@ def run(args: argparse.Namespace) -> dict:
     if redis_server.status(cfg.redis_dir):  # left running by an interrupted run
         redis_server.stop(cfg.redis_dir)
     shutil.rmtree(cfg.var_dir, ignore_errors=True)
-    parameters = {k: v for k, v in vars(args).items() if k not in ("out", "keep")}
     report = {
         "benchmark": "features",
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
-        "parameters": parameters,
+        "parameters": {k: v for k, v in vars(args).items() if k not in ("out", "keep")},
         "steps": {},
         "counts": {},
     }
@@ -258,8 +246,7 @@ def run(args: argparse.Namespace) -> dict:
         for _ in range(args.repeats):
             relations = dbt_build(cfg, report)
             cutoff, entities = feature_counts(cfg, relations, report)
-            _, timing = timed(pipeline.feast_apply, cfg, server.url)
-            record(report, "feast_apply", timing)
+            record(report, "feast_apply", timed(pipeline.feast_apply, cfg, server.url)[1])
             materialize(cfg, server.url, cutoff, entities, report)
     finally:
         redis_server.stop(cfg.redis_dir)
@@ -275,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--repeats", type=int, default=1, help="runs of dbt build..materialize")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="the JSON report")
-    parser.add_argument("--keep", action="store_true", help="keep the warehouse and files")
+    parser.add_argument("--keep", action="store_true", help=f"keep {RUN_DIR} after the run")
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be >= 1")

@@ -144,6 +144,20 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_airflow(args: argparse.Namespace) -> int:
+    import os
+
+    from skewless import orchestration
+
+    env = orchestration.prepare_airflow(settings.load())
+    airflow = str(Path(sys.executable).parent / "airflow")
+    if not args.airflow_args:
+        print("Airflow is ready: " + ", ".join(f"{k}={env[k]}" for k in ("AIRFLOW_HOME",)))
+        return 0
+    os.execve(airflow, [airflow, *args.airflow_args], env)
+    return 0  # pragma: no cover - execve does not return
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="skewless", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -191,6 +205,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("redis", help="the private Redis server under var/redis")
     p.add_argument("action", choices=["start", "stop", "status"])
     p.set_defaults(func=cmd_redis)
+
+    p = sub.add_parser(
+        "airflow", help="run the airflow CLI on the embedded setup (migrates, pools, dbt manifest)"
+    )
+    p.add_argument("airflow_args", nargs=argparse.REMAINDER, help="e.g. dags test ingest 2025-03-31")
+    p.set_defaults(func=cmd_airflow)
 
     p = sub.add_parser("config", help="print the effective configuration")
     p.add_argument("--shell", action="store_true", help="as export lines for a shell")

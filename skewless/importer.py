@@ -185,8 +185,14 @@ def import_transactions(
     *,
     warehouse: Path | None = None,
     now: datetime | None = None,
+    replace: bool = False,
 ) -> dict:
-    """Loads ``path`` into raw.transactions; returns a JSON-able summary of what went where."""
+    """Loads ``path`` into raw.transactions; returns a JSON-able summary of what went where.
+
+    ``replace``: first delete every row an earlier import of this same file loaded or quarantined,
+    in the same transaction, so that re-running an ingest rewrites its partition instead of
+    quarantining the whole file as duplicates.
+    """
     started = time.perf_counter()
     path = Path(path).expanduser().resolve()
     reader = _reader(path)
@@ -212,6 +218,9 @@ def import_transactions(
         con.execute("SET preserve_insertion_order = true")  # the default; row numbers rely on it
         con.execute("BEGIN TRANSACTION")
         try:
+            if replace:
+                for table in (schemas.TRANSACTIONS_TABLE, schemas.QUARANTINE_TABLE):
+                    con.execute(f"DELETE FROM {table} WHERE source_file = ?", [str(path)])
             con.execute(  # a streaming window: numbers the rows in file order
                 "CREATE TEMP TABLE _import_rows AS SELECT row_number() OVER () AS source_row,"
                 f" {', '.join(select)} FROM {reader}"

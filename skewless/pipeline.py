@@ -22,23 +22,24 @@ class StepFailed(RuntimeError):
     """A pipeline tool exited non-zero; the message carries the tail of its output."""
 
 
+def dbt_environment(cfg: Settings) -> dict[str, str]:
+    """The variables dbt's profile and project read (paths from settings, state under var/)."""
+    return {
+        "SKEWLESS_VAR_DIR": str(cfg.var_dir),
+        "SKEWLESS_WAREHOUSE": str(cfg.warehouse_path),
+        "SKEWLESS_FEATURE_DIR": str(cfg.feature_export_dir),
+        "SKEWLESS_FEAST_REGISTRY": str(cfg.feast_registry),
+        "DO_NOT_TRACK": "1",
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
+        "DBT_TARGET_PATH": str(cfg.var_dir / "dbt" / "target"),
+        "DBT_LOG_PATH": str(cfg.var_dir / "dbt" / "logs"),
+        "DBT_PROFILES_DIR": str(cfg.dbt_profiles_dir),
+    }
+
+
 def tool_env(cfg: Settings, redis_url: str | None = None) -> dict[str, str]:
-    """Environment for dbt and Feast: paths from settings, caches and logs under var/."""
-    env = dict(os.environ)
-    env.update(
-        {
-            "SKEWLESS_VAR_DIR": str(cfg.var_dir),
-            "SKEWLESS_WAREHOUSE": str(cfg.warehouse_path),
-            "SKEWLESS_FEATURE_DIR": str(cfg.feature_export_dir),
-            "SKEWLESS_FEAST_REGISTRY": str(cfg.feast_registry),
-            "DO_NOT_TRACK": "1",
-            "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
-            "DBT_TARGET_PATH": str(cfg.var_dir / "dbt" / "target"),
-            "DBT_LOG_PATH": str(cfg.var_dir / "dbt" / "logs"),
-            "DBT_PROFILES_DIR": str(cfg.dbt_profiles_dir),
-            "FEAST_USAGE": "False",
-        }
-    )
+    """Environment for dbt and Feast subprocesses: ours on top of the caller's."""
+    env = {**os.environ, **dbt_environment(cfg), "FEAST_USAGE": "False"}
     env["SKEWLESS_FEAST_REDIS"] = redis_server.feast_connection_string(
         redis_url or "redis://127.0.0.1:6379/0"
     )

@@ -307,3 +307,20 @@ def test_failed_import_writes_nothing(var_dir, tmp_path):
 
     summary = import_transactions(path, MAPPING, now=NOW)  # and the connection was released
     assert summary["rows_loaded"] == 2  # rows 1 and 2 of the first import are already loaded
+
+
+def test_replace_rewrites_the_files_partition(var_dir, tmp_path):
+    path = _write_csv(tmp_path / "day.csv")
+    first = import_transactions(path, MAPPING, now=NOW, replace=True)
+    snapshot = _query(var_dir, "select * exclude (loaded_at) from raw.transactions order by 1")
+    second = import_transactions(path, MAPPING, now=NOW, replace=True)
+    assert (second["rows_loaded"], second["rows_quarantined"]) == (
+        first["rows_loaded"],
+        first["rows_quarantined"],
+    )
+    assert (
+        _query(var_dir, "select * exclude (loaded_at) from raw.transactions order by 1") == snapshot
+    )
+    assert _query(var_dir, "select count(*) from raw.transactions_quarantine") == [
+        (first["rows_quarantined"],)
+    ]

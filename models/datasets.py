@@ -1,0 +1,264 @@
+"""Training frames: labeled rows from the dbt training sets, features from Feast or the warehouse.
+
+The dbt training sets (``fraud_training_set``, ``churn_training_set``) hold the labels and entity keys;
+the features come either from Feast's point-in-time retrieval over the task's feature service
+(``source="feast"``, the canonical pattern) or straight from the training set
+(``source="warehouse"``). tests/dbt proves the two equal; ``fingerprint()`` of either frame is the same.
+The warehouse is only ever opened read-only here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import numpy as np
+import pandas as pd
+
+from skewless import settings as settings_module
+from skewless.features import FEATURE_SERVICES, REQUEST_FEATURES, FeatureService
+
+SOURCES = ("feast", "warehouse")
+
+
+@dataclass(frozen=True)
+class Task:
+    """A model trained on one dbt training set through one feature service."""
+
+    name: str  # the model config key and the registered model name
+    service: FeatureService
+    training_set: str  # dbt model with the labels and entity keys
+    label: str
+    ids: tuple[str, ...]  # entity / row ids, in the order of ``keys``
+    merge_keys: tuple[str, ...]  # identify one row (to join Feast's answer back)
+    request_features: bool  # fraud: amount, amount_to_avg_7d, hour, weekend from the request
+    extra_columns: tuple[str, ...] = ()  # kept in ``keys`` (e.g. label_timestamp)
+
+    @property
+    def group_features(self) -> list[str]:
+        return [name for g in self.service.groups for name in g.feature_names]
+
+
+def _service(name: str) -> FeatureService:
+    return next(s for s in FEATURE_SERVICES if s.name == name)
+
+
+TASKS: dict[str, Task] = {
+    "fraud": Task(
+        name="fraud",
+        service=_service("fraud_v1"),
+        training_set="fraud_training_set",
+        label="is_fraud",
+        ids=("transaction_id", "customer_id", "merchant_id"),
+        merge_keys=("transaction_id",),
+        request_features=True,
+        extra_columns=("label_timestamp",),
+    ),
+    "churn_30d": Task(
+        name="churn_30d",
+        service=_service("churn_v1"),
+        training_set="churn_training_set",
+        label="is_churned_30d",
+        ids=("customer_id",),
+        merge_keys=("customer_id", "event_timestamp"),
+        request_features=False,
+    ),
+}
+ALIASES = {"churn": "churn_30d"}
+
+# The churn label looks this far ahead of each row (dbt var churn_horizon_days).
+CHURN_HORIZON = timedelta(days=30)
+
+
+def get_task(task: str) -> Task:
+    name = ALIASES.get(task, task)
+    if name not in TASKS:
+        raise ValueError(f"task={task!r}: expected one of {sorted(TASKS)} (or 'churn')")
+    return TASKS[name]
+
+
+def feature_columns(task: str) -> list[str]:
+    """The model's features in their fixed order: the feature service's, then request-time ones."""
+    spec = get_task(task)
+    names = list(spec.group_features)
+    if spec.request_features:
+        names += [f.name for f in REQUEST_FEATURES]
+    return names
+
+
+@dataclass
+class TrainingFrame:
+    task: str
+    X: pd.DataFrame  # model features, float64, in feature_columns(task) order
+    y: pd.Series  # 0/1 labels (int8)
+    keys: pd.DataFrame  # ids, event_timestamp (naive UTC) and extra columns; same index as X
+    source: str
+    windows: list[tuple[datetime, datetime]] = field(default_factory=list)
+    as_of: datetime | None = None
+    seconds: float = 0.0
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def subset(self, start: datetime, end: datetime) -> TrainingFrame:
+        """The rows with event_timestamp in [start, end), index reset."""
+        ts = self.keys["event_timestamp"]
+        mask = ((ts >= start) & (ts < end)).to_numpy()
+        return TrainingFrame(
+            self.task,
+            self.X[mask].reset_index(drop=True),
+            self.y[mask].reset_index(drop=True),
+            self.keys[mask].reset_index(drop=True),
+            self.source,
+            [(start, end)],
+            self.as_of,
+        )
+
+    def fingerprint(self) -> str:
+        """sha256 of ids, timestamps, features and labels in row order: the same data, the same
+        digest (whichever source loaded it)."""
+        return fingerprint(self)
+
+
+def fingerprint(frame: TrainingFrame) -> str:
+    digest = hashlib.sha256()
+    key_cols = [c for c in frame.keys.columns if c not in get_task(frame.task).extra_columns]
+    digest.update(repr((key_cols, list(frame.X.columns), frame.y.name)).encode())
+    for part in (frame.keys[key_cols], frame.X, frame.y.to_frame()):
+        hashed = pd.util.hash_pandas_object(part, index=False).to_numpy()
+        digest.update(hashed.tobytes())
+    return digest.hexdigest()
+
+
+def _window_predicate(windows: Sequence[tuple[datetime, datetime]]) -> tuple[str, list]:
+    clauses, params = [], []
+    for start, end in windows:
+        clauses.append("(event_timestamp >= ? and event_timestamp < ?)")
+        params += [start, end]
+    return "(" + " or ".join(clauses) + ")", params
+
+
+def as_of_predicate(task: Task, as_of: datetime | None) -> tuple[str, list]:
+    """Rows usable at ``as_of``: fraud labels known by then, churn horizons ended by then."""
+    if as_of is None:
+        return "true", []
+    if task.name == "fraud":
+        return "label_timestamp <= ? and event_timestamp < ?", [as_of, as_of]
+    return "event_timestamp + to_days(?) <= ?", [CHURN_HORIZON.days, as_of]
+
+
+def query_rows(
+    con, spec: Task, windows: Sequence[tuple[datetime, datetime]], as_of, columns: list[str]
+) -> pd.DataFrame:
+    where, params = _window_predicate(windows)
+    known, known_params = as_of_predicate(spec, as_of)
+    order = ", ".join(["event_timestamp", *[c for c in spec.merge_keys if c != "event_timestamp"]])
+    sql = (
+        f"select {', '.join(columns)} from {spec.training_set} "
+        f"where {where} and {known} and {spec.label} is not null order by {order}"
+    )
+    return con.execute(sql, params + known_params).fetchdf()
+
+
+def load_training_frame(
+    task: str,
+    start: datetime,
+    end: datetime,
+    *,
+    cfg=None,
+    as_of: datetime | None = None,
+    source: str = "warehouse",
+) -> TrainingFrame:
+    """The labeled rows of ``task`` with event_timestamp in [start, end) (naive UTC).
+
+    ``as_of`` keeps only what was known then: fraud rows whose label_timestamp <= as_of, churn rows
+    whose 30-day horizon ended by as_of. ``source`` picks where the features come from.
+    """
+    if start >= end:
+        raise ValueError(f"start={start} must be before end={end}")
+    return load_windows(task, [(start, end)], cfg=cfg, as_of=as_of, source=source)
+
+
+def load_windows(
+    task: str,
+    windows: Sequence[tuple[datetime, datetime]],
+    *,
+    cfg=None,
+    as_of: datetime | None = None,
+    source: str = "warehouse",
+) -> TrainingFrame:
+    """load_training_frame() over several event-time windows at once (one retrieval)."""
+    from skewless import warehouse
+
+    if source not in SOURCES:
+        raise ValueError(f"source={source!r}: expected one of {SOURCES}")
+    spec = get_task(task)
+    cfg = cfg or settings_module.load()
+    started = time.perf_counter()
+    base = [*spec.ids, "event_timestamp", *spec.extra_columns]
+    if spec.request_features:
+        base.append("amount")
+    columns = base + [spec.label]
+    if source == "warehouse":
+        columns += [c for c in spec.group_features if c not in columns]
+    con = warehouse.connect(cfg.warehouse_path, read_only=True)
+    try:
+        rows = query_rows(con, spec, windows, as_of, columns)
+    finally:
+        con.close()
+    if source == "feast":
+        rows = _join_feast_features(cfg, spec, rows)
+    frame = _assemble(spec, rows, source)
+    frame.windows, frame.as_of = list(windows), as_of
+    frame.seconds = round(time.perf_counter() - started, 3)
+    return frame
+
+
+def _join_feast_features(cfg, spec: Task, rows: pd.DataFrame) -> pd.DataFrame:
+    """Point-in-time retrieval of the feature service's features for each row (Feast)."""
+    from skewless import pipeline
+
+    if rows.empty:
+        return rows.reindex(columns=[*rows.columns, *spec.group_features])
+    store = pipeline.feature_store(cfg, cfg.redis_url)
+    entity_cols = list(dict.fromkeys([*spec.merge_keys, *spec.ids, "event_timestamp"]))
+    entity_df = rows[entity_cols].copy()
+    entity_df["event_timestamp"] = entity_df["event_timestamp"].dt.tz_localize("UTC")
+    retrieved = store.get_historical_features(
+        entity_df=entity_df, features=store.get_feature_service(spec.service.name)
+    ).to_df()
+    retrieved["event_timestamp"] = retrieved["event_timestamp"].dt.tz_convert(None)
+    retrieved = retrieved[[*spec.merge_keys, *spec.group_features]]
+    if spec.merge_keys == ("customer_id", "event_timestamp"):
+        # the entity frame's timestamps may come back at another resolution
+        retrieved["event_timestamp"] = retrieved["event_timestamp"].astype(
+            rows["event_timestamp"].dtype
+        )
+    joined = rows.merge(retrieved, on=list(spec.merge_keys), how="left", validate="one_to_one")
+    if len(joined) != len(rows):  # pragma: no cover - validate= raises first
+        raise RuntimeError("Feast returned a different number of rows than it was given")
+    return joined
+
+
+def _assemble(spec: Task, rows: pd.DataFrame, source: str) -> TrainingFrame:
+    from skewless.features import request_features_frame
+
+    rows = rows.reset_index(drop=True)
+    X = rows[spec.group_features].astype("float64")
+    if spec.request_features:
+        request = request_features_frame(
+            rows["amount"], rows["event_timestamp"], rows["customer_amount_avg_7d"]
+        )
+        X = pd.concat([X, request.astype("float64")], axis=1)
+    X = X[feature_columns(spec.name)]
+    y = rows[spec.label].astype("int8").rename(spec.label)
+    keys = rows[[*spec.ids, "event_timestamp", *spec.extra_columns]].copy()
+    return TrainingFrame(spec.name, X, y, keys, source)
+
+
+def to_matrix(frame: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
+    """The float64 matrix a LightGBM Booster scores, in the model's feature order."""
+    return np.ascontiguousarray(frame[list(columns)].to_numpy(dtype="float64"))

@@ -1,0 +1,512 @@
+"""Data quality gates: Great Expectations suites for raw transactions and the feature tables.
+
+Two suites:
+
+- ``raw_suite()``: the raw data contract of ``skewless.schemas`` on a slice of ``raw.transactions``.
+- ``feature_suite(group)``: derived from the feature declaration, so declaring a feature or a window
+  adds its checks. Every feature gets a range check chosen by its aggregation, and windows of the
+  same count-like aggregate must nest (a longer window never holds less than a shorter one).
+
+``validate_raw`` / ``validate_features`` run a suite on a pandas DataFrame and return a ``Report``;
+``check(report)`` raises ``DataQualityError`` (its str() is the readable report) when a check failed.
+
+Great Expectations costs seconds to import and logs a lot: it is imported inside the functions that
+need it, once, with its loggers at WARNING and progress bars off, and runs in an in-memory
+(ephemeral) context cached for the process. Nothing is written anywhere but by ``save()``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import math
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from skewless import features, schemas, settings
+from skewless.features import Agg, FeatureGroup, Grain
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+RAW_SUITE = "raw_transactions"
+FEATURE_SUITE_PREFIX = "features_"
+
+# Raw columns the contract holds non-negative (amount >= 0; is_fraud in {0, 1}): sums and means of
+# them are >= 0 and their window sums nest.
+NON_NEGATIVE_RAW_COLUMNS = frozenset({"amount", "is_fraud"})
+
+# Aggregates whose value over a window can only grow with the window (for non-negative columns).
+NESTED_AGGS = (Agg.COUNT, Agg.SUM, Agg.COUNT_DISTINCT)
+
+# Window sums of the same events add them in different orders: compare them at this precision.
+SUM_DECIMALS = 6
+
+SAMPLE_SIZE = 5  # unexpected values kept per failed check
+_RESULT_FORMAT = {"result_format": "SUMMARY", "partial_unexpected_count": SAMPLE_SIZE}
+
+
+class DataQualityError(Exception):
+    """A suite failed; ``report`` holds the failed checks and str() is the readable report."""
+
+    def __init__(self, report: Report) -> None:
+        super().__init__(report.to_text())
+        self.report = report
+
+    def __str__(self) -> str:
+        return self.report.to_text()
+
+
+@dataclass
+class FailedCheck:
+    expectation: str  # GX expectation type, e.g. expect_column_values_to_be_between
+    column: str | None  # column(s) checked; None for table-level checks
+    expected: str  # what was expected, readable: ">= 0", "not null", "a >= b"
+    observed: str  # what was found, readable
+    unexpected_count: int | None = None
+    unexpected_percent: float | None = None
+    sample: list = field(default_factory=list)  # a few unexpected values
+
+
+@dataclass
+class Report:
+    suite: str
+    success: bool
+    rows: int
+    checks: int  # expectations evaluated
+    failed: list[FailedCheck] = field(default_factory=list)
+    table: str | None = None
+    day: str | None = None
+    seconds: float | None = None
+    validated_at: str = field(
+        default_factory=lambda: datetime.now(UTC).replace(tzinfo=None).isoformat(timespec="seconds")
+    )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def to_text(self) -> str:
+        subject = self.suite + (f" on {self.table}" if self.table else "")
+        subject += f" (day {self.day})" if self.day else ""
+        if self.success:
+            return f"{subject}: OK - {self.checks} checks passed on {self.rows:,} rows"
+        lines = [
+            f"{subject}: FAILED - {len(self.failed)} of {self.checks} checks failed "
+            f"on {self.rows:,} rows"
+        ]
+        header = ("column", "expectation", "expected", "observed")
+        rows = [(f.column or "(table)", f.expectation, f.expected, f.observed) for f in self.failed]
+        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
+        for row in [header, *rows]:
+            cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+            lines.append("  " + "  ".join([*cells, row[3]]).rstrip())
+        return "\n".join(lines)
+
+
+def check(report: Report) -> Report:
+    """Raises DataQualityError unless the report passed; returns the report."""
+    if not report.success:
+        raise DataQualityError(report)
+    return report
+
+
+def save(report: Report, directory: Path) -> Path:
+    """Writes the report as JSON under ``directory`` (e.g. settings.load().var_dir / "quality")."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    name = report.suite + (f"_{report.day}" if report.day else "") + f"_{stamp}.json"
+    path = directory / name
+    path.write_text(json.dumps(report.to_dict(), indent=2, default=str) + "\n")
+    return path
+
+
+# --- Great Expectations, lazily -------------------------------------------------------------------
+
+
+def _quiet_gx_loggers() -> None:
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    # Some GX modules set their own logger level (INFO) at import.
+    for name, logger in list(logging.root.manager.loggerDict.items()):
+        if name.startswith("great_expectations") and isinstance(logger, logging.Logger):
+            if logger.level and logger.level < logging.WARNING:
+                logger.setLevel(logging.WARNING)
+
+
+def _gx():
+    """The great_expectations module, imported on first use with its loggers quiet."""
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    import great_expectations as gx
+
+    _quiet_gx_loggers()
+    return gx
+
+
+@functools.cache
+def _batch_definition():
+    """One in-memory context, pandas data source and whole-dataframe batch definition a process."""
+    gx = _gx()
+    from great_expectations.data_context.types.base import (
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
+    )
+
+    config = DataContextConfig(
+        store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
+        progress_bars=ProgressBarsConfig(globally=False),
+        analytics_enabled=False,
+    )
+    context = gx.get_context(mode="ephemeral", project_config=config)
+    _quiet_gx_loggers()
+    asset = context.data_sources.add_pandas("skewless").add_dataframe_asset("frame")
+    return asset.add_batch_definition_whole_dataframe("whole_frame")
+
+
+_lock = threading.Lock()
+
+
+def _validate(suite, frame: pd.DataFrame, *, table=None, day=None) -> Report:
+    started = time.perf_counter()
+    with _lock:
+        batch = _batch_definition().get_batch(batch_parameters={"dataframe": frame})
+        result = batch.validate(suite, result_format=dict(_RESULT_FORMAT))
+    results = sorted(result.results, key=lambda r: (r.expectation_config.meta or {}).get("order", 0))
+    failed = [_failed_check(r) for r in results if not r.success]
+    return Report(
+        suite=suite.name,
+        success=bool(result.success),
+        rows=len(frame),
+        checks=len(result.results),
+        failed=failed,
+        table=table,
+        day=day.date().isoformat() if isinstance(day, datetime) else day,
+        seconds=round(time.perf_counter() - started, 3),
+    )
+
+
+def _exception_message(info: dict) -> str | None:
+    """The first exception message of a result (GX nests them per metric)."""
+    if info.get("raised_exception"):
+        return str(info.get("exception_message") or "error")
+    for value in info.values():
+        if isinstance(value, dict) and value.get("raised_exception"):
+            return str(value.get("exception_message") or "error")
+    return None
+
+
+def _failed_check(result) -> FailedCheck:
+    config = result.expectation_config
+    kind, kwargs = config.type, dict(config.kwargs)
+    res = result.result or {}
+    message = _exception_message(result.exception_info or {})
+    if "column" in kwargs:
+        columns = [kwargs["column"]]
+    elif "column_A" in kwargs:
+        columns = [kwargs["column_A"], kwargs["column_B"]]
+    else:
+        columns = []
+    check = FailedCheck(kind, ", ".join(columns) or None, _expected(kind, kwargs), "")
+    if kind == "expect_column_to_exist":
+        check.observed = "missing"
+    elif message is not None:
+        message = message.strip().splitlines()[0].removeprefix("Error: ")
+        check.observed = f"error: {message[:160]}"
+    elif "unexpected_count" in res:
+        check.unexpected_count = int(res["unexpected_count"])
+        percent = res.get("unexpected_percent")
+        check.unexpected_percent = None if percent is None else round(float(percent), 4)
+        sample = (res.get("partial_unexpected_list") or [])[:SAMPLE_SIZE]
+        check.sample = [_plain(v) for v in sample]
+        check.observed = f"{check.unexpected_count:,} unexpected"
+        if percent is not None:
+            check.observed += f" ({_short_percent(percent)})"
+        if check.sample:
+            check.observed += ", e.g. " + ", ".join(_show(v) for v in check.sample)
+    elif "observed_value" in res:
+        check.observed = _show(_plain(res["observed_value"]))
+    else:
+        check.observed = "failed"
+    return check
+
+
+def _suite(gx, name: str, expectations: list):
+    """An ExpectationSuite whose expectations remember their order (reports list failures so)."""
+    for order, expectation in enumerate(expectations):
+        expectation.meta = {**(expectation.meta or {}), "order": order}
+    return gx.ExpectationSuite(name=name, expectations=expectations)
+
+
+def _expected(kind: str, kw: dict) -> str:
+    if kind == "expect_column_to_exist":
+        return "column present"
+    if kind == "expect_column_values_to_not_be_null":
+        return "not null"
+    if kind == "expect_column_values_to_be_unique":
+        return "unique"
+    if kind == "expect_column_values_to_be_in_set":
+        return "in {" + ", ".join(_show(v) for v in kw.get("value_set", [])) + "}"
+    if kind == "expect_column_pair_values_a_to_be_greater_than_b":
+        op = ">=" if kw.get("or_equal") else ">"
+        return f"{kw['column_A']} {op} {kw['column_B']}"
+    if kind in ("expect_column_values_to_be_between", "expect_table_row_count_to_be_between"):
+        subject = "row count " if kind.startswith("expect_table") else ""
+        low, high = kw.get("min_value"), kw.get("max_value")
+        lo_op = ">" if kw.get("strict_min") else ">="
+        hi_op = "<" if kw.get("strict_max") else "<="
+        if low is not None and high is not None:
+            left = "(" if kw.get("strict_min") else "["
+            right = ")" if kw.get("strict_max") else "]"
+            return f"{subject}in {left}{_show(_plain(low))}, {_show(_plain(high))}{right}"
+        if low is not None:
+            return f"{subject}{lo_op} {_show(_plain(low))}"
+        return f"{subject}{hi_op} {_show(_plain(high))}"
+    rest = {k: v for k, v in kw.items() if k not in ("batch_id", "column")}
+    return json.dumps(rest, default=str)
+
+
+def _plain(value: Any) -> Any:
+    """JSON-friendly: numpy scalars to Python, timestamps to ISO text, NaN to None."""
+    import numpy as np
+    import pandas as pd
+
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.datetime64 | np.timedelta64):
+        value = pd.Timestamp(value) if isinstance(value, np.datetime64) else pd.Timedelta(value)
+        return None if pd.isna(value) else str(value.isoformat())
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if hasattr(value, "item") and not isinstance(value, str):
+        try:
+            value = value.item()
+        except (ValueError, TypeError):
+            return str(value)
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, list):
+        return "(" + ", ".join(_show(v) for v in value) + ")"
+    if value is None:
+        return "null"
+    if isinstance(value, float):
+        return f"{value:g}" if abs(value) < 1e15 else repr(value)
+    return str(value)
+
+
+def _short_percent(percent: float) -> str:
+    return f"{percent:.2g}%" if percent < 1 else f"{percent:.1f}%"
+
+
+# --- Raw transactions ----------------------------------------------------------------------------
+
+
+def _day_bounds(day: date | datetime | str) -> tuple[datetime, datetime]:
+    if isinstance(day, str):
+        day = date.fromisoformat(day[:10])
+    if isinstance(day, datetime):
+        day = day.date()
+    start = datetime(day.year, day.month, day.day)
+    return start, start + timedelta(days=1)
+
+
+def raw_suite(day: date | datetime | str | None = None, *, optional=schemas.OPTIONAL_COLUMNS):
+    """The raw contract as an ExpectationSuite; ``day`` adds "every event within that UTC day".
+
+    ``optional``: the optional columns present (their checks are left out for the others).
+    """
+    gx = _gx()
+    E = gx.expectations
+    out: list = [E.ExpectTableRowCountToBeBetween(min_value=1)]
+    for column in schemas.REQUIRED_COLUMNS:
+        out.append(E.ExpectColumnToExist(column=column))
+        out.append(E.ExpectColumnValuesToNotBeNull(column=column))
+    out.append(E.ExpectColumnValuesToBeUnique(column="transaction_id"))
+    out.append(E.ExpectColumnValuesToBeBetween(column="amount", min_value=0))
+    if day is not None:
+        start, end = _day_bounds(day)
+        out.append(
+            E.ExpectColumnValuesToBeBetween(
+                column="event_timestamp", min_value=start, max_value=end, strict_max=True
+            )
+        )
+    if "is_fraud" in optional:
+        out.append(E.ExpectColumnValuesToBeInSet(column="is_fraud", value_set=[0, 1]))
+    for later in ("arrival_timestamp", "label_timestamp"):
+        if later in optional:
+            out.append(
+                E.ExpectColumnPairValuesAToBeGreaterThanB(
+                    column_A=later,
+                    column_B="event_timestamp",
+                    or_equal=True,
+                    ignore_row_if="either_value_is_missing",
+                )
+            )
+    return _suite(gx, RAW_SUITE, out)
+
+
+def _naive_utc(frame: pd.DataFrame) -> pd.DataFrame:
+    """Time-zone-aware timestamp columns as naive UTC, like the warehouse stores them."""
+    import pandas as pd
+
+    aware = {
+        name: frame[name].dt.tz_convert("UTC").dt.tz_localize(None)
+        for name in frame.columns
+        if isinstance(frame[name].dtype, pd.DatetimeTZDtype)
+    }
+    return frame.assign(**aware) if aware else frame
+
+
+def validate_raw(
+    frame: pd.DataFrame, *, day: date | datetime | str | None = None, table: str | None = None
+) -> Report:
+    """Validates a slice of raw transactions (all of it, or the rows of one UTC ``day``)."""
+    frame = _naive_utc(frame)
+    optional = tuple(c for c in schemas.OPTIONAL_COLUMNS if c in frame.columns)
+    label = None if day is None else _day_bounds(day)[0].date().isoformat()
+    return _validate(raw_suite(day, optional=optional), frame, table=table, day=label)
+
+
+# --- Feature tables ------------------------------------------------------------------------------
+
+
+def _non_negative(aggregate: features.Aggregate) -> bool:
+    return aggregate.column in NON_NEGATIVE_RAW_COLUMNS
+
+
+def nested_pairs(group: FeatureGroup) -> list[tuple[str, str]]:
+    """(longer, shorter) feature names whose values must satisfy longer >= shorter."""
+    order = sorted(group.windows, key=features.window_length)
+    pairs = []
+    for aggregate in group.aggregates:
+        if aggregate.agg not in NESTED_AGGS or not aggregate.windowed:
+            continue
+        if aggregate.agg is Agg.SUM and not _non_negative(aggregate):
+            continue
+        names = [group.feature_name(aggregate, w) for w in order]
+        pairs.extend((longer, shorter) for shorter, longer in zip(names, names[1:], strict=False))
+    return pairs
+
+
+def feature_suite(group: FeatureGroup):
+    """The group's checks, derived from its declaration (a new feature or window adds its own)."""
+    gx = _gx()
+    E = gx.expectations
+    key = group.entity.join_key
+    out: list = [
+        E.ExpectTableRowCountToBeBetween(min_value=1),
+        E.ExpectColumnValuesToNotBeNull(column=key),
+        E.ExpectColumnValuesToNotBeNull(column="event_timestamp"),
+    ]
+    for aggregate, _window, name in group.window_features():
+        agg = aggregate.agg
+        if agg in (Agg.COUNT, Agg.COUNT_DISTINCT):
+            out.append(E.ExpectColumnValuesToNotBeNull(column=name))
+            out.append(E.ExpectColumnValuesToBeBetween(column=name, min_value=0))
+        elif agg is Agg.SUM:
+            out.append(E.ExpectColumnValuesToNotBeNull(column=name))
+            if _non_negative(aggregate):
+                out.append(E.ExpectColumnValuesToBeBetween(column=name, min_value=0))
+        elif agg is Agg.AVG:  # null when the window is empty
+            if _non_negative(aggregate):
+                out.append(E.ExpectColumnValuesToBeBetween(column=name, min_value=0))
+        elif agg is Agg.LABELED_RATE:  # null when no label is known yet
+            out.append(E.ExpectColumnValuesToBeBetween(column=name, min_value=0, max_value=1))
+        elif agg is Agg.SECONDS_SINCE_LAST:  # null before the first event
+            out.append(E.ExpectColumnValuesToBeBetween(column=name, min_value=0, strict_min=True))
+        else:  # a new aggregation: at least its column must exist
+            out.append(E.ExpectColumnToExist(column=name))
+    for ratio in group.ratios:  # null when the denominator is 0
+        out.append(E.ExpectColumnValuesToBeBetween(column=ratio.name, min_value=0))
+    for longer, shorter in nested_pairs(group):
+        out.append(
+            E.ExpectColumnPairValuesAToBeGreaterThanB(
+                column_A=longer,
+                column_B=shorter,
+                or_equal=True,
+                ignore_row_if="either_value_is_missing",
+            )
+        )
+    return _suite(gx, FEATURE_SUITE_PREFIX + group.name, out)
+
+
+def validate_features(
+    group: FeatureGroup, frame: pd.DataFrame, *, day: str | None = None, table: str | None = None
+) -> Report:
+    """Validates rows of the group's feature table (SUM features compared at SUM_DECIMALS)."""
+    sums = [
+        name
+        for aggregate, _w, name in group.window_features()
+        if aggregate.agg is Agg.SUM and name in frame.columns
+    ]
+    if sums:
+        frame = frame.assign(**{name: frame[name].round(SUM_DECIMALS) for name in sums})
+    return _validate(feature_suite(group), frame, table=table or group.name, day=day)
+
+
+# --- The warehouse -------------------------------------------------------------------------------
+
+
+def _missing_table(suite: str, table: str, day: str | None, error: Exception) -> Report:
+    message = str(error).strip().splitlines()[0][:160]
+    failure = FailedCheck("expect_table_to_exist", None, f"table {table}", f"error: {message}")
+    return Report(suite, False, 0, 1, [failure], table=table, day=day)
+
+
+def validate_warehouse(
+    cfg: settings.Settings | None = None, *, day: date | datetime | str | None = None
+) -> list[Report]:
+    """Validates raw.transactions and every feature group's table in the warehouse (read-only).
+
+    ``day``: raw rows of that UTC day; transaction-grain feature rows of that day plus the snapshot
+    rows; daily-grain rows at that day's midnight. None: every row. Returns the reports (no raise).
+    """
+    import duckdb
+
+    from skewless import warehouse
+
+    cfg = cfg or settings.load()
+    bounds = None if day is None else _day_bounds(day)
+    label = None if bounds is None else bounds[0].date().isoformat()
+    reports = []
+    con = warehouse.connect(cfg.warehouse_path, read_only=True)
+    try:
+        table = schemas.TRANSACTIONS_TABLE
+        sql, params = f"select * from {table}", []
+        if bounds:
+            sql += " where event_timestamp >= ? and event_timestamp < ?"
+            params = list(bounds)
+        try:
+            frame = con.execute(sql, params).df()
+        except duckdb.CatalogException as error:
+            reports.append(_missing_table(RAW_SUITE, table, label, error))
+        else:
+            reports.append(validate_raw(frame, day=day, table=table))
+        for group in features.GROUPS:
+            sql, params = f"select * from {group.name}", []
+            if bounds and group.grain is Grain.DAILY:
+                sql += " where event_timestamp = ?"
+                params = [bounds[0]]
+            elif bounds:
+                sql += " where (event_timestamp >= ? and event_timestamp < ?) or is_snapshot"
+                params = list(bounds)
+            try:
+                frame = con.execute(sql, params).df()
+            except duckdb.CatalogException as error:
+                suite = FEATURE_SUITE_PREFIX + group.name
+                reports.append(_missing_table(suite, group.name, label, error))
+            else:
+                reports.append(validate_features(group, frame, day=label))
+    finally:
+        con.close()
+    return reports

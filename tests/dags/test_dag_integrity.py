@@ -1,0 +1,67 @@
+"""Every DAG imports cleanly, follows the house rules, and is wired by Assets."""
+
+from __future__ import annotations
+
+import pytest
+
+from skewless import orchestration, pipeline, settings
+from skewless.features import GROUPS
+
+EXPECTED = {"ingest", "build_features", "train_fraud", "train_churn_30d", "batch_score"}
+
+
+@pytest.fixture(scope="module")
+def dagbag(tmp_path_factory, airflow_db):
+    from airflow.dag_processing.dagbag import DagBag
+
+    var_dir = tmp_path_factory.mktemp("var")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SKEWLESS_VAR_DIR", str(var_dir))
+        cfg = settings.load()
+        pipeline.dbt(cfg, ["parse"])  # Cosmos renders build_features from this manifest
+        yield DagBag(dag_folder=str(settings.PROJECT_ROOT / "dags"))
+
+
+def test_no_import_errors(dagbag):
+    assert dagbag.import_errors == {}
+    assert set(dagbag.dag_ids) == EXPECTED
+
+
+@pytest.mark.parametrize("dag_id", sorted(EXPECTED))
+def test_house_rules(dagbag, dag_id):
+    dag = dagbag.get_dag(dag_id)
+    assert "skewless" in dag.tags
+    assert dag.catchup is False
+    assert dag.start_date.tzinfo is not None
+    assert dag.doc_md
+    assert all(t.retries is not None for t in dag.tasks)
+    assert "day" in dag.params
+
+
+def test_dags_are_chained_by_assets(dagbag):
+    def outlets(dag_id):
+        return {a.uri for t in dagbag.get_dag(dag_id).tasks for a in t.outlets}
+
+    def flatten(condition):
+        if hasattr(condition, "objects"):  # AssetAll / AssetAny
+            return {uri for obj in condition.objects for uri in flatten(obj)}
+        return {condition.uri}
+
+    def inlets(dag_id):
+        return flatten(dagbag.get_dag(dag_id).timetable.asset_condition)
+
+    assert orchestration.RAW_URI in outlets("ingest") & inlets("build_features")
+    assert orchestration.FEATURES_URI in outlets("build_features") & inlets("train_fraud")
+    assert orchestration.FEATURES_URI in inlets("train_churn_30d")
+    assert set(orchestration.MODEL_URIS.values()) == inlets("batch_score")
+    assert orchestration.MODEL_URIS["fraud"] in outlets("train_fraud")
+
+
+def test_dbt_runs_in_cosmos_tasks_on_the_warehouse_pool(dagbag):
+    dag = dagbag.get_dag("build_features")
+    dbt_tasks = [t for t in dag.tasks if t.task_id.startswith("dbt.")]
+    models = ["stg_raw__transactions", "fraud_training_set", "churn_training_set"]
+    models += [name for g in GROUPS for name in (g.name, f"feast_{g.name}")]
+    # one `dbt build` task per model (its tests and unit tests included), rendered from the manifest
+    assert {t.task_id for t in dbt_tasks} == {f"dbt.{m}_model_build" for m in models}
+    assert all(t.pool == orchestration.WAREHOUSE_POOL for t in dbt_tasks)

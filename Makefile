@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 export DO_NOT_TRACK := 1
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 
-.PHONY: setup lock test lint format bench clean
+.PHONY: setup lock test lint format bench demo airflow mlflow clean
 
 setup: $(BIN)/skewless
 
@@ -32,6 +32,17 @@ lint: setup
 format: setup
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+demo: setup
+	$(BIN)/skewless demo --fresh
+
+# Airflow UI on http://127.0.0.1:8080 (user admin, password admin); Ctrl-C stops it.
+airflow: setup
+	$(BIN)/skewless airflow standalone
+
+# MLflow UI on http://127.0.0.1:5000 over var/mlflow; Ctrl-C stops it.
+mlflow: setup
+	$(BIN)/skewless mlflow-ui
 
 bench: setup
 	$(BIN)/python -m bench.features

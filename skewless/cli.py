@@ -158,6 +158,20 @@ def cmd_airflow(args: argparse.Namespace) -> int:
     return 0  # pragma: no cover - execve does not return
 
 
+def cmd_mlflow_ui(args: argparse.Namespace) -> int:
+    import os
+
+    cfg = settings.load()
+    cfg.mlflow_artifact_root.mkdir(parents=True, exist_ok=True)
+    mlflow = str(Path(sys.executable).parent / "mlflow")
+    argv = [mlflow, "ui", "--backend-store-uri", cfg.mlflow_tracking_uri]
+    argv += ["--default-artifact-root", str(cfg.mlflow_artifact_root)]
+    argv += ["--host", args.host, "--port", str(args.port)]
+    print(f"MLflow UI on http://{args.host}:{args.port} over {cfg.mlflow_tracking_uri}")
+    os.execv(mlflow, argv)
+    return 0  # pragma: no cover - execv does not return
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="skewless", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -209,8 +223,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "airflow", help="run the airflow CLI on the embedded setup (migrates, pools, dbt manifest)"
     )
-    p.add_argument("airflow_args", nargs=argparse.REMAINDER, help="e.g. dags test ingest 2025-03-31")
+    p.add_argument(
+        "airflow_args", nargs=argparse.REMAINDER, help="e.g. dags test ingest 2025-03-31"
+    )
     p.set_defaults(func=cmd_airflow)
+
+    # `skewless demo …` is parsed by skewless.demo itself (see main()).
+    sub.add_parser("demo", help="the batch loop through Airflow on simulated data", add_help=False)
+
+    p = sub.add_parser("mlflow-ui", help="the MLflow UI over the configured tracking store")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=5000)
+    p.set_defaults(func=cmd_mlflow_ui)
 
     p = sub.add_parser("config", help="print the effective configuration")
     p.add_argument("--shell", action="store_true", help="as export lines for a shell")
@@ -219,6 +243,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["demo"]:
+        from skewless import demo
+
+        return demo.main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -133,9 +133,12 @@ def _quiet_gx_loggers() -> None:
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
     # Some GX modules set their own logger level (INFO) at import.
     for name, logger in list(logging.root.manager.loggerDict.items()):
-        if name.startswith("great_expectations") and isinstance(logger, logging.Logger):
-            if logger.level and logger.level < logging.WARNING:
-                logger.setLevel(logging.WARNING)
+        if (
+            name.startswith("great_expectations")
+            and isinstance(logger, logging.Logger)
+            and logging.NOTSET < logger.level < logging.WARNING
+        ):
+            logger.setLevel(logging.WARNING)
 
 
 def _gx():
@@ -176,7 +179,9 @@ def _validate(suite, frame: pd.DataFrame, *, table=None, day=None) -> Report:
     with _lock:
         batch = _batch_definition().get_batch(batch_parameters={"dataframe": frame})
         result = batch.validate(suite, result_format=dict(_RESULT_FORMAT))
-    results = sorted(result.results, key=lambda r: (r.expectation_config.meta or {}).get("order", 0))
+    results = sorted(
+        result.results, key=lambda r: (r.expectation_config.meta or {}).get("order", 0)
+    )
     failed = [_failed_check(r) for r in results if not r.success]
     return Report(
         suite=suite.name,

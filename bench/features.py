@@ -16,7 +16,7 @@ import resource
 import shutil
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from importlib import metadata
 from pathlib import Path
 
@@ -61,12 +61,7 @@ def record(report: dict, step: str, timing: dict) -> None:
 
 
 def machine() -> dict:
-    versions = {}
-    for dist in ("duckdb", "dbt-core", "dbt-duckdb", "feast", "pandas", "redis"):
-        try:
-            versions[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            versions[dist] = None
+    dists = ("duckdb", "dbt-core", "dbt-duckdb", "feast", "pandas", "redis")  # all pinned deps
     return {
         "nproc": len(os.sched_getaffinity(0)),
         "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
@@ -75,7 +70,7 @@ def machine() -> dict:
         "loadavg_at_start": os.getloadavg(),  # other work on the machine skews the timings
         # Without cached bytecode every dbt / feast process compiles its imports (seconds each).
         "PYTHONDONTWRITEBYTECODE": os.environ.get("PYTHONDONTWRITEBYTECODE"),
-        "versions": versions,
+        "versions": {dist: metadata.version(dist) for dist in dists},
     }
 
 
@@ -84,14 +79,10 @@ def simulate_and_import(cfg, args, report: dict) -> None:
 
     from skewless import importer, simulate
 
+    size = {k: getattr(args, k) for k in ("customers", "days", "seed", "tx_per_day")}
+
     def generate():
-        frame = simulate.generate(
-            customers=args.customers,
-            days=args.days,
-            seed=args.seed,
-            tx_per_day=args.tx_per_day,
-            label_delay_days=cfg.label_delay.total_seconds() / 86400,
-        )
+        frame = simulate.generate(**size, label_delay_days=cfg.label_delay / timedelta(days=1))
         simulate.write(frame, cfg.var_dir / "raw" / "transactions.parquet")
         return frame
 
@@ -250,6 +241,7 @@ def run(args: argparse.Namespace) -> dict:
             materialize(cfg, server.url, cutoff, entities, report)
     finally:
         redis_server.stop(cfg.redis_dir)
+    report["loadavg_at_end"] = os.getloadavg()
     report["targets"] = targets(report)
     return report
 

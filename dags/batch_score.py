@@ -14,7 +14,7 @@ Re-running a day leaves identical tables.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import Asset, Param, dag, task
 
@@ -32,7 +32,7 @@ PREDICTIONS = Asset(PREDICTIONS_URI)
     max_active_runs=1,
     tags=["skewless", "scoring"],
     doc_md=__doc__,
-    default_args={"retries": 1},
+    default_args={"retries": 1, "retry_delay": timedelta(minutes=1)},
     params={
         "day": Param("", type="string", description="YYYY-MM-DD; empty: from the asset events")
     },

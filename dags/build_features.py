@@ -16,11 +16,11 @@ Emits the features asset that starts the training DAGs.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import Asset, Param, dag, task
 from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
-from cosmos.constants import InvocationMode, LoadMode, TestBehavior
+from cosmos.constants import InvocationMode, LoadMode, TestBehavior, TestIndirectSelection
 
 from skewless import settings
 from skewless.orchestration import FEATURES_URI, RAW_URI, WAREHOUSE_POOL, manifest_path
@@ -40,7 +40,7 @@ _CUTOFF = "{{ ti.xcom_pull(task_ids='validate_raw')['cutoff'] }}"
     max_active_runs=1,
     tags=["skewless", "features", "dbt", "feast"],
     doc_md=__doc__,
-    default_args={"retries": 1},
+    default_args={"retries": 1, "retry_delay": timedelta(minutes=1)},
     params={"day": Param("", type="string", description="YYYY-MM-DD; empty: from the asset event")},
 )
 def build_features():
@@ -65,7 +65,11 @@ def build_features():
             target_name="duckdb",
             profiles_yml_filepath=_cfg.dbt_project_dir / "profiles.yml",
         ),
-        execution_config=ExecutionConfig(invocation_mode=InvocationMode.DBT_RUNNER),
+        # cautious: a model's build runs only the tests whose every parent is built by then
+        execution_config=ExecutionConfig(
+            invocation_mode=InvocationMode.DBT_RUNNER,
+            test_indirect_selection=TestIndirectSelection.CAUTIOUS,
+        ),
         render_config=RenderConfig(
             load_method=LoadMode.DBT_MANIFEST, test_behavior=TestBehavior.BUILD
         ),
@@ -76,6 +80,7 @@ def build_features():
                 "label_delay_seconds": int(_cfg.label_delay.total_seconds()),
             },
             "install_deps": False,
+            "retries": 0,  # a failing model or test fails the same way again
         },
     )
 

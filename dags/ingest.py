@@ -9,7 +9,7 @@ partition. Emits the raw-transactions asset (with the day) that starts `build_fe
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import Asset, Param, dag, task
 
@@ -26,7 +26,7 @@ RAW = Asset(RAW_URI)
     max_active_runs=1,
     tags=["skewless", "raw"],
     doc_md=__doc__,
-    default_args={"retries": 1},
+    default_args={"retries": 1, "retry_delay": timedelta(minutes=1)},
     params={"day": Param("", type="string", description="YYYY-MM-DD; empty: the data interval")},
 )
 def ingest():

@@ -9,7 +9,7 @@ version. The alias `champion` moves only if the new version beats the champion o
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import Asset, Param, dag, task
 
@@ -27,7 +27,7 @@ MODEL = Asset(MODEL_URIS["fraud"])
     max_active_runs=1,
     tags=["skewless", "training", "mlflow"],
     doc_md=__doc__,
-    default_args={"retries": 1},
+    default_args={"retries": 1, "retry_delay": timedelta(minutes=1)},
     params={"day": Param("", type="string", description="YYYY-MM-DD; empty: from the asset event")},
 )
 def train_fraud():

@@ -172,6 +172,18 @@ def cmd_mlflow_ui(args: argparse.Namespace) -> int:
     return 0  # pragma: no cover - execv does not return
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from models import training
+
+    return training.run(args)
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from models import batch_score
+
+    return batch_score.run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="skewless", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -235,6 +247,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=5000)
     p.set_defaults(func=cmd_mlflow_ui)
+
+    p = sub.add_parser("train", help="train a model on event-time windows, log it to MLflow")
+    p.add_argument("task", choices=["fraud", "churn_30d", "churn"])
+    for name in ("train-start", "train-end", "test-start", "test-end"):
+        p.add_argument(f"--{name}", type=_timestamp, help="UTC date or time; ends are exclusive")
+    p.add_argument("--as-of", type=_timestamp, help="use only labels known at this time")
+    p.add_argument("--source", choices=["warehouse", "feast"], help="where features come from")
+    p.add_argument("--no-register", action="store_true", help="log the run, register no version")
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("score", help="batch-score a day with the champion model")
+    p.add_argument("task", choices=["fraud", "churn_30d", "churn"])
+    p.add_argument("--date", type=date.fromisoformat, help="default: the last day with events")
+    p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("config", help="print the effective configuration")
     p.add_argument("--shell", action="store_true", help="as export lines for a shell")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 from skewless import features as F
@@ -52,51 +53,195 @@ def _window_expr(aggregate: F.Aggregate, window: str | None) -> str:
 
 
 def _labeled_ctes(group: F.FeatureGroup) -> tuple[list[str], list[str], list[str]]:
-    """CTEs, ASOF joins and select expressions for the label-based aggregates."""
-    ctes, joins, selects = [], [], []
-    for aggregate, window, name in group.window_features():
-        if aggregate.agg is not F.Agg.LABELED_RATE:
-            continue
-        seconds, col = _seconds(window), aggregate.column
-        ctes.append(
-            f"""label_steps_{window} as (
-    -- a label counts at t when label_timestamp <= t and t - {window} <= event_timestamp < t:
-    -- +1 from max(label, event) (inclusive when the label came later), -1 after event + {window}
-    select entity_id, ts, inclusive, sum(n) as n, sum(y) as y
-    from (
-        select entity_id, greatest(label_timestamp, event_timestamp) as ts,
-            label_timestamp > event_timestamp as inclusive, 1 as n, {col}::double as y
-        from labels where label_timestamp <= event_timestamp + to_seconds({seconds})
-        union all
-        select entity_id, event_timestamp + to_seconds({seconds}), false, -1, -({col}::double)
-        from labels where label_timestamp <= event_timestamp + to_seconds({seconds})
-    ) as steps
-    group by entity_id, ts, inclusive
-),
+    """CTEs, the ASOF join and select expressions for the label-based aggregates.
 
-label_running_{window} as (
-    select entity_id, ts, inclusive,
-        sum(n) over running as n,
-        sum(y) over running as y
-    from label_steps_{window}
-    window running as (partition by entity_id, inclusive order by ts rows unbounded preceding)
-)"""
+    A label counts at t when label_timestamp <= t and t - w <= event_timestamp < t. So it adds +1 at
+    max(label_timestamp, event_timestamp + 1 us) and -1 at event_timestamp + w + 1 us (timestamps are
+    microseconds, so "+ 1 us" turns "after" into "at or after"); labels known only after their event
+    left the window never count. One running sum of those steps per entity, read by one ASOF join.
+    """
+    labeled = [(a, w, n) for a, w, n in group.window_features() if a.agg is F.Agg.LABELED_RATE]
+    if not labeled:
+        return [], [], []
+    one_us = "to_microseconds(1)"
+    starts, ends, sums, running, selects = [], [], [], [], []
+    for aggregate, window, name in labeled:
+        span = f"to_seconds({_seconds(window)})"
+        valid = f"label_timestamp <= event_timestamp + {span}"
+        col = f"{aggregate.column}::double"
+        starts += [
+            f"({valid})::int as n_{name}",
+            f"case when {valid} then {col} else 0 end as y_{name}",
+        ]
+        zeros = ", ".join(
+            f"0 as n_{other}, 0 as y_{other}"
+            if other != name
+            else f"-1 as n_{name}, -{col} as y_{name}"
+            for _, _, other in labeled
         )
-        for side, op in (("in", ">="), ("ex", ">")):
-            flag = "" if side == "in" else "not "
-            joins.append(
-                f"asof left join (select * from label_running_{window} where {flag}inclusive)"
-                f" as {side}_{window}\n"
-                f"    on w.entity_id = {side}_{window}.entity_id"
-                f" and w.event_timestamp {op} {side}_{window}.ts"
-            )
-        n = f"(coalesce(in_{window}.n, 0) + coalesce(ex_{window}.n, 0))"
-        y = f"(coalesce(in_{window}.y, 0) + coalesce(ex_{window}.y, 0))"
-        selects.append(f"{y} / nullif({n}, 0) as {name}")
+        ends.append(
+            f"        select entity_id, event_timestamp + {span} + {one_us} as ts, {zeros}\n"
+            f"        from labels where {valid}"
+        )
+        sums += [f"sum(n_{name}) as n_{name}", f"sum(y_{name}) as y_{name}"]
+        running += [
+            f"sum(n_{name}) over running as n_{name}",
+            f"sum(y_{name}) over running as y_{name}",
+        ]
+        selects.append(f"labels_at_t.y_{name} / nullif(labels_at_t.n_{name}, 0) as {name}")
+    start_cols = ",\n            ".join(starts)
+    union = "\n        union all\n".join(
+        [
+            f"        select entity_id, greatest(label_timestamp, event_timestamp + {one_us}) as ts,\n"
+            f"            {start_cols}\n        from labels",
+            *ends,
+        ]
+    )
+    sum_cols = ",\n        ".join(sums)
+    running_cols = ",\n        ".join(running)
+    ctes = [
+        f"""label_steps as (
+    -- +1 when a label becomes usable, -1 when its event leaves the window (see skewless/dbtgen.py)
+    select entity_id, ts,
+        {sum_cols}
+    from (
+{union}
+    ) as steps
+    group by entity_id, ts
+)""",
+        f"""label_running as (
+    select entity_id, ts,
+        {running_cols}
+    from label_steps
+    window running as (partition by entity_id order by ts rows unbounded preceding)
+)""",
+    ]
+    joins = [
+        "asof left join label_running as labels_at_t\n"
+        "    on w.entity_id = labels_at_t.entity_id and w.event_timestamp >= labels_at_t.ts"
+    ]
     return ctes, joins, selects
 
 
 def render_group(group: F.FeatureGroup) -> str:
+    """The dbt model of a feature group."""
+    if group.grain is F.Grain.DAILY:
+        return _render_daily(group)
+    return _render_transaction(group)
+
+
+_DAILY_AGGS = (F.Agg.COUNT, F.Agg.SUM, F.Agg.AVG, F.Agg.SECONDS_SINCE_LAST)
+
+
+def _render_daily(group: F.FeatureGroup) -> str:
+    """Daily grain: events summed per entity and day first, then whole-day windows over a dense
+    grid of midnights. The row at midnight d holds the events of the day before it, so a window of
+    k days at d is the k rows ending at d: exactly [d - k days, d)."""
+    unsupported = sorted(a.name for a in group.aggregates if a.agg not in _DAILY_AGGS)
+    if unsupported:
+        raise ValueError(
+            f"{group.name}: the daily grain supports {', '.join(_DAILY_AGGS)}; "
+            f"{', '.join(unsupported)} need the transaction grain"
+        )
+    for window in group.windows:
+        if F.window_length(window) % timedelta(days=1):
+            raise ValueError(f"{group.name}: daily windows must be whole days, not {window}")
+    key = group.entity.join_key
+    columns = sorted({a.column for a in group.aggregates if a.column})
+    day_sums = "".join(f",\n        sum({c}) as sum_{c}" for c in columns)
+    dense_sums = "".join(f",\n        coalesce(day.sum_{c}, 0) as sum_{c}" for c in columns)
+    exprs, frames = [], []
+    for aggregate, window, name in group.window_features():
+        frame = f"w_{window}" if window else "w_all"
+        col = aggregate.column
+        expr = {
+            F.Agg.COUNT: f"(sum(n) over {frame})::bigint",  # sum() of bigint is a hugeint
+            F.Agg.SUM: f"sum(sum_{col}) over {frame}",
+            F.Agg.AVG: f"sum(sum_{col}) over {frame} / nullif(sum(n) over {frame}, 0)",
+            F.Agg.SECONDS_SINCE_LAST: (
+                f"date_diff('microsecond', max(last_event_at) over {frame}, event_timestamp) / 1e6"
+            ),
+        }[aggregate.agg]
+        exprs.append(f"{expr} as {name}")
+    for window in group.windows:
+        days = F.window_length(window) // timedelta(days=1)
+        frames.append(
+            f"    w_{window} as (partition by entity_id order by event_timestamp\n"
+            f"        rows between {days - 1} preceding and current row)"
+        )
+    frames.append(
+        "    w_all as (partition by entity_id order by event_timestamp\n"
+        "        rows between unbounded preceding and current row)"
+    )
+    expr_sql = ",\n        ".join(exprs)
+    frames_sql = ",\n".join(frames)
+    body = f"""with events as (
+    select {key} as entity_id, event_timestamp, transaction_id{"".join(f", {c}" for c in columns)}
+    from {{{{ ref('stg_raw__transactions') }}}}
+),
+
+cutoff as (
+    select date_trunc('day', {{{{ features_as_of() }}}}) as last_midnight
+),
+
+days as (
+    -- each day's events, keyed by the midnight after them: the first row that sees them
+    select entity_id, date_trunc('day', event_timestamp) + interval 1 day as event_timestamp,
+        count(transaction_id) as n,
+        max(event_timestamp) as last_event_at{day_sums}
+    from events cross join cutoff
+    where events.event_timestamp < cutoff.last_midnight
+    group by all
+),
+
+grid as (
+    -- every midnight from the day after the entity's first event to the cutoff
+    select entity_id, unnest(generate_series(
+        min(event_timestamp), any_value(cutoff.last_midnight), interval 1 day
+    )) as event_timestamp
+    from days cross join cutoff
+    group by entity_id
+),
+
+dense as (
+    select grid.entity_id, grid.event_timestamp,
+        coalesce(day.n, 0) as n,
+        day.last_event_at{dense_sums}
+    from grid
+    left join days as day
+        on grid.entity_id = day.entity_id and grid.event_timestamp = day.event_timestamp
+),
+
+features as (
+    select
+        entity_id as {key},
+        event_timestamp,
+        {expr_sql}
+    from dense
+    window
+{frames_sql}
+)"""
+    return _finish(group, body)
+
+
+def _finish(group: F.FeatureGroup, body: str) -> str:
+    ratios = "".join(
+        f",\n    {r.numerator} / nullif({r.denominator}, 0) * {r.scale} as {r.name}"
+        for r in group.ratios
+    )
+    sql = f"""{HEADER}-- {group.description}
+-- Grain: {group.grain.value}; entity: {group.entity.name}; windows: {", ".join(group.windows)}.
+
+{body}
+
+select *{ratios}
+from features
+"""
+    return "\n".join(line.rstrip() for line in sql.splitlines()) + "\n"
+
+
+def _render_transaction(group: F.FeatureGroup) -> str:
+    """Transaction grain: one pass over each entity's events plus its snapshot point."""
     key = group.entity.join_key
     computed = group.window_features()
     framed = [(a, w, n) for a, w, n in computed if a.agg is not F.Agg.LABELED_RATE]
@@ -104,29 +249,13 @@ def render_group(group: F.FeatureGroup) -> str:
     columns = sorted({a.column for a, _, _ in computed if a.column})
     label_ctes, label_joins, label_selects = _labeled_ctes(group)
 
-    if group.grain is F.Grain.TRANSACTION:
-        points = """query_points as (
+    points = """query_points as (
     -- one snapshot row per entity at the cutoff: the state a batch materialization serves
     select distinct events.entity_id, cutoff.snapshot_at as event_timestamp
     from events cross join cutoff
     where events.event_timestamp < cutoff.snapshot_at
 )"""
-        ids = ["w.transaction_id", "w.transaction_id is null as is_snapshot"]
-        row_filter = ""
-    else:
-        points = """query_points as (
-    -- every midnight from the day after the entity's first event to the cutoff
-    select entity_id, unnest(generate_series(
-        date_trunc('day', min(event_timestamp)) + interval 1 day,
-        date_trunc('day', any_value(cutoff.snapshot_at)),
-        interval 1 day
-    )) as event_timestamp
-    from events cross join cutoff
-    where events.event_timestamp < cutoff.snapshot_at
-    group by entity_id
-)"""
-        ids = []
-        row_filter = "\n    where w.event_id is null"
+    ids = ["w.transaction_id", "w.transaction_id is null as is_snapshot"]
 
     value_cols = "".join(f", {c}" for c in columns)
     null_cols = "".join(f", null as {c}" for c in columns)
@@ -153,18 +282,11 @@ def render_group(group: F.FeatureGroup) -> str:
     select_list = ",\n        ".join(final)
     joins = "".join(f"\n    {j}" for j in label_joins)
     blocks.append(
-        f"features as (\n    select\n        {select_list}\n    from windowed as w{joins}{row_filter}\n)"
-    )
-    ratios = "".join(
-        f",\n    {r.numerator} / nullif({r.denominator}, 0) * {r.scale} as {r.name}"
-        for r in group.ratios
+        f"features as (\n    select\n        {select_list}\n    from windowed as w{joins}\n)"
     )
     frames_sql = ",\n".join(frames)
     rest_sql = ",\n\n".join(blocks)
-    sql = f"""{HEADER}-- {group.description}
--- Grain: {group.grain.value}; entity: {group.entity.name}; windows: {", ".join(group.windows)}.
-
-with events as (
+    body = f"""with events as (
     select {key} as entity_id, event_timestamp, transaction_id, label_timestamp{value_cols}
     from {{{{ ref('stg_raw__transactions') }}}}
 ),
@@ -193,12 +315,8 @@ windowed as (
 {frames_sql}
 ),
 
-{rest_sql}
-
-select *{ratios}
-from features
-"""
-    return "\n".join(line.rstrip() for line in sql.splitlines()) + "\n"
+{rest_sql}"""
+    return _finish(group, body)
 
 
 def render_export(group: F.FeatureGroup) -> str:

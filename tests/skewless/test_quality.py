@@ -219,3 +219,11 @@ def test_validation_writes_nothing_in_the_working_directory(raw_day, tmp_path, m
     finally:
         quality._batch_definition.cache_clear()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_data_quality_error_survives_pickling(raw_day):
+    import pickle
+
+    report = quality.validate_raw(raw_day.assign(amount=-1.0))
+    error = pickle.loads(pickle.dumps(quality.DataQualityError(report)))
+    assert error.report == report and "amount" in str(error)

@@ -3,64 +3,61 @@
 -- Grain: daily; entity: customer; windows: 30d, 90d.
 
 with events as (
-    select customer_id as entity_id, event_timestamp, transaction_id, label_timestamp, amount
+    select customer_id as entity_id, event_timestamp, transaction_id, amount
     from {{ ref('stg_raw__transactions') }}
 ),
 
 cutoff as (
-    select {{ features_as_of() }} as snapshot_at
+    select date_trunc('day', {{ features_as_of() }}) as last_midnight
 ),
 
-query_points as (
+days as (
+    -- each day's events, keyed by the midnight after them: the first row that sees them
+    select entity_id, date_trunc('day', event_timestamp) + interval 1 day as event_timestamp,
+        count(transaction_id) as n,
+        max(event_timestamp) as last_event_at,
+        sum(amount) as sum_amount
+    from events cross join cutoff
+    where events.event_timestamp < cutoff.last_midnight
+    group by all
+),
+
+grid as (
     -- every midnight from the day after the entity's first event to the cutoff
     select entity_id, unnest(generate_series(
-        date_trunc('day', min(event_timestamp)) + interval 1 day,
-        date_trunc('day', any_value(cutoff.snapshot_at)),
-        interval 1 day
+        min(event_timestamp), any_value(cutoff.last_midnight), interval 1 day
     )) as event_timestamp
-    from events cross join cutoff
-    where events.event_timestamp < cutoff.snapshot_at
+    from days cross join cutoff
     group by entity_id
 ),
 
-stream as (
-    select entity_id, event_timestamp, transaction_id, transaction_id as event_id,
-        event_timestamp as event_time, amount
-    from events
-    union all
-    select entity_id, event_timestamp, null, null, null, null as amount
-    from query_points
-),
-
-windowed as (
-    select
-        entity_id, event_timestamp, transaction_id, event_id,
-        count(event_id) over w_30d as customer_daily_tx_count_30d,
-        count(event_id) over w_90d as customer_daily_tx_count_90d,
-        coalesce(sum(amount) over w_30d, 0) as customer_daily_amount_sum_30d,
-        coalesce(sum(amount) over w_90d, 0) as customer_daily_amount_sum_90d,
-        date_diff('microsecond', max(event_time) over w_all, event_timestamp) / 1e6 as customer_daily_seconds_since_last_tx
-    from stream
-    window
-    w_30d as (partition by entity_id order by event_timestamp
-        range between to_seconds(2592000) preceding and current row exclude group),
-    w_90d as (partition by entity_id order by event_timestamp
-        range between to_seconds(7776000) preceding and current row exclude group),
-    w_all as (partition by entity_id order by event_timestamp
-        range between unbounded preceding and current row exclude group)
+dense as (
+    select grid.entity_id, grid.event_timestamp,
+        coalesce(day.n, 0) as n,
+        day.last_event_at,
+        coalesce(day.sum_amount, 0) as sum_amount
+    from grid
+    left join days as day
+        on grid.entity_id = day.entity_id and grid.event_timestamp = day.event_timestamp
 ),
 
 features as (
     select
-        w.entity_id as customer_id,
-        w.event_timestamp,
-        w.customer_daily_tx_count_30d,
-        w.customer_daily_tx_count_90d,
-        w.customer_daily_amount_sum_30d,
-        w.customer_daily_amount_sum_90d,
-        w.customer_daily_seconds_since_last_tx
-    from windowed as w
-    where w.event_id is null
+        entity_id as customer_id,
+        event_timestamp,
+        (sum(n) over w_30d)::bigint as customer_daily_tx_count_30d,
+        (sum(n) over w_90d)::bigint as customer_daily_tx_count_90d,
+        sum(sum_amount) over w_30d as customer_daily_amount_sum_30d,
+        sum(sum_amount) over w_90d as customer_daily_amount_sum_90d,
+        date_diff('microsecond', max(last_event_at) over w_all, event_timestamp) / 1e6 as customer_daily_seconds_since_last_tx
+    from dense
+    window
+    w_30d as (partition by entity_id order by event_timestamp
+        rows between 29 preceding and current row),
+    w_90d as (partition by entity_id order by event_timestamp
+        rows between 89 preceding and current row),
+    w_all as (partition by entity_id order by event_timestamp
+        rows between unbounded preceding and current row)
 )
 
 select *,

@@ -49,73 +49,47 @@ labels as (
     where is_fraud is not null
 ),
 
-label_steps_1d as (
-    -- a label counts at t when label_timestamp <= t and t - 1d <= event_timestamp < t:
-    -- +1 from max(label, event) (inclusive when the label came later), -1 after event + 1d
-    select entity_id, ts, inclusive, sum(n) as n, sum(y) as y
+label_steps as (
+    -- +1 when a label becomes usable, -1 when its event leaves the window (see skewless/dbtgen.py)
+    select entity_id, ts,
+        sum(n_merchant_fraud_rate_1d) as n_merchant_fraud_rate_1d,
+        sum(y_merchant_fraud_rate_1d) as y_merchant_fraud_rate_1d,
+        sum(n_merchant_fraud_rate_7d) as n_merchant_fraud_rate_7d,
+        sum(y_merchant_fraud_rate_7d) as y_merchant_fraud_rate_7d,
+        sum(n_merchant_fraud_rate_30d) as n_merchant_fraud_rate_30d,
+        sum(y_merchant_fraud_rate_30d) as y_merchant_fraud_rate_30d
     from (
-        select entity_id, greatest(label_timestamp, event_timestamp) as ts,
-            label_timestamp > event_timestamp as inclusive, 1 as n, is_fraud::double as y
+        select entity_id, greatest(label_timestamp, event_timestamp + to_microseconds(1)) as ts,
+            (label_timestamp <= event_timestamp + to_seconds(86400))::int as n_merchant_fraud_rate_1d,
+            case when label_timestamp <= event_timestamp + to_seconds(86400) then is_fraud::double else 0 end as y_merchant_fraud_rate_1d,
+            (label_timestamp <= event_timestamp + to_seconds(604800))::int as n_merchant_fraud_rate_7d,
+            case when label_timestamp <= event_timestamp + to_seconds(604800) then is_fraud::double else 0 end as y_merchant_fraud_rate_7d,
+            (label_timestamp <= event_timestamp + to_seconds(2592000))::int as n_merchant_fraud_rate_30d,
+            case when label_timestamp <= event_timestamp + to_seconds(2592000) then is_fraud::double else 0 end as y_merchant_fraud_rate_30d
+        from labels
+        union all
+        select entity_id, event_timestamp + to_seconds(86400) + to_microseconds(1) as ts, -1 as n_merchant_fraud_rate_1d, -is_fraud::double as y_merchant_fraud_rate_1d, 0 as n_merchant_fraud_rate_7d, 0 as y_merchant_fraud_rate_7d, 0 as n_merchant_fraud_rate_30d, 0 as y_merchant_fraud_rate_30d
         from labels where label_timestamp <= event_timestamp + to_seconds(86400)
         union all
-        select entity_id, event_timestamp + to_seconds(86400), false, -1, -(is_fraud::double)
-        from labels where label_timestamp <= event_timestamp + to_seconds(86400)
-    ) as steps
-    group by entity_id, ts, inclusive
-),
-
-label_running_1d as (
-    select entity_id, ts, inclusive,
-        sum(n) over running as n,
-        sum(y) over running as y
-    from label_steps_1d
-    window running as (partition by entity_id, inclusive order by ts rows unbounded preceding)
-),
-
-label_steps_7d as (
-    -- a label counts at t when label_timestamp <= t and t - 7d <= event_timestamp < t:
-    -- +1 from max(label, event) (inclusive when the label came later), -1 after event + 7d
-    select entity_id, ts, inclusive, sum(n) as n, sum(y) as y
-    from (
-        select entity_id, greatest(label_timestamp, event_timestamp) as ts,
-            label_timestamp > event_timestamp as inclusive, 1 as n, is_fraud::double as y
+        select entity_id, event_timestamp + to_seconds(604800) + to_microseconds(1) as ts, 0 as n_merchant_fraud_rate_1d, 0 as y_merchant_fraud_rate_1d, -1 as n_merchant_fraud_rate_7d, -is_fraud::double as y_merchant_fraud_rate_7d, 0 as n_merchant_fraud_rate_30d, 0 as y_merchant_fraud_rate_30d
         from labels where label_timestamp <= event_timestamp + to_seconds(604800)
         union all
-        select entity_id, event_timestamp + to_seconds(604800), false, -1, -(is_fraud::double)
-        from labels where label_timestamp <= event_timestamp + to_seconds(604800)
-    ) as steps
-    group by entity_id, ts, inclusive
-),
-
-label_running_7d as (
-    select entity_id, ts, inclusive,
-        sum(n) over running as n,
-        sum(y) over running as y
-    from label_steps_7d
-    window running as (partition by entity_id, inclusive order by ts rows unbounded preceding)
-),
-
-label_steps_30d as (
-    -- a label counts at t when label_timestamp <= t and t - 30d <= event_timestamp < t:
-    -- +1 from max(label, event) (inclusive when the label came later), -1 after event + 30d
-    select entity_id, ts, inclusive, sum(n) as n, sum(y) as y
-    from (
-        select entity_id, greatest(label_timestamp, event_timestamp) as ts,
-            label_timestamp > event_timestamp as inclusive, 1 as n, is_fraud::double as y
-        from labels where label_timestamp <= event_timestamp + to_seconds(2592000)
-        union all
-        select entity_id, event_timestamp + to_seconds(2592000), false, -1, -(is_fraud::double)
+        select entity_id, event_timestamp + to_seconds(2592000) + to_microseconds(1) as ts, 0 as n_merchant_fraud_rate_1d, 0 as y_merchant_fraud_rate_1d, 0 as n_merchant_fraud_rate_7d, 0 as y_merchant_fraud_rate_7d, -1 as n_merchant_fraud_rate_30d, -is_fraud::double as y_merchant_fraud_rate_30d
         from labels where label_timestamp <= event_timestamp + to_seconds(2592000)
     ) as steps
-    group by entity_id, ts, inclusive
+    group by entity_id, ts
 ),
 
-label_running_30d as (
-    select entity_id, ts, inclusive,
-        sum(n) over running as n,
-        sum(y) over running as y
-    from label_steps_30d
-    window running as (partition by entity_id, inclusive order by ts rows unbounded preceding)
+label_running as (
+    select entity_id, ts,
+        sum(n_merchant_fraud_rate_1d) over running as n_merchant_fraud_rate_1d,
+        sum(y_merchant_fraud_rate_1d) over running as y_merchant_fraud_rate_1d,
+        sum(n_merchant_fraud_rate_7d) over running as n_merchant_fraud_rate_7d,
+        sum(y_merchant_fraud_rate_7d) over running as y_merchant_fraud_rate_7d,
+        sum(n_merchant_fraud_rate_30d) over running as n_merchant_fraud_rate_30d,
+        sum(y_merchant_fraud_rate_30d) over running as y_merchant_fraud_rate_30d
+    from label_steps
+    window running as (partition by entity_id order by ts rows unbounded preceding)
 ),
 
 features as (
@@ -127,22 +101,12 @@ features as (
         w.merchant_tx_count_1d,
         w.merchant_tx_count_7d,
         w.merchant_tx_count_30d,
-        (coalesce(in_1d.y, 0) + coalesce(ex_1d.y, 0)) / nullif((coalesce(in_1d.n, 0) + coalesce(ex_1d.n, 0)), 0) as merchant_fraud_rate_1d,
-        (coalesce(in_7d.y, 0) + coalesce(ex_7d.y, 0)) / nullif((coalesce(in_7d.n, 0) + coalesce(ex_7d.n, 0)), 0) as merchant_fraud_rate_7d,
-        (coalesce(in_30d.y, 0) + coalesce(ex_30d.y, 0)) / nullif((coalesce(in_30d.n, 0) + coalesce(ex_30d.n, 0)), 0) as merchant_fraud_rate_30d
+        labels_at_t.y_merchant_fraud_rate_1d / nullif(labels_at_t.n_merchant_fraud_rate_1d, 0) as merchant_fraud_rate_1d,
+        labels_at_t.y_merchant_fraud_rate_7d / nullif(labels_at_t.n_merchant_fraud_rate_7d, 0) as merchant_fraud_rate_7d,
+        labels_at_t.y_merchant_fraud_rate_30d / nullif(labels_at_t.n_merchant_fraud_rate_30d, 0) as merchant_fraud_rate_30d
     from windowed as w
-    asof left join (select * from label_running_1d where inclusive) as in_1d
-    on w.entity_id = in_1d.entity_id and w.event_timestamp >= in_1d.ts
-    asof left join (select * from label_running_1d where not inclusive) as ex_1d
-    on w.entity_id = ex_1d.entity_id and w.event_timestamp > ex_1d.ts
-    asof left join (select * from label_running_7d where inclusive) as in_7d
-    on w.entity_id = in_7d.entity_id and w.event_timestamp >= in_7d.ts
-    asof left join (select * from label_running_7d where not inclusive) as ex_7d
-    on w.entity_id = ex_7d.entity_id and w.event_timestamp > ex_7d.ts
-    asof left join (select * from label_running_30d where inclusive) as in_30d
-    on w.entity_id = in_30d.entity_id and w.event_timestamp >= in_30d.ts
-    asof left join (select * from label_running_30d where not inclusive) as ex_30d
-    on w.entity_id = ex_30d.entity_id and w.event_timestamp > ex_30d.ts
+    asof left join label_running as labels_at_t
+    on w.entity_id = labels_at_t.entity_id and w.event_timestamp >= labels_at_t.ts
 )
 
 select *

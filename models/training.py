@@ -95,8 +95,15 @@ def resolve_windows(
             train_start = datetime.combine(first.date(), datetime.min.time())
     if test_start is None:
         test_start = test_end - TEST_DAYS
+    defaulted_train_end = train_end is None
     if train_end is None:
         train_end = test_start - gap
+        if train_start >= train_end:
+            raise ValueError(
+                f"train_start={train_start} must be before train_end={train_end}: the data is too "
+                f"short for the default split (test [{test_start}, {test_end}) after a gap of "
+                f"{gap}); pass --train-end / train_end (and a shorter gap) explicitly"
+            )
     for name, start, end in (
         ("train_start", train_start, train_end),
         ("test_start", test_start, test_end),
@@ -111,7 +118,7 @@ def resolve_windows(
         )
     if as_of is not None and test_end > as_of:
         raise ValueError(f"test_end={test_end} must not be after as_of={as_of}")
-    if test_start - train_end < gap:
+    if test_start - train_end < gap and not defaulted_train_end:
         warnings.warn(
             f"the gap between train_end and test_start ({test_start - train_end}) is shorter than "
             f"the {spec.name} default ({gap}): test labels may leak into training",

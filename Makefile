@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 export DO_NOT_TRACK := 1
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 
-.PHONY: setup lock test lint format bench demo airflow mlflow clean
+.PHONY: setup lock test lint format bench demo airflow mlflow serve clean
 
 setup: $(BIN)/skewless
 
@@ -45,6 +45,11 @@ airflow: setup
 # MLflow UI on http://127.0.0.1:5000 over var/mlflow; Ctrl-C stops it.
 mlflow: setup
 	$(BIN)/skewless mlflow-ui
+
+# The sidecar under gunicorn on http://127.0.0.1:8000 (serving/README.md); Ctrl-C stops it.
+# e.g. make serve SERVE_ARGS="--mode exact --port 8001"
+serve: setup
+	$(BIN)/skewless serve $(SERVE_ARGS)
 
 bench: setup
 	$(BIN)/python -m bench.features

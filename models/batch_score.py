@@ -22,8 +22,8 @@ from datetime import date, datetime, timedelta
 import numpy as np
 import pandas as pd
 
-from models import datasets
-from models.config import model_config, registry
+from models import datasets, registry
+from models.config import model_config
 from skewless import settings as settings_module
 from skewless.features import group, request_features_frame
 
@@ -66,32 +66,25 @@ class MissingFeatures(RuntimeError):
 
 
 def load_champion(cfg, task: str):
-    """(Booster, registered model name, version) of the task's champion, through the registry.
+    """(Booster, registered model name, version) of the task's champion.
 
-    The alias is resolved once and that version loaded (``models:/<name>/<version>``, the version
-    ``models:/<name>@champion`` points to), so the reported version is the one that scored even if
-    the alias moves meanwhile.
+    The alias is resolved once and that version loaded (``models:/<name>/<version>`` is what
+    ``models:/<name>@champion`` points to), so the version written beside each score is the one
+    that produced it even if the alias moves meanwhile.
     """
-    from mlflow.exceptions import MlflowException
-
     name = model_config(cfg, task)["registered_model"]
-    mlflow, client = registry(cfg)
-    try:
-        version = client.get_model_version_by_alias(name, "champion").version
-    except MlflowException:
+    mlflow, client = registry.connect(cfg)
+    version = registry.champion_version(client, name)
+    if version is None:
         raise NoChampion(
             f"no version of model {name!r} has the alias 'champion': run `skewless train {task}`"
-        ) from None
-    return mlflow.lightgbm.load_model(f"models:/{name}/{version}"), name, str(version)
+        )
+    return registry.load_version(mlflow, name, version), name, version
 
 
 def _predict(booster, frame: pd.DataFrame) -> np.ndarray:
-    names = booster.feature_name()
-    missing = [n for n in names if n not in frame.columns]
-    if missing:
-        raise KeyError(f"the champion needs features the warehouse rows lack: {missing}")
     # One big call is one OpenMP region: two threads cost no spin-waiting here (unlike per request).
-    return booster.predict(datasets.to_matrix(frame, names), num_threads=PREDICT_THREADS)
+    return datasets.predict(booster, frame, num_threads=PREDICT_THREADS)
 
 
 def _replace_partition(
@@ -119,6 +112,11 @@ def _replace_partition(
         raise
 
 
+def _as_date(day: date | datetime) -> date:
+    """The scored day (a datetime, e.g. an Airflow logical date, counts as its date)."""
+    return day.date() if isinstance(day, datetime) else day
+
+
 def _bounds(day: date) -> tuple[datetime, datetime]:
     start = datetime.combine(day, datetime.min.time())
     return start, start + timedelta(days=1)
@@ -128,6 +126,7 @@ def score_fraud(day: date, *, cfg=None) -> dict:
     """Scores every transaction with event date ``day`` and replaces that date in fraud_scores."""
     from skewless import warehouse
 
+    day = _as_date(day)
     cfg = cfg or settings_module.load()
     started = time.perf_counter()
     threshold = float(model_config(cfg, "fraud")["alert_threshold"])
@@ -171,7 +170,7 @@ def score_fraud(day: date, *, cfg=None) -> dict:
             ],
             axis=1,
         )
-        scores = _predict(booster, features) if len(rows) else np.empty(0)
+        scores = _predict(booster, features)
         predicted = time.perf_counter()
         out = pd.DataFrame(
             {
@@ -205,6 +204,7 @@ def score_churn(day: date, *, cfg=None, redis_url: str | None = None) -> dict:
     and writes the scores to Redis hashes (when ``day`` is the latest scored date)."""
     from skewless import redis_server, warehouse
 
+    day = _as_date(day)
     cfg = cfg or settings_module.load()
     started = time.perf_counter()
     booster, name, version = load_champion(cfg, "churn_30d")
@@ -230,7 +230,7 @@ def score_churn(day: date, *, cfg=None, redis_url: str | None = None) -> dict:
                     "run `skewless build` before scoring"
                 )
         read = time.perf_counter()
-        scores = _predict(booster, rows) if len(rows) else np.empty(0)
+        scores = _predict(booster, rows)
         predicted = time.perf_counter()
         out = pd.DataFrame(
             {

@@ -5,6 +5,17 @@ the features come either from Feast's point-in-time retrieval over the task's fe
 (``source="feast"``, the canonical pattern) or straight from the training set
 (``source="warehouse"``). tests/dbt proves the two equal; ``fingerprint()`` of either frame is the same.
 The warehouse is only ever opened read-only here.
+
+The default is the warehouse, measured (2 busy cores, same fingerprints from both sources):
+
+    rows                          warehouse   feast (duckdb offline store)
+    fraud  212K (5000 x 90 days)      0.8 s     ~100 s
+    fraud  994K (23500 x 90 days)    11.8 s      157 s
+    churn  1.28M                      3.2 s       84 s
+
+Feast's ibis point-in-time join is an inequality join then a row_number() dedupe, which grows with
+rows per entity; the dbt training set already holds the same point-in-time rows. ``source="feast"``
+stays for the canonical path and to check the two agree.
 """
 
 from __future__ import annotations
@@ -13,7 +24,7 @@ import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -22,7 +33,6 @@ from skewless import settings as settings_module
 from skewless.features import FEATURE_SERVICES, REQUEST_FEATURES, FeatureService
 
 SOURCES = ("feast", "warehouse")
-# Measured at ~1M rows (see the module doc): the warehouse read is the default.
 DEFAULT_SOURCE = "warehouse"
 
 
@@ -135,6 +145,13 @@ def fingerprint(frame: TrainingFrame) -> str:
     return digest.hexdigest()
 
 
+def naive_utc(value: datetime | None) -> datetime | None:
+    """Warehouse timestamps are naive UTC; aware inputs (e.g. Airflow's) are converted."""
+    if value is None or value.tzinfo is None:
+        return value
+    return value.astimezone(UTC).replace(tzinfo=None)
+
+
 def _window_predicate(windows: Sequence[tuple[datetime, datetime]]) -> tuple[str, list]:
     clauses, params = [], []
     for start, end in windows:
@@ -179,7 +196,7 @@ def load_training_frame(
     ``as_of`` keeps only what was known then: fraud rows whose label_timestamp <= as_of, churn rows
     whose 30-day horizon ended by as_of. ``source`` picks where the features come from.
     """
-    if start >= end:
+    if naive_utc(start) >= naive_utc(end):
         raise ValueError(f"start={start} must be before end={end}")
     return load_windows(task, [(start, end)], cfg=cfg, as_of=as_of, source=source)
 
@@ -199,6 +216,8 @@ def load_windows(
         raise ValueError(f"source={source!r}: expected one of {SOURCES}")
     spec = get_task(task)
     cfg = cfg or settings_module.load()
+    windows = [(naive_utc(start), naive_utc(end)) for start, end in windows]
+    as_of = naive_utc(as_of)
     started = time.perf_counter()
     base = [*spec.ids, "event_timestamp", *spec.extra_columns]
     if spec.request_features:
@@ -264,3 +283,15 @@ def _assemble(spec: Task, rows: pd.DataFrame, source: str) -> TrainingFrame:
 def to_matrix(frame: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
     """The float64 matrix a LightGBM Booster scores, in the model's feature order."""
     return np.ascontiguousarray(frame[list(columns)].to_numpy(dtype="float64"))
+
+
+def predict(booster, frame: pd.DataFrame, *, num_threads: int = 1) -> np.ndarray:
+    """Scores rows with a LightGBM Booster on a NumPy matrix, in the booster's own feature order
+    (KeyError if the frame lacks one of its features)."""
+    names = booster.feature_name()
+    missing = [n for n in names if n not in frame.columns]
+    if missing:
+        raise KeyError(f"the model needs features the data lacks: {missing}")
+    if frame.empty:
+        return np.empty(0)
+    return booster.predict(to_matrix(frame, names), num_threads=num_threads)

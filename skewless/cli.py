@@ -184,6 +184,33 @@ def cmd_score(args: argparse.Namespace) -> int:
     return batch_score.run(args)
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Runs the sidecar under gunicorn (serving/gunicorn_conf.py) in the foreground (exec)."""
+    import os
+
+    from skewless import redis_server
+
+    cfg = settings.load()
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", "1")
+    if args.mode:
+        env["SKEWLESS_SERVING_MODE"] = args.mode
+    if not env.get("SKEWLESS_REDIS_URL"):
+        env["SKEWLESS_REDIS_URL"] = redis_server.resolve_url(cfg.redis_url, cfg.redis_dir)
+    gunicorn = str(Path(sys.executable).parent / "gunicorn")
+    root = settings.PROJECT_ROOT
+    argv = [gunicorn, "--config", str(root / "serving" / "gunicorn_conf.py")]
+    argv += ["--pythonpath", str(root), "--bind", f"{args.host}:{args.port}"]
+    argv += ["--workers", str(args.workers), "--threads", str(args.threads)]
+    mode = env.get("SKEWLESS_SERVING_MODE", "materialized")
+    print(
+        f"sidecar on http://{args.host}:{args.port} (mode {mode}, redis {env['SKEWLESS_REDIS_URL']})"
+    )
+    sys.stdout.flush()
+    os.execve(gunicorn, argv, env)
+    return 0  # pragma: no cover - execve does not return
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="skewless", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -262,6 +289,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("task", choices=["fraud", "churn_30d", "churn"])
     p.add_argument("--date", type=date.fromisoformat, help="default: the last day with events")
     p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("serve", help="run the realtime sidecar under gunicorn")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument(
+        "--mode", choices=["materialized", "streaming", "exact"], help="default feature mode"
+    )
+    p.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
+    p.add_argument("--threads", type=int, default=4, help="threads per worker (gthread)")
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("config", help="print the effective configuration")
     p.add_argument("--shell", action="store_true", help="as export lines for a shell")

@@ -130,7 +130,8 @@ _REPORTED = ("roc_auc", "average_precision", "precision_at_k_per_day", "recall_a
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="skewless demo", description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=2000)
-    parser.add_argument("--days", type=int, default=60)
+    # churn needs a 30-day label horizon, a 30-day gap and a week of holdout before the cutoff
+    parser.add_argument("--days", type=int, default=120)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--fresh", action="store_true", help="start from an empty var/ first")
     args = parser.parse_args(argv)

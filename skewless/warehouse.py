@@ -16,9 +16,21 @@ def connect(path: Path | None = None, *, read_only: bool = False) -> duckdb.Duck
             f"warehouse {path} does not exist yet: run `skewless generate` or `skewless import` first"
         )
     path.parent.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(str(path), read_only=read_only)
+    try:
+        con = duckdb.connect(str(path), read_only=read_only)
+    except duckdb.ConnectionException as exc:
+        # This process already holds the file read-write (dbt run in-process by Cosmos, as under
+        # `dag.test()`): DuckDB refuses a second configuration but shares its own instance, which
+        # is no second writer. Other processes are still kept out by DuckDB's file lock.
+        if not read_only or "different configuration" not in str(exc):
+            raise
+        return _prepared(duckdb.connect(str(path)), create=False)
+    return _prepared(con, create=not read_only)
+
+
+def _prepared(con: duckdb.DuckDBPyConnection, *, create: bool) -> duckdb.DuckDBPyConnection:
     con.execute("SET TimeZone = 'UTC'")
-    if not read_only:
+    if create:
         for statement in schemas.ddl():
             con.execute(statement)
     return con

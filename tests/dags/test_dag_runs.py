@@ -36,7 +36,8 @@ def env(tmp_path_factory, airflow_db, redis_url):
         ):
             mp.delenv(name, raising=False)
         cfg = settings.load()
-        frame = simulate.generate(customers=150, days=45, seed=11, start=date(2025, 3, 1))
+        # 400 customers: a week of holdout holds frauds; 100 days: churn needs a 30-day label horizon and a 30-day gap before its holdout
+        frame = simulate.generate(customers=400, days=100, seed=11, start=date(2025, 1, 5))
         assert frame["event_timestamp"].max().date() == DAY
         history = simulate.write(
             frame[frame["event_timestamp"].dt.date < DAY], var_dir / "history.parquet"

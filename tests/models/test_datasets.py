@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from models import datasets, training
+from models import datasets, splits, training
 from skewless import settings, warehouse
 from skewless.features import REQUEST_FEATURES, group
 
@@ -50,7 +50,7 @@ def test_feature_columns_follow_the_declaration():
 )
 def test_inconsistent_windows_are_refused_naming_the_argument(shared, windows, argument):
     with pytest.raises(ValueError, match=argument):
-        training.resolve_windows("fraud", **windows)
+        splits.resolve_windows("fraud", **windows)
 
 
 def test_windows_without_labeled_rows_are_refused(shared):
@@ -69,7 +69,7 @@ def test_windows_without_labeled_rows_are_refused(shared):
 
 def test_default_fraud_split_leaves_a_gap_of_the_label_delay(shared):
     cfg = settings.load()
-    w = training.resolve_windows("fraud")
+    w = splits.resolve_windows("fraud")
     # the last 7 days with labels, the label delay, everything before
     assert (w.test_start, w.test_end) == (datetime(2025, 4, 8), datetime(2025, 4, 15))
     assert w.test_start - w.train_end == cfg.label_delay == timedelta(days=7)
@@ -94,8 +94,8 @@ def test_default_fraud_split_leaves_a_gap_of_the_label_delay(shared):
 def test_default_churn_split_leaves_a_gap_of_the_horizon(shared):
     # 45 days of data leave ~2 weeks of churn rows: too short for train + 30-day gap + test
     with pytest.raises(ValueError, match="train_start=.* too short for the default split"):
-        training.resolve_windows("churn_30d")
-    w = training.resolve_windows("churn", train_start=datetime(2025, 1, 1))
+        splits.resolve_windows("churn_30d")
+    w = splits.resolve_windows("churn", train_start=datetime(2025, 1, 1))
     assert w.test_end == datetime(2025, 3, 16)  # the midnight after the last observable row
     assert w.test_start - w.train_end == timedelta(days=30)
     assert w.test_end - w.test_start == timedelta(days=7)
@@ -103,7 +103,7 @@ def test_default_churn_split_leaves_a_gap_of_the_horizon(shared):
 
 def test_a_gap_shorter_than_the_default_is_allowed_with_a_warning(shared):
     with pytest.warns(UserWarning, match="shorter than the fraud default"):
-        w = training.resolve_windows(
+        w = splits.resolve_windows(
             "fraud", train_end=datetime(2025, 4, 8), test_start=datetime(2025, 4, 8)
         )
     assert w.train_end == w.test_start
@@ -111,8 +111,9 @@ def test_a_gap_shorter_than_the_default_is_allowed_with_a_warning(shared):
 
 def test_as_of_keeps_only_known_labels_and_ends_the_test_window_a_delay_earlier(shared):
     as_of = datetime(2025, 4, 10)
-    w = training.resolve_windows("fraud", as_of=as_of)
+    w = splits.resolve_windows("fraud", as_of=as_of)
     assert w.test_end == as_of - settings.load().label_delay
+    assert splits.resolve_windows("fraud", as_of=as_of.replace(tzinfo=UTC)) == w  # e.g. Airflow's
     frame = datasets.load_training_frame("fraud", w.train_start, w.test_end, as_of=as_of)
     assert (frame.keys["label_timestamp"] <= as_of).all()
     everything = datasets.load_training_frame("fraud", w.train_start, w.test_end)

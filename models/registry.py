@@ -1,0 +1,93 @@
+"""MLflow tracking and model registry: experiments per task, the ``champion`` alias, promotion.
+
+Every entry point sets the tracking and registry URI explicitly from settings (SQLite under var/
+by default, ``MLFLOW_TRACKING_URI`` otherwise) and creates experiments with their artifacts under
+``mlflow_artifact_root``, so nothing is written to ./mlruns.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+CHAMPION = "champion"
+
+
+def tracking_uri(cfg) -> str:
+    """The configured tracking URI; for a SQLite file its directory is created."""
+    uri = cfg.mlflow_tracking_uri
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    return uri
+
+
+def connect(cfg):
+    """(mlflow, MlflowClient), both pointed at the configured tracking and registry URI."""
+    import mlflow
+    import mlflow.lightgbm  # noqa: F401  (the flavor used throughout)
+    from mlflow import MlflowClient
+
+    uri = tracking_uri(cfg)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return mlflow, MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def experiment(mlflow, cfg, name: str) -> str:
+    """The experiment of a task, created with its artifacts under the configured artifact root."""
+    from mlflow.exceptions import MlflowException
+
+    found = mlflow.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    location = cfg.mlflow_artifact_root / name
+    location.mkdir(parents=True, exist_ok=True)
+    try:
+        return mlflow.create_experiment(name, artifact_location=location.as_uri())
+    except MlflowException:  # created concurrently
+        return mlflow.get_experiment_by_name(name).experiment_id
+
+
+def pip_requirements() -> list[str]:
+    """The model's requirements, listed: MLflow's inference reloads the model in a subprocess
+    (~20 s per log_model here)."""
+    from importlib.metadata import version
+
+    names = ("mlflow", "lightgbm", "numpy", "pandas", "scipy")
+    return [f"{name}=={version(name)}" for name in names]
+
+
+def champion_version(client, model_name: str) -> str | None:
+    """The version holding the alias ``champion``, or None (no model or no alias yet)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(client.get_model_version_by_alias(model_name, CHAMPION).version)
+    except MlflowException:
+        return None
+
+
+def load_version(mlflow, model_name: str, version: str):
+    """The LightGBM Booster of one registered version."""
+    return mlflow.lightgbm.load_model(f"models:/{model_name}/{version}")
+
+
+def decide(challenger: float, champion: float | None, min_improvement: float) -> tuple[bool, str]:
+    """Whether the challenger's holdout score beats the champion's on the same holdout."""
+    if champion is None:
+        return True, "first registered model"
+    beats = challenger > champion + min_improvement
+    verdict = "beats" if beats else "does not beat"
+    return (
+        beats,
+        f"challenger {challenger:.6f} {verdict} champion {champion:.6f} + {min_improvement}",
+    )
+
+
+def promote(client, model_name: str, version: str) -> None:
+    client.set_registered_model_alias(model_name, CHAMPION, version)
+
+
+def describe(decision: dict[str, Any]) -> dict[str, str]:
+    """The decision as run tags (promotion.*)."""
+    return {f"promotion.{key}": str(value) for key, value in decision.items()}

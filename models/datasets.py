@@ -6,12 +6,13 @@ the features come either from Feast's point-in-time retrieval over the task's fe
 (``source="warehouse"``). tests/dbt proves the two equal; ``fingerprint()`` of either frame is the same.
 The warehouse is only ever opened read-only here.
 
-The default is the warehouse, measured (2 busy cores, same fingerprints from both sources):
+The default is the warehouse. Measured on a shared 2-core box, two runs each (the second quieter),
+same fingerprints from both sources:
 
-    rows                          warehouse   feast (duckdb offline store)
-    fraud  212K (5000 x 90 days)      0.8 s     ~100 s
-    fraud  994K (23500 x 90 days)    11.8 s      157 s
-    churn  1.28M                      3.2 s       84 s
+    rows                            warehouse        feast (duckdb offline store)
+    fraud   213K (5000 x 90 days)   0.8 / 1.2 s      ~100 / 29 s
+    fraud   994K (23500 x 90 days)  11.8 / 5.9 s     157 / 76 s
+    churn   1.28M (23500 x 90 days) 3.2 / 1.7 s      84 / 42 s
 
 Feast's ibis point-in-time join is an inequality join then a row_number() dedupe, which grows with
 rows per entity; the dbt training set already holds the same point-in-time rows. ``source="feast"``

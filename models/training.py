@@ -306,7 +306,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         m = result["metrics"]
         print(
-            f"{result['model_name']} v{result['model_version']}: roc_auc={m['roc_auc']:.4f} "
+            f"{result['model_name']} "
+            f"{'v' + result['model_version'] if result['model_version'] else '(not registered)'}: "
+            f"roc_auc={m['roc_auc']:.4f} "
             f"average_precision={m['average_precision']:.4f} "
             f"precision@{m['k']}/day={m['precision_at_k_per_day']:.4f} "
             f"recall@{m['threshold']}={m['recall_at_threshold']:.4f} "

@@ -43,6 +43,22 @@ def redis_url(tmp_path_factory):
     redis_server.stop(directory)
 
 
+_next_db = iter(range(1, 16))
+
+
+@pytest.fixture(scope="module")
+def redis_db(redis_url):
+    """A logical database of the session's Redis for one test module, emptied first: Feast never
+    overwrites a key with an older or equal timestamp, so modules must not share keys."""
+    import redis
+
+    url = redis_url.rsplit("/", 1)[0] + f"/{next(_next_db)}"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    client.close()
+    return url
+
+
 @dataclass(frozen=True)
 class BuiltPipeline:
     """A simulated warehouse after `dbt build` and `feast apply` (not materialized)."""

@@ -20,12 +20,12 @@ DAY = date(2025, 4, 14)  # the last simulated day
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory, airflow_db, redis_url):
+def env(tmp_path_factory, airflow_db, redis_db):
     """SKEWLESS_VAR_DIR for the DAG tasks (they run in this process under dag.test())."""
     var_dir = tmp_path_factory.mktemp("dagvar")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SKEWLESS_VAR_DIR", str(var_dir))
-        mp.setenv("REDIS_URL", redis_url)
+        mp.setenv("REDIS_URL", redis_db)
         for name in (
             "SKEWLESS_WAREHOUSE",
             "SKEWLESS_FEATURE_DIR",

@@ -20,7 +20,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def built(built_pipeline, redis_url):
+def built(built_pipeline, redis_db):
+    redis_url = redis_db
     with pytest.MonkeyPatch.context() as mp:
         built_pipeline.env(mp)
         cfg = settings.load()

@@ -60,10 +60,10 @@ def test_fraud_scoring_replaces_the_day_and_is_idempotent(pipeline_copy):
     assert len(both) > len(table_once)
 
 
-def test_churn_scores_every_customer_into_the_table_and_redis(pipeline_copy, redis_url):
+def test_churn_scores_every_customer_into_the_table_and_redis(pipeline_copy, redis_db):
     import redis
 
-    url = redis_url.rsplit("/", 1)[0] + "/9"  # a database of its own on the session's server
+    url = redis_db  # a database of its own on the session's server
     client = redis.Redis.from_url(url, decode_responses=True)
     client.flushdb()
     # 45 days hold ~2 weeks of observable churn labels: explicit windows, no 30-day gap

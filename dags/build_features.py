@@ -9,7 +9,8 @@ For the day carried by the raw-transactions asset (or the `day` param):
 2. **dbt** — the dbt project rendered by Cosmos from its manifest (`skewless dbt parse`), built with
    the batch cutoff = midnight after the day.
 3. **validate_features** — suites derived from the feature declaration, on the day's feature rows.
-4. **feast_apply** and **materialize** — the snapshot rows at the cutoff into Redis.
+4. **feast_apply** and **materialize** — incremental over the day: the snapshot rows at the cutoff
+   (one per entity) into Redis.
 
 Emits the features asset that starts the training DAGs.
 """
@@ -105,9 +106,9 @@ def build_features():
     def materialize(checked: dict, outlet_events=None) -> dict:
         from skewless import pipeline
 
-        summary = pipeline.materialize(
-            settings.load(), end=datetime.fromisoformat(checked["cutoff"])
-        )
+        # incremental: the day's rows and the snapshot at the cutoff (every entity has one there)
+        end = datetime.fromisoformat(checked["cutoff"])
+        summary = pipeline.materialize(settings.load(), start=end - timedelta(days=1), end=end)
         outlet_events[FEATURES].extra = {"day": checked["day"], "cutoff": checked["cutoff"]}
         return summary
 

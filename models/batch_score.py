@@ -350,15 +350,7 @@ def last_event_day(cfg=None) -> date:
     """The day of the latest transaction in the warehouse (the default day to score)."""
     from skewless import warehouse
 
-    cfg = cfg or settings_module.load()
-    con = warehouse.connect(cfg.warehouse_path, read_only=True)
-    try:
-        (last,) = con.execute("select max(event_timestamp) from raw.transactions").fetchone()
-    finally:
-        con.close()
-    if last is None:
-        raise ValueError("the warehouse holds no transactions yet")
-    return last.date()
+    return warehouse.last_event_day((cfg or settings_module.load()).warehouse_path)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -101,14 +101,9 @@ def _default_cutoff(cfg: settings.Settings) -> datetime:
     """Midnight after the last event, the cutoff dbt uses by default."""
     from skewless import warehouse
 
-    con = warehouse.connect(cfg.warehouse_path, read_only=True)
-    try:
-        (last,) = con.execute("select max(event_timestamp) from raw.transactions").fetchone()
-    finally:
-        con.close()
-    if last is None:
-        raise SystemExit("error: the warehouse holds no transactions yet")
-    return datetime.combine(last.date() + timedelta(days=1), time())
+    return datetime.combine(
+        warehouse.last_event_day(cfg.warehouse_path) + timedelta(days=1), time()
+    )
 
 
 def cmd_redis(args: argparse.Namespace) -> int:
@@ -315,7 +310,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except settings.SettingError as exc:
+    except (settings.SettingError, ValueError, FileNotFoundError) as exc:
+        # bad settings, arguments or data (an empty warehouse, a missing file): a message, no trace
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

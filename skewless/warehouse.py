@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 import duckdb
@@ -34,3 +35,17 @@ def _prepared(con: duckdb.DuckDBPyConnection, *, create: bool) -> duckdb.DuckDBP
         for statement in schemas.ddl():
             con.execute(statement)
     return con
+
+
+def last_event_day(path: Path | None = None) -> date:
+    """The day of the latest transaction in the warehouse: the default day to score or cut off."""
+    con = connect(path, read_only=True)
+    try:
+        (last,) = con.execute(
+            f"select max(event_timestamp) from {schemas.TRANSACTIONS_TABLE}"
+        ).fetchone()
+    finally:
+        con.close()
+    if last is None:
+        raise ValueError("the warehouse holds no transactions yet: run `skewless import` first")
+    return last.date()

@@ -104,7 +104,14 @@ def prepare_airflow(cfg: settings.Settings | None = None) -> dict[str, str]:
 
     cfg = cfg or settings.load()
     env = {**os.environ, **airflow_env(cfg)}
+    # `airflow standalone` starts its components as `airflow …` found on PATH
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
+    passwords = Path(env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"])
+    if not passwords.exists():
+        # Local embedded setup only: the UI login is admin / admin until this file is edited.
+        # A deployment configures its own auth manager (README, "Going to production").
+        passwords.write_text('{"admin": "admin"}\n')
     if _manifest_stale(cfg):
         pipeline.dbt(cfg, ["parse"])
     airflow = str(Path(sys.executable).parent / "airflow")

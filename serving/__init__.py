@@ -1,0 +1,7 @@
+"""The realtime sidecar: a Flask app that scores fraud at authorization time.
+
+``serving.app.create_app()`` builds it; ``skewless serve`` runs it under gunicorn (see README.md).
+Features come from the one declaration (``skewless/features.py``) in three modes: ``materialized``
+(Feast's Redis layout, read directly), ``exact`` (raw events kept in Redis, windows computed at
+request time) and ``streaming`` (an extension point for the consumer to come).
+"""

@@ -1,0 +1,118 @@
+"""Feast's Redis online-store layout, read without importing Feast (DESIGN section 8).
+
+Feast (``feast/infra/online_stores/redis.py``) keeps one hash per entity key:
+
+- key: ``serialize_entity_key(EntityKey, entity_key_serialization_version=3) + project``;
+- field per feature: murmur3_32 (unsigned, little endian) of ``"<view>:<feature>"``;
+- value: a serialized ``feast.types.Value`` protobuf; field ``_ts:<view>`` holds a serialized
+  ``google.protobuf.Timestamp`` (the feature row's event time).
+
+Only what the declaration uses is decoded (scalars); anything else raises ``UnsupportedValue``.
+tests/serving/test_feast_layout.py holds this module equal to Feast itself.
+"""
+
+from __future__ import annotations
+
+import struct
+from datetime import UTC, datetime, timedelta
+
+import mmh3
+
+# feast.types.ValueType.STRING (Value.proto): the type tag of string join keys and values.
+_STRING = 2
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class UnsupportedValue(ValueError):
+    """A Value protobuf of a kind the sidecar does not decode (lists, maps, …)."""
+
+
+def entity_key(join_key: str, value: str, project: str) -> bytes:
+    """The Redis key of one single-join-key entity (serialization version 3)."""
+    name, data = join_key.encode(), value.encode()
+    return b"".join(
+        (
+            struct.pack("<III", 1, _STRING, len(name)),
+            name,
+            struct.pack("<II", _STRING, len(data)),
+            data,
+            project.encode(),
+        )
+    )
+
+
+def feature_field(view: str, feature: str) -> bytes:
+    """The hash field of one feature: murmur3_32 of ``view:feature``, 4 bytes little endian."""
+    return struct.pack("<I", mmh3.hash(f"{view}:{feature}", signed=False))
+
+
+def timestamp_field(view: str) -> bytes:
+    return f"_ts:{view}".encode()
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return result, pos
+        shift += 7
+
+
+def _signed(value: int, bits: int) -> int:
+    value &= (1 << bits) - 1
+    return value - (1 << bits) if value >> (bits - 1) else value
+
+
+_DOUBLE_TAG = (5 << 3) | 1  # double_val, 64-bit
+_INT64_TAG = (4 << 3) | 0  # int64_val, varint
+_unpack_double = struct.Struct("<d").unpack_from
+
+
+def decode_value(data: bytes | None):
+    """The Python value of a serialized ``feast.types.Value`` (None for missing or null)."""
+    if not data:
+        return None
+    # fast paths for what the declaration stores: doubles and small non-negative int64s
+    first = data[0]
+    if first == _DOUBLE_TAG and len(data) == 9:
+        return _unpack_double(data, 1)[0]
+    if first == _INT64_TAG and len(data) == 2:
+        return data[1]
+    tag, pos = _varint(data, 0)
+    number, wire = tag >> 3, tag & 7
+    if number == 5 and wire == 1:  # double_val
+        return struct.unpack_from("<d", data, pos)[0]
+    if number == 4 and wire == 0:  # int64_val
+        return _signed(_varint(data, pos)[0], 64)
+    if number == 3 and wire == 0:  # int32_val
+        return _signed(_varint(data, pos)[0], 32)
+    if number == 6 and wire == 5:  # float_val
+        return struct.unpack_from("<f", data, pos)[0]
+    if number == 7 and wire == 0:  # bool_val
+        return bool(_varint(data, pos)[0])
+    if number in (1, 2) and wire == 2:  # bytes_val, string_val
+        length, pos = _varint(data, pos)
+        raw = bytes(data[pos : pos + length])
+        return raw.decode() if number == 2 else raw
+    if number == 19 and wire == 0:  # null_val
+        return None
+    raise UnsupportedValue(f"Value protobuf field {number} (wire type {wire}) is not decoded")
+
+
+def decode_timestamp(data: bytes | None) -> datetime | None:
+    """A serialized ``google.protobuf.Timestamp`` as an aware UTC datetime (None if absent)."""
+    if not data:
+        return None
+    seconds = nanos = 0
+    pos = 0
+    while pos < len(data):
+        tag, pos = _varint(data, pos)
+        value, pos = _varint(data, pos)
+        if tag >> 3 == 1:
+            seconds = _signed(value, 64)
+        elif tag >> 3 == 2:
+            nanos = _signed(value, 32)
+    return _EPOCH + timedelta(seconds=seconds, microseconds=nanos // 1000)

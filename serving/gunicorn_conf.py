@@ -1,0 +1,55 @@
+"""gunicorn settings for the sidecar (``skewless serve`` / ``make serve`` pass this file).
+
+gthread workers with keep-alive, the app preloaded in the master (the model is loaded once and
+shared by the forked workers), one OpenMP thread (spin-waiting costs ~5 ms CPU per request
+otherwise; DESIGN section 8), Prometheus in multiprocess mode so /metrics covers every worker.
+Command-line flags override these values.
+"""
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+# Before anything imports lightgbm, prometheus_client or an MLflow SQL store.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MLFLOW_SQLALCHEMYSTORE_POOLCLASS", "NullPool")  # no DB sockets across fork
+_own_metrics_dir = "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+if _own_metrics_dir:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="skewless-prometheus-")
+
+wsgi_app = "serving.app:create_app()"
+bind = os.environ.get("SKEWLESS_BIND", "127.0.0.1:8000")
+workers = int(os.environ.get("SKEWLESS_WORKERS", "2"))
+worker_class = "gthread"
+threads = int(os.environ.get("SKEWLESS_THREADS", "4"))
+keepalive = 30
+preload_app = True
+timeout = 30
+graceful_timeout = 10
+max_requests = 0
+accesslog = None  # per-request logging is the Redis serving log; metrics cover the rest
+errorlog = "-"
+loglevel = "info"
+proc_name = "skewless-sidecar"
+# The control socket defaults to one path per user (~/.gunicorn/gunicorn.ctl): a second gunicorn
+# (tests, feast serve, another sidecar) would take it over. Not needed here.
+control_socket_disable = True
+
+
+def on_starting(server):
+    directory = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):  # values of a previous run
+        stale.unlink()
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    if _own_metrics_dir:
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)

@@ -1,0 +1,109 @@
+"""The serving log: one Redis Stream entry per scored request (DESIGN section 5).
+
+The sidecar never opens the warehouse (one writer); it appends to ``skewless:serving_log`` with
+XADD (MAXLEN ~ a large bound) and the skew report (or a DAG task) reads the stream back with
+``read_log()`` and flushes it into the warehouse.
+
+Entry fields (all strings): request_id, transaction_id, customer_id, merchant_id, amount,
+event_timestamp (ISO, naive UTC), served_at (ISO, naive UTC), mode, features (JSON object, null =
+no value), features_missing (JSON list), feature_timestamps (JSON: group -> time of the feature
+row served), model_name, model_version, fraud_probability, decision, latency_ms.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+
+STREAM = "skewless:serving_log"
+DEFAULT_MAXLEN = 1_000_000
+
+FIELDS = (
+    "request_id",
+    "transaction_id",
+    "customer_id",
+    "merchant_id",
+    "amount",
+    "event_timestamp",
+    "served_at",
+    "mode",
+    "features",
+    "features_missing",
+    "feature_timestamps",
+    "model_name",
+    "model_version",
+    "fraud_probability",
+    "decision",
+    "latency_ms",
+)
+_JSON_FIELDS = ("features", "features_missing", "feature_timestamps")
+_FLOAT_FIELDS = ("amount", "fraud_probability", "latency_ms")
+_TIME_FIELDS = ("event_timestamp", "served_at")
+
+
+def encode(entry: Mapping) -> dict[str, str]:
+    out = {}
+    for name in FIELDS:
+        value = entry[name]
+        if name in _JSON_FIELDS:
+            out[name] = json.dumps(value, separators=(",", ":"))
+        elif isinstance(value, float):
+            out[name] = repr(value)
+        else:
+            out[name] = str(value)
+    return out
+
+
+def append(target, entry: Mapping, *, maxlen: int = DEFAULT_MAXLEN, stream: str = STREAM) -> None:
+    """XADD one entry; ``target`` is a Redis client or a pipeline (then the caller executes)."""
+    target.xadd(stream, encode(entry), maxlen=maxlen, approximate=True)
+
+
+def xadd_command(entry: Mapping, *, maxlen: int = DEFAULT_MAXLEN, stream: str = STREAM) -> tuple:
+    """append() as one Redis command, to send along with others in one round trip."""
+    fields = [part for item in encode(entry).items() for part in item]
+    return ("XADD", stream, "MAXLEN", "~", maxlen, "*", *fields)
+
+
+def read_log(redis, *, start: str = "-", end: str = "+", batch: int = 10_000, stream: str = STREAM):
+    """The stream (or the [start, end] range of entry ids) as a DataFrame, one row per request.
+
+    Columns: ``stream_id`` and every entry field, with times as datetime64 (naive UTC), amounts,
+    scores and latencies as floats, and ``features`` / ``features_missing`` /
+    ``feature_timestamps`` decoded from JSON (see ``feature_frame()`` for a column per feature).
+    ``redis`` is a client or a URL.
+    """
+    import pandas as pd
+
+    if isinstance(redis, str):
+        import redis as redis_module
+
+        redis = redis_module.Redis.from_url(redis)
+    rows = []
+    cursor = start
+    while True:
+        chunk = redis.xrange(stream, min=cursor, max=end, count=batch)
+        for entry_id, fields in chunk:
+            row = {"stream_id": entry_id.decode() if isinstance(entry_id, bytes) else entry_id}
+            for key, value in fields.items():
+                key = key.decode() if isinstance(key, bytes) else key
+                row[key] = value.decode() if isinstance(value, bytes) else value
+            rows.append(row)
+        if len(chunk) < batch:
+            break
+        cursor = "(" + rows[-1]["stream_id"]
+    frame = pd.DataFrame(rows, columns=["stream_id", *FIELDS])
+    for name in _JSON_FIELDS:
+        frame[name] = frame[name].map(json.loads)
+    for name in _FLOAT_FIELDS:
+        frame[name] = frame[name].astype("float64")
+    for name in _TIME_FIELDS:
+        frame[name] = pd.to_datetime(frame[name], format="ISO8601")
+    return frame
+
+
+def feature_frame(log):
+    """One column per feature (float64, NaN = no value), aligned with ``log``'s index."""
+    import pandas as pd
+
+    return pd.DataFrame(list(log["features"]), index=log.index).astype("float64")

@@ -1,0 +1,327 @@
+"""Request and response schemas, declared once (pydantic) and published as OpenAPI 3.1.
+
+The scoring contract is DESIGN section 5. Requests are validated strictly: extra fields are
+forbidden, numbers must be finite JSON numbers (no strings, no booleans), amounts >= 0, timestamps
+ISO 8601 strings (a naive time is UTC). The features object is generated from the feature
+declaration, so the published schema lists exactly the features the fraud model consumes.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+)
+from pydantic.json_schema import models_json_schema
+
+from models.datasets import feature_columns, get_task
+from skewless.features import REQUEST_FEATURES
+
+EARLIEST = datetime(1970, 1, 1)
+LATEST = datetime(2100, 1, 1)
+
+
+class Mode(StrEnum):
+    MATERIALIZED = "materialized"
+    STREAMING = "streaming"
+    EXACT = "exact"
+
+
+class Decision(StrEnum):
+    APPROVE = "approve"
+    DECLINE = "decline"
+
+
+def _naive_utc(value: datetime) -> datetime:
+    """Aware times are converted to UTC; naive ones are UTC already. Kept in [1970, 2100)."""
+    if value.tzinfo is not None:
+        try:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        except OverflowError:
+            raise ValueError("timestamp out of range") from None
+    if not EARLIEST <= value < LATEST:
+        raise ValueError(f"timestamp must be in [{EARLIEST:%Y-%m-%d}, {LATEST:%Y-%m-%d}) UTC")
+    return value
+
+
+Identifier = Annotated[str, Field(min_length=1, max_length=128)]
+UtcTimestamp = Annotated[
+    datetime,
+    AfterValidator(_naive_utc),
+    Field(
+        description="ISO 8601 date and time, e.g. 2025-04-15T13:45:00Z; without an offset it is UTC",
+        examples=["2025-04-15T13:45:00Z"],
+    ),
+]
+
+
+class ScoreRequest(BaseModel):
+    """One card transaction at authorization time."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        allow_inf_nan=False,
+        json_schema_extra={
+            "examples": [
+                {
+                    "transaction_id": "tx-000123",
+                    "customer_id": "c00042",
+                    "merchant_id": "m00317",
+                    "amount": 57.3,
+                    "event_timestamp": "2025-04-15T13:45:00Z",
+                }
+            ]
+        },
+    )
+
+    transaction_id: Identifier
+    customer_id: Identifier
+    merchant_id: Identifier
+    amount: float = Field(ge=0, description="Amount of the transaction (>= 0, finite)")
+    event_timestamp: UtcTimestamp
+    mode: Mode | None = Field(
+        default=None, description="Feature mode for this request (default: the server's mode)"
+    )
+
+
+def _feature_types() -> dict[str, str]:
+    service = get_task("fraud").service
+    types = {f.name: f.dtype for g in service.groups for f in g.features}
+    types.update({f.name: f.dtype for f in REQUEST_FEATURES})
+    return types
+
+
+def _features_model() -> type[BaseModel]:
+    types = _feature_types()
+    fields: dict[str, Any] = {
+        name: (int | None if types[name] == "int64" else float | None, ...)
+        for name in feature_columns("fraud")
+    }
+    return create_model(
+        "FraudFeatures",
+        __config__=ConfigDict(extra="forbid"),
+        __doc__="The feature vector the model scored (null: no value, e.g. an empty window).",
+        **fields,
+    )
+
+
+FraudFeatures = _features_model()
+
+
+class ModelRef(BaseModel):
+    name: str = Field(description="Registered model name")
+    version: str = Field(description="Registered model version that scored")
+
+
+class ScoreResponse(BaseModel):
+    transaction_id: str
+    request_id: str = Field(description="X-Request-ID of the request (generated if absent)")
+    fraud_probability: float = Field(ge=0, le=1)
+    decision: Decision = Field(description="decline when fraud_probability >= the alert threshold")
+    model: ModelRef
+    mode: Mode
+    features: FraudFeatures  # type: ignore[valid-type]
+    features_missing: list[str] = Field(
+        description="Entities with no online state (scored with empty-history features)"
+    )
+    latency_ms: float = Field(
+        description="Time in the sidecar up to the score: parse, features, model (not the log write)"
+    )
+
+
+class ChurnResponse(BaseModel):
+    customer_id: str
+    churn_probability: float = Field(ge=0, le=1)
+    score_date: str = Field(description="The day whose midnight state was scored (batch)")
+    model: ModelRef
+
+
+class ErrorResponse(BaseModel):
+    error: str
+    field: str | None = Field(default=None, description="The offending input field, if any")
+
+
+class UnavailableResponse(BaseModel):
+    error: str
+    reason: str = Field(description="Which dependency is down or not ready")
+
+
+class HealthResponse(BaseModel):
+    status: str
+
+
+class ReadyResponse(BaseModel):
+    status: str
+    mode: Mode
+    model: ModelRef
+
+
+class InvalidInput(ValueError):
+    """A request failed validation: ``field`` names the input, ``message`` says why."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def _field_name(loc: tuple) -> str:
+    return ".".join(str(part) for part in loc) if loc else "body"
+
+
+def parse_score_request(body: bytes) -> ScoreRequest:
+    """Validates a raw JSON body; the first error becomes ``InvalidInput`` naming its field."""
+    try:
+        return ScoreRequest.model_validate_json(body)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False, include_input=False)[0]
+        field = _field_name(error["loc"])
+        kind = error["type"]
+        if kind == "json_invalid":
+            message = f"invalid JSON ({error['msg'].removeprefix('Invalid JSON: ')})"
+        elif kind == "model_type":
+            message = "expected a JSON object"
+        elif kind == "extra_forbidden":
+            message = "unknown field"
+        elif kind == "missing":
+            message = "required field is missing"
+        else:
+            message = error["msg"].removeprefix("Value error, ")
+        raise InvalidInput(field, message) from None
+
+
+_COMPONENTS = (
+    ScoreRequest,
+    ScoreResponse,
+    ChurnResponse,
+    ErrorResponse,
+    UnavailableResponse,
+    HealthResponse,
+    ReadyResponse,
+)
+
+
+def _json(ref: str, description: str) -> dict:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}},
+    }
+
+
+def openapi(title: str = "skewless sidecar", version: str = "1") -> dict:
+    """The OpenAPI 3.1 document of the sidecar, generated from the models above."""
+    _, defs = models_json_schema(
+        [(model, "validation") for model in _COMPONENTS],
+        ref_template="#/components/schemas/{model}",
+    )
+    errors = {
+        "400": _json("ErrorResponse", "Malformed input: `field` names it"),
+        "401": _json("ErrorResponse", "Missing or wrong bearer token (when one is configured)"),
+        "413": _json("ErrorResponse", "Request body too large"),
+        "503": _json("UnavailableResponse", "A dependency is down (Redis, model)"),
+    }
+    bearer = [{"bearer": []}]
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": title,
+            "version": version,
+            "description": "Fraud scoring at authorization time and batch-score lookups.",
+        },
+        "paths": {
+            "/v1/fraud/score": {
+                "post": {
+                    "operationId": "scoreFraud",
+                    "summary": "Score one transaction",
+                    "security": bearer,
+                    "parameters": [
+                        {
+                            "name": "X-Request-ID",
+                            "in": "header",
+                            "required": False,
+                            "schema": {"type": "string", "maxLength": 64},
+                        }
+                    ],
+                    "requestBody": {
+                        "required": True,
+                        **_json("ScoreRequest", "The transaction"),
+                    },
+                    "responses": {"200": _json("ScoreResponse", "Scored"), **errors},
+                }
+            },
+            "/v1/customers/{customer_id}/churn": {
+                "get": {
+                    "operationId": "getChurnScore",
+                    "summary": "The nightly batch churn score of a customer",
+                    "security": bearer,
+                    "parameters": [
+                        {
+                            "name": "customer_id",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string", "maxLength": 128},
+                        }
+                    ],
+                    "responses": {
+                        "200": _json("ChurnResponse", "The latest batch score"),
+                        "404": _json("ErrorResponse", "No batch score for this customer"),
+                        **{k: v for k, v in errors.items() if k != "413"},
+                    },
+                }
+            },
+            "/healthz": {
+                "get": {
+                    "operationId": "liveness",
+                    "summary": "Liveness: the process answers",
+                    "responses": {"200": _json("HealthResponse", "Alive")},
+                }
+            },
+            "/readyz": {
+                "get": {
+                    "operationId": "readiness",
+                    "summary": "Readiness: Redis reachable and a model loaded",
+                    "responses": {
+                        "200": _json("ReadyResponse", "Ready"),
+                        "503": errors["503"],
+                    },
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "operationId": "metrics",
+                    "summary": "Prometheus metrics",
+                    "responses": {
+                        "200": {
+                            "description": "Prometheus text exposition format",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        }
+                    },
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "operationId": "openapi",
+                    "summary": "This document",
+                    "responses": {
+                        "200": {
+                            "description": "OpenAPI 3.1",
+                            "content": {"application/json": {"schema": {"type": "object"}}},
+                        }
+                    },
+                }
+            },
+        },
+        "components": {
+            "schemas": defs["$defs"],
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }

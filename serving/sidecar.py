@@ -1,0 +1,173 @@
+"""The sidecar's resources as a Flask extension (``init_app``) and the scoring path itself.
+
+Set up once per app: the Redis pool (short socket timeouts, at most one immediate reconnect - no
+retry storm), the champion model, the exact-mode state, one feature reader per mode, the metrics.
+Closed at exit (and by ``close()``). The scoring path is Flask-free (``Sidecar.score``) so replay
+and benchmarks can drive it in-process too.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import math
+import time
+from datetime import UTC, datetime
+
+import redis
+from flask import Flask, current_app
+
+from models.config import model_config
+from models.datasets import feature_columns, get_task
+from serving import log as serving_log
+from serving.metrics import Metrics
+from serving.model import ChampionModel
+from serving.readers import ExactReader, MaterializedReader, StreamingReader, feast_project
+from serving.redisio import RoundTrips, client
+from serving.schemas import Decision, ScoreRequest
+from serving.state import ExactState
+from skewless import redis_server
+from skewless import settings as settings_module
+from skewless.features import Agg, request_features
+
+logger = logging.getLogger(__name__)
+
+
+def _avg_7d_feature(service) -> tuple[str, str]:
+    """(group, feature) of the customer's 7-day mean amount, which request_features() divides by."""
+    for group in service.groups:
+        for aggregate, window, name in group.window_features():
+            if aggregate.agg is Agg.AVG and aggregate.column == "amount" and window == "7d":
+                return group.name, name
+    raise LookupError(f"{service.name} declares no 7-day mean amount")  # pragma: no cover
+
+
+def _clean(value):
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return None
+    return value
+
+
+class Sidecar:
+    def __init__(self, app: Flask | None = None):
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        conf = app.config
+        self.cfg = conf.get("SETTINGS") or settings_module.load()
+        url = conf.get("REDIS_URL") or redis_server.resolve_url(
+            self.cfg.redis_url, self.cfg.redis_dir, start_if_needed=False
+        )
+        self.redis_url = url
+        self.redis = client(url, float(conf["REDIS_TIMEOUT"]))
+        self.round_trip = RoundTrips(self.redis)
+        self.metrics = Metrics()
+        self.task = conf["TASK"]
+        self.service = get_task(self.task).service
+        self.columns = feature_columns(self.task)
+        self.threshold = float(model_config(self.cfg, self.task)["alert_threshold"])
+        self.model = ChampionModel(
+            self.cfg, self.task, self.columns, float(conf["MODEL_CHECK_SECONDS"])
+        )
+        self.model.on_change = self.metrics.model_changed
+        self.state = ExactState(self.redis, self.service, self.round_trip)
+        project, key_version = feast_project(self.cfg.feast_repo)
+        if key_version != 3:
+            raise ValueError(
+                f"feature_store.yaml: entity_key_serialization_version {key_version} != 3"
+            )
+        self.readers = {
+            "materialized": MaterializedReader(self.round_trip, self.service, project),
+            "exact": ExactReader(self.state),
+            "streaming": StreamingReader(self.redis, self.service),
+        }
+        self.default_mode = str(conf["SERVING_MODE"])
+        self.record_events = bool(conf["RECORD_EVENTS"])
+        self.log_maxlen = int(conf["SERVING_LOG_MAXLEN"])
+        _, self.avg_7d = _avg_7d_feature(self.service)
+        if conf["LOAD_MODEL"]:
+            self.model._refresh_quietly()
+            self.model._next_check = time.monotonic() + self.model.check_seconds
+        app.extensions["skewless"] = self
+        atexit.register(self.close)
+
+    def close(self) -> None:
+        self.round_trip.close()
+        self.redis.close()
+        self.redis.connection_pool.disconnect()
+
+    # -- readiness ---------------------------------------------------------------------------------
+    def not_ready(self) -> str | None:
+        """Why the sidecar cannot serve now, or None."""
+        try:
+            self.redis.ping()
+        except redis.RedisError as exc:
+            return f"redis: {exc}"
+        if self.model.current is None:
+            return f"model: {self.model.error}"
+        return None
+
+    # -- scoring -----------------------------------------------------------------------------------
+    def score(self, request: ScoreRequest, mode: str, request_id: str, started: float) -> dict:
+        """Features (one round trip), model, then the event and the log entry (one round trip)."""
+        self.model.maybe_refresh()
+        model = self.model.get()
+        reader = self.readers[mode]
+        read_started = time.perf_counter()
+        read = reader.read(request)
+        self.metrics.feature_read.labels(mode).observe(time.perf_counter() - read_started)
+        values = read.values
+        values.update(
+            request_features(request.amount, request.event_timestamp, values[self.avg_7d])
+        )
+        features = {name: _clean(values[name]) for name in self.columns}
+        probability = model.predict(features)
+        decision = Decision.DECLINE if probability >= self.threshold else Decision.APPROVE
+        latency_ms = round((time.perf_counter() - started) * 1000, 3)
+        entry = {
+            "request_id": request_id,
+            "transaction_id": request.transaction_id,
+            "customer_id": request.customer_id,
+            "merchant_id": request.merchant_id,
+            "amount": request.amount,
+            "event_timestamp": request.event_timestamp.isoformat(),
+            "served_at": datetime.now(UTC).replace(tzinfo=None).isoformat(),
+            "mode": mode,
+            "features": features,
+            "features_missing": read.missing,
+            "feature_timestamps": read.as_of,
+            "model_name": model.name,
+            "model_version": model.version,
+            "fraud_probability": probability,
+            "decision": decision.value,
+            "latency_ms": latency_ms,
+        }
+        writes = [serving_log.xadd_command(entry, maxlen=self.log_maxlen)]
+        if self.record_events:
+            # The scored transaction is an event that has now arrived (label unknown).
+            event = {
+                "transaction_id": request.transaction_id,
+                "customer_id": request.customer_id,
+                "merchant_id": request.merchant_id,
+                "event_timestamp": request.event_timestamp,
+                "amount": request.amount,
+            }
+            writes.insert(0, self.state.add_event_command(event))
+        self.round_trip(*writes)
+        self.metrics.decisions.labels(decision.value).inc()
+        return {
+            "transaction_id": request.transaction_id,
+            "request_id": request_id,
+            "fraud_probability": probability,
+            "decision": decision.value,
+            "model": {"name": model.name, "version": model.version},
+            "mode": mode,
+            "features": features,
+            "features_missing": read.missing,
+            "latency_ms": latency_ms,
+        }
+
+
+def sidecar() -> Sidecar:
+    return current_app.extensions["skewless"]

@@ -1,0 +1,192 @@
+"""Fixtures for the sidecar: a trained champion and materialized features, then `app`/`client`.
+
+``serving_env`` (once per session) copies the shared built pipeline, trains the fraud champion in
+the copy's MLflow and materializes the features into a Redis database of their own (13) on the
+session's server. ``app`` builds a sidecar on them; each test starts with no sidecar keys (serving
+log, exact-mode state, churn scores) while Feast's keys stay.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import PLACEMENT_VARS
+
+DB = 13  # the session Redis database of the serving tests
+
+
+@dataclass(frozen=True)
+class ServingEnv:
+    var_dir: Path
+    cfg: object  # skewless.settings.Settings of the copy
+    redis_url: str  # features materialized here; the sidecar logs here too
+    cutoff: datetime
+    model_version: str
+    run_id: str
+
+    def subprocess_env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k not in PLACEMENT_VARS}
+        # feast.metrics sets PROMETHEUS_MULTIPROC*_DIR in this process on import: not for the server
+        env = {k: v for k, v in env.items() if not k.startswith(("SKEWLESS_", "PROMETHEUS_"))}
+        env.update(
+            SKEWLESS_VAR_DIR=str(self.var_dir),
+            SKEWLESS_REDIS_URL=self.redis_url,
+            OMP_NUM_THREADS="1",
+            **extra,
+        )
+        return env
+
+
+def clear_sidecar_keys(client) -> None:
+    keys = list(client.scan_iter(match="skewless:*", count=1000))
+    if keys:
+        client.unlink(*keys)
+
+
+@pytest.fixture(scope="session")
+def serving_env(built_pipeline, redis_url, tmp_path_factory) -> ServingEnv:
+    import redis
+
+    from models import training
+    from skewless import pipeline, settings
+
+    var_dir = tmp_path_factory.mktemp("serving") / "var"
+    shutil.copytree(built_pipeline.var_dir, var_dir)
+    url = serving_db_url(redis_url)
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SKEWLESS_VAR_DIR", str(var_dir))
+        for name in (*PLACEMENT_VARS, "SKEWLESS_MODEL_CONFIG"):
+            mp.delenv(name, raising=False)
+        cfg = settings.load()
+        result = training.train("fraud", cfg=cfg)
+        pipeline.materialize(cfg, end=built_pipeline.cutoff, redis_url=url)
+    env = ServingEnv(
+        var_dir, cfg, url, built_pipeline.cutoff, result["model_version"], result["run_id"]
+    )
+    yield env
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def transactions(serving_env):
+    """The warehouse's staged transactions (read-only), in event-time order."""
+    from skewless import warehouse
+
+    con = warehouse.connect(serving_env.cfg.warehouse_path, read_only=True)
+    try:
+        return con.execute(
+            "select * from stg_raw__transactions order by event_timestamp, transaction_id"
+        ).fetchdf()
+    finally:
+        con.close()
+
+
+def serving_db_url(redis_url: str) -> str:
+    return f"{redis_url.rsplit('/', 1)[0]}/{DB}"
+
+
+@pytest.fixture
+def redis_client(redis_url):
+    """The serving tests' database on the session's Redis, without sidecar keys."""
+    import redis
+
+    client = redis.Redis.from_url(serving_db_url(redis_url))
+    clear_sidecar_keys(client)
+    yield client
+    clear_sidecar_keys(client)
+    client.close()
+
+
+@pytest.fixture
+def make_app(serving_env, redis_client):
+    """Builds a sidecar on the session's model and Redis; ``KEY=...`` leaves a key unset (to
+    come from the environment)."""
+    from serving.app import create_app
+
+    apps = []
+
+    def make(**config):
+        base = {
+            "SETTINGS": serving_env.cfg,
+            "REDIS_URL": serving_env.redis_url,
+            "MODEL_CHECK_SECONDS": 0,
+            "API_TOKEN": None,
+            "SERVING_MODE": "materialized",
+        }
+        merged = {k: v for k, v in {**base, **config}.items() if v is not ...}  # ...: drop it
+        app = create_app(merged)
+        app.config["TESTING"] = True
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        app.extensions["skewless"].close()
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def score_body(row, **overrides) -> dict:
+    """A scoring request for one staged transaction row."""
+    body = {
+        "transaction_id": str(row["transaction_id"]),
+        "customer_id": str(row["customer_id"]),
+        "merchant_id": str(row["merchant_id"]),
+        "amount": float(row["amount"]),
+        "event_timestamp": row["event_timestamp"].isoformat(),
+    }
+    body.update(overrides)
+    return {k: v for k, v in body.items() if v is not ...}
+
+
+# -- processes ----------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def stop_group(proc: subprocess.Popen, grace: float = 10.0) -> None:
+    """SIGTERM to the process group, wait, then SIGKILL: nothing of it survives."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=grace)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)  # the workers too, should any have outlived it
+    proc.wait(timeout=5)
+
+
+def wait_until(check, timeout: float, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"condition not met within {timeout}s")
+        time.sleep(interval)

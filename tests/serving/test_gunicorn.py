@@ -1,0 +1,164 @@
+"""Integration: `skewless serve` (gunicorn, gthread, preload, 2 workers) on a free loopback port with
+the real Redis and the trained champion; stopped by its process group, leaving nothing behind."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.serving.conftest import (
+    clear_sidecar_keys,
+    free_port,
+    score_body,
+    stop_group,
+    wait_until,
+)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def server(serving_env, tmp_path_factory):
+    port = free_port()
+    metrics_dir = tmp_path_factory.mktemp("prometheus")
+    log_path = tmp_path_factory.mktemp("gunicorn") / "server.log"
+    env = serving_env.subprocess_env(PROMETHEUS_MULTIPROC_DIR=str(metrics_dir))
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "skewless.cli", "serve", "--port", str(port), "--workers", "2"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    try:
+
+        def ready():
+            if proc.poll() is not None:
+                raise RuntimeError(
+                    f"server exited {proc.returncode}: {log_path.read_text()[-3000:]}"
+                )
+            try:
+                status, _ = _get(port, "/readyz")
+            except OSError:
+                return False
+            return status == 200
+
+        wait_until(ready, timeout=90, interval=0.2)
+        yield {"port": port, "proc": proc, "log": log_path}
+    finally:
+        stop_group(proc)
+        with pytest.raises(ProcessLookupError):
+            os.killpg(proc.pid, 0)  # no worker survived its master
+        import redis
+
+        client = redis.Redis.from_url(serving_env.redis_url)
+        clear_sidecar_keys(client)
+        client.close()
+
+
+def _get(port: int, path: str) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def test_serves_the_contract_over_http(server, transactions, serving_env):
+    conn = http.client.HTTPConnection("127.0.0.1", server["port"], timeout=5)
+    headers = {"Content-Type": "application/json"}
+    try:
+        for _, row in transactions.tail(50).iterrows():
+            for mode in ("materialized", "exact"):
+                conn.request(
+                    "POST", "/v1/fraud/score", json.dumps(score_body(row, mode=mode)), headers
+                )
+                response = conn.getresponse()
+                body = json.loads(response.read())
+                assert response.status == 200, body
+                assert response.getheader("Connection", "keep-alive").lower() != "close"
+                assert body["mode"] == mode and body["transaction_id"] == row["transaction_id"]
+                assert body["model"] == {"name": "fraud", "version": serving_env.model_version}
+        conn.request("POST", "/v1/fraud/score", '{"amount": -1}', headers)
+        response = conn.getresponse()
+        assert response.status == 400 and json.loads(response.read())["field"]
+        conn.request("POST", "/v1/fraud/score", "x" * 20_000, headers)
+        response = conn.getresponse()
+        assert response.status == 413
+        response.read()
+    finally:
+        conn.close()
+    status, text = _get(server["port"], "/metrics")
+    assert status == 200
+    # multiprocess metrics: the counts of both workers, the model of each live worker
+    assert (
+        b'skewless_requests_total{endpoint="/v1/fraud/score",mode="exact",status="200"} 50.0'
+        in text
+    )
+    assert b'skewless_model_info{name="fraud",version="' in text
+    status, doc = _get(server["port"], "/openapi.json")
+    assert status == 200 and json.loads(doc)["openapi"].startswith("3.1")
+
+
+def _percentiles(samples: list[float]) -> dict:
+    ordered = sorted(samples)
+    return {
+        "p50_ms": round(statistics.median(ordered) * 1000, 3),
+        "p99_ms": round(ordered[int(len(ordered) * 0.99) - 1] * 1000, 3),
+        "n": len(ordered),
+    }
+
+
+def test_latency_through_gunicorn(server, transactions):
+    """A quick sequential keep-alive loop per mode (client-side wall time, printed with -s)."""
+    rows = [score_body(row) for _, row in transactions.tail(500).iterrows()]
+    conn = http.client.HTTPConnection("127.0.0.1", server["port"], timeout=5)
+    headers = {"Content-Type": "application/json"}
+    results = {}
+    try:
+        for mode in ("materialized", "exact"):
+            payloads = [json.dumps({**r, "mode": mode}) for r in rows]
+            samples = []
+            for i in range(2000):
+                started = time.perf_counter()
+                conn.request("POST", "/v1/fraud/score", payloads[i % len(payloads)], headers)
+                response = conn.getresponse()
+                response.read()
+                samples.append(time.perf_counter() - started)
+                assert response.status == 200
+            results[mode] = _percentiles(samples[200:])  # after warm-up
+    finally:
+        conn.close()
+    print(f"\ngunicorn latency: {json.dumps(results)}")
+    for numbers in results.values():
+        assert numbers["p50_ms"] < 20  # a sanity bound: the benchmark holds the real targets
+
+
+def test_in_process_latency(client, transactions):
+    rows = [score_body(row) for _, row in transactions.tail(500).iterrows()]
+    results = {}
+    for mode in ("materialized", "exact"):
+        samples, server_side = [], []
+        for i in range(2000):
+            started = time.perf_counter()
+            response = client.post("/v1/fraud/score", json={**rows[i % len(rows)], "mode": mode})
+            samples.append(time.perf_counter() - started)
+            server_side.append(response.get_json()["latency_ms"] / 1000)
+        results[mode] = {
+            "client": _percentiles(samples[200:]),
+            "latency_ms": _percentiles(server_side[200:]),
+        }
+    print(f"\nin-process latency: {json.dumps(results)}")
+    for numbers in results.values():
+        assert numbers["client"]["p50_ms"] < 20

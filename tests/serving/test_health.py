@@ -1,0 +1,119 @@
+"""/healthz, /readyz, /metrics and /openapi.json."""
+
+from __future__ import annotations
+
+import jsonschema
+import pytest
+
+from tests.serving.conftest import free_port, score_body
+
+pytestmark = pytest.mark.slow  # on the built pipeline (dbt, Feast, MLflow)
+
+
+def test_liveness(client):
+    response = client.get("/healthz")
+    assert response.status_code == 200 and response.get_json() == {"status": "ok"}
+
+
+def test_ready_with_redis_and_a_model(client, serving_env):
+    response = client.get("/readyz")
+    assert response.status_code == 200
+    assert response.get_json() == {
+        "status": "ready",
+        "mode": "materialized",
+        "model": {"name": "fraud", "version": serving_env.model_version},
+    }
+
+
+def test_not_ready_without_redis(make_app):
+    client = make_app(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0").test_client()
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    body = response.get_json()
+    assert body["error"] == "not ready" and body["reason"].startswith("redis:")
+    assert client.get("/healthz").status_code == 200  # alive all the same
+
+
+def test_not_ready_without_a_model(make_app, transactions):
+    client = make_app(LOAD_MODEL=False).test_client()
+    response = client.get("/readyz")
+    assert response.status_code == 503 and response.get_json()["reason"].startswith("model:")
+    scored = client.post("/v1/fraud/score", json=score_body(transactions.iloc[-1]))
+    assert scored.status_code == 503 and scored.get_json()["reason"].startswith("model:")
+
+
+def _samples(client) -> dict:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    response = client.get("/metrics")
+    assert response.status_code == 200 and response.mimetype == "text/plain"
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.get_data(as_text=True))
+        for sample in family.samples
+    }
+
+
+def test_metrics_count_requests_by_mode_and_status_and_name_the_model(
+    client, transactions, serving_env
+):
+    # deltas: once feast is imported, prometheus_client runs in multiprocess mode in this
+    # process (feast.metrics sets PROMETHEUS_MULTIPROC_DIR) and apps share values
+    before = _samples(client)
+    row = transactions.iloc[-1]
+    assert client.post("/v1/fraud/score", json=score_body(row)).status_code == 200
+    assert client.post("/v1/fraud/score", json=score_body(row, mode="exact")).status_code == 200
+    assert client.post("/v1/fraud/score", data="{").status_code == 400
+    after = _samples(client)
+
+    def delta(name, **labels):
+        key = (name, tuple(sorted(labels.items())))
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    score = {"endpoint": "/v1/fraud/score"}
+    assert delta("skewless_requests_total", **score, mode="materialized", status="200") == 1
+    assert delta("skewless_requests_total", **score, mode="exact", status="200") == 1
+    assert delta("skewless_requests_total", **score, mode="materialized", status="400") == 1
+    assert delta("skewless_request_seconds_count", **score, mode="exact", status="200") == 1
+    assert delta("skewless_feature_read_seconds_count", mode="materialized") == 1
+    assert delta("skewless_feature_read_seconds_count", mode="exact") == 1
+    version = serving_env.model_version
+    assert after[("skewless_model_info", (("name", "fraud"), ("version", version)))] == 1
+
+
+def test_openapi_is_a_valid_3_1_document_of_every_route(client, app):
+    doc = client.get("/openapi.json").get_json()
+    assert doc["openapi"].startswith("3.1")
+    routes = {
+        rule.rule.replace("<customer_id>", "{customer_id}")
+        for rule in app.url_map.iter_rules()
+        if rule.endpoint != "static"
+    }
+    assert routes == set(doc["paths"])
+    for schema in doc["components"]["schemas"].values():
+        jsonschema.Draft202012Validator.check_schema(schema)
+    request = doc["components"]["schemas"]["ScoreRequest"]
+    assert request["additionalProperties"] is False
+    assert set(request["required"]) == {
+        "transaction_id", "customer_id", "merchant_id", "amount", "event_timestamp"
+    }  # fmt: skip
+    features = doc["components"]["schemas"]["FraudFeatures"]["properties"]
+    from models.datasets import feature_columns
+
+    assert list(features) == feature_columns("fraud")
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metrics", "/openapi.json"])
+def test_probes_need_no_token(make_app, path):
+    client = make_app(API_TOKEN="secret").test_client()
+    assert client.get(path).status_code == 200
+
+
+def test_openapi_request_example_is_accepted(client):
+    doc = client.get("/openapi.json").get_json()
+    example = doc["components"]["schemas"]["ScoreRequest"]["examples"][0]
+    validator = jsonschema.Draft202012Validator(
+        {"$ref": "#/components/schemas/ScoreRequest", "components": doc["components"]}
+    )
+    validator.validate(example)
+    assert client.post("/v1/fraud/score", json=example).status_code == 200

@@ -46,10 +46,9 @@ def redis_url(tmp_path_factory):
 _next_db = iter(range(1, 16))
 
 
-@pytest.fixture(scope="module")
-def redis_db(redis_url):
-    """A logical database of the session's Redis for one test module, emptied first: Feast never
-    overwrites a key with an older or equal timestamp, so modules must not share keys."""
+def fresh_redis_db(redis_url: str) -> str:
+    """The URL of a logical database of the session's Redis nobody else uses, emptied first:
+    Feast never overwrites a key with an older or equal timestamp, so users must not share keys."""
     import redis
 
     url = redis_url.rsplit("/", 1)[0] + f"/{next(_next_db)}"
@@ -57,6 +56,12 @@ def redis_db(redis_url):
     client.flushdb()
     client.close()
     return url
+
+
+@pytest.fixture(scope="module")
+def redis_db(redis_url):
+    """A database of its own for one test module (see fresh_redis_db)."""
+    return fresh_redis_db(redis_url)
 
 
 @dataclass(frozen=True)

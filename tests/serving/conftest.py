@@ -21,9 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PLACEMENT_VARS
-
-DB = 13  # the session Redis database of the serving tests
+from tests.conftest import PLACEMENT_VARS, fresh_redis_db
 
 
 @dataclass(frozen=True)
@@ -56,16 +54,13 @@ def clear_sidecar_keys(client) -> None:
 
 @pytest.fixture(scope="session")
 def serving_env(built_pipeline, redis_url, tmp_path_factory) -> ServingEnv:
-    import redis
 
     from models import training
     from skewless import pipeline, settings
 
     var_dir = tmp_path_factory.mktemp("serving") / "var"
     shutil.copytree(built_pipeline.var_dir, var_dir)
-    url = serving_db_url(redis_url)
-    client = redis.Redis.from_url(url)
-    client.flushdb()
+    url = fresh_redis_db(redis_url)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SKEWLESS_VAR_DIR", str(var_dir))
         for name in (*PLACEMENT_VARS, "SKEWLESS_MODEL_CONFIG"):
@@ -77,8 +72,11 @@ def serving_env(built_pipeline, redis_url, tmp_path_factory) -> ServingEnv:
         var_dir, cfg, url, built_pipeline.cutoff, result["model_version"], result["run_id"]
     )
     yield env
-    client.flushdb()
-    client.close()
+    import redis
+
+    leftover = redis.Redis.from_url(url)
+    leftover.flushdb()
+    leftover.close()
 
 
 @pytest.fixture(scope="session")
@@ -95,16 +93,12 @@ def transactions(serving_env):
         con.close()
 
 
-def serving_db_url(redis_url: str) -> str:
-    return f"{redis_url.rsplit('/', 1)[0]}/{DB}"
-
-
 @pytest.fixture
-def redis_client(redis_url):
+def redis_client(serving_env):
     """The serving tests' database on the session's Redis, without sidecar keys."""
     import redis
 
-    client = redis.Redis.from_url(serving_db_url(redis_url))
+    client = redis.Redis.from_url(serving_env.redis_url)
     clear_sidecar_keys(client)
     yield client
     clear_sidecar_keys(client)

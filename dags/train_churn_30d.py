@@ -7,47 +7,6 @@ version. The alias `champion` moves only if the new version beats the champion o
 (models/config.yaml). Emits the model asset that starts `batch_score`.
 """
 
-from __future__ import annotations
+from skewless.training_dag import training_dag  # an Airflow DAG, wired once for both models
 
-from datetime import UTC, datetime, timedelta
-
-from airflow.sdk import Asset, Param, dag, task
-
-from skewless.orchestration import FEATURES_URI, MODEL_URIS
-
-FEATURES = Asset(FEATURES_URI)
-MODEL = Asset(MODEL_URIS["churn_30d"])
-
-
-@dag(
-    dag_id="train_churn_30d",
-    schedule=[FEATURES],
-    start_date=datetime(2025, 1, 1, tzinfo=UTC),
-    catchup=False,
-    max_active_runs=1,
-    tags=["skewless", "training", "mlflow"],
-    doc_md=__doc__,
-    default_args={"retries": 1, "retry_delay": timedelta(minutes=1)},
-    params={"day": Param("", type="string", description="YYYY-MM-DD; empty: from the asset event")},
-)
-def train_churn_30d():
-    @task(outlets=[MODEL])
-    def train(
-        params=None, triggering_asset_events=None, data_interval_start=None, outlet_events=None
-    ):
-        from models.training import train as train_model
-        from skewless.orchestration import cutoff, run_day
-
-        day = run_day(params, triggering_asset_events, data_interval_start)
-        result = train_model("churn_30d", as_of=cutoff(day))
-        outlet_events[MODEL].extra = {
-            "day": day.isoformat(),
-            "model_version": str(result["model_version"]),
-            "promoted": bool(result["promoted"]),
-        }
-        return result
-
-    train()
-
-
-train_churn_30d()
+train_churn_30d = training_dag("churn_30d", doc_md=__doc__)

@@ -206,6 +206,37 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0  # pragma: no cover - execve does not return
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    from serving import replay
+    from skewless import redis_server
+
+    try:
+        summary = replay.replay(
+            args.date,
+            mode=args.mode,
+            rate=args.rate,
+            url=args.url,
+            bootstrap=not args.no_bootstrap,
+        )
+    except (replay.ReplayError, redis_server.RedisUnavailable) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    _print_json(summary)
+    return 0
+
+
+def cmd_flush_log(args: argparse.Namespace) -> int:
+    from serving import flush
+    from skewless import redis_server
+
+    try:
+        _print_json(flush.flush_log(settings.load()))
+    except redis_server.RedisUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="skewless", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -294,6 +325,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
     p.add_argument("--threads", type=int, default=4, help="threads per worker (gthread)")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("replay", help="send a day's transactions to the sidecar over HTTP")
+    p.add_argument("--date", type=date.fromisoformat, help="default: the last day with events")
+    p.add_argument(
+        "--mode", choices=["materialized", "streaming", "exact"], help="default: the sidecar's"
+    )
+    p.add_argument(
+        "--rate", type=float, help="requests per second (default: as fast as it answers)"
+    )
+    p.add_argument("--url", default="http://127.0.0.1:8000", help="the sidecar's base URL")
+    p.add_argument(
+        "--no-bootstrap", action="store_true", help="leave the exact-mode state as it is"
+    )
+    p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("flush-log", help="write the serving log into serving.serving_log")
+    p.set_defaults(func=cmd_flush_log)
 
     p = sub.add_parser("config", help="print the effective configuration")
     p.add_argument("--shell", action="store_true", help="as export lines for a shell")

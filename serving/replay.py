@@ -1,0 +1,289 @@
+"""Replays one day of the warehouse's transactions against a running sidecar, over HTTP.
+
+``replay(day)`` (``skewless replay``) reads the day's transactions from ``stg_raw__transactions``
+(read-only; DuckDB has one writer) and POSTs each to ``{url}/v1/fraud/score`` on one keep-alive
+session, optionally paced to ``rate`` requests per second.
+
+Arrival is not event time (DESIGN section 8): the feed is ordered by ``arrival_timestamp``. A
+transaction that reached the system late is sent when it arrives, and its request carries its
+``event_timestamp``. With ``bootstrap=True`` the exact-mode state (in the sidecar's Redis) is first
+loaded with what had arrived before the day (``history_frame(by="arrival")``, with only the labels
+known by then), and during the day the replay feeds it, in time order between requests:
+
+- labels that become known (``label_timestamp`` in the day, or a late feed's end) through
+  ``ExactState.set_label`` - never before the transaction itself has arrived;
+- earlier days' transactions that arrive during the day (late events, not scored: they are not the
+  day's transactions) through ``ExactState.add_event`` at their arrival.
+
+The scored transactions themselves enter the state through the sidecar (``RECORD_EVENTS``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import Counter
+from datetime import date, datetime, timedelta
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+SCORE_PATH = "/v1/fraud/score"
+_COLUMNS = (
+    "transaction_id, customer_id, merchant_id, amount, event_timestamp, arrival_timestamp, "
+    "is_fraud, label_timestamp"
+)
+# Order of timeline items at the same instant: labels known by then, arriving events, requests,
+# then labels held back until their own transaction had arrived.
+_LABEL, _EVENT, _REQUEST, _LATE_LABEL = 0, 1, 2, 3
+
+
+class ReplayError(RuntimeError):
+    """The replay cannot run (sidecar unreachable, no transactions that day, bad argument)."""
+
+
+def sidecar_redis_url(cfg, redis_url: str | None = None) -> str:
+    """The Redis the sidecar uses: an explicit URL, SKEWLESS_REDIS_URL, REDIS_URL, else the
+    private server under var/redis (which must be running: the sidecar started it)."""
+    from skewless import redis_server
+
+    url = redis_url or os.environ.get("SKEWLESS_REDIS_URL")
+    return url or redis_server.resolve_url(cfg.redis_url, cfg.redis_dir, start_if_needed=False)
+
+
+def day_frames(cfg, day: date):
+    """(feed, arrivals): the day's transactions (event time in the day) and earlier transactions
+    that arrive between the day's start and its last arrival, both from the warehouse, read-only."""
+    from skewless import warehouse
+
+    start = datetime.combine(day, datetime.min.time())
+    end = start + timedelta(days=1)
+    con = warehouse.connect(cfg.warehouse_path, read_only=True)
+    try:
+        feed = con.execute(
+            f"select {_COLUMNS} from stg_raw__transactions "
+            "where event_timestamp >= $start and event_timestamp < $end "
+            "order by arrival_timestamp, event_timestamp, transaction_id",
+            {"start": start, "end": end},
+        ).fetchdf()
+        feed_end = feed["arrival_timestamp"].max() if len(feed) else end
+        arrivals = con.execute(
+            f"select {_COLUMNS} from stg_raw__transactions "
+            "where event_timestamp < $start and arrival_timestamp >= $start "
+            "and arrival_timestamp <= $feed_end "
+            "order by arrival_timestamp, event_timestamp, transaction_id",
+            {"start": start, "feed_end": feed_end.to_pydatetime()},
+        ).fetchdf()
+    finally:
+        con.close()
+    return feed, arrivals
+
+
+def _event(row, *, label: bool) -> dict:
+    import pandas as pd
+
+    event = {
+        "transaction_id": str(row.transaction_id),
+        "customer_id": str(row.customer_id),
+        "merchant_id": str(row.merchant_id),
+        "event_timestamp": row.event_timestamp.to_pydatetime(),
+        "amount": float(row.amount),
+    }
+    if label and pd.notna(row.is_fraud) and pd.notna(row.label_timestamp):
+        event["is_fraud"] = int(row.is_fraud)
+        event["label_timestamp"] = row.label_timestamp.to_pydatetime()
+    return event
+
+
+def _labels(frame, arrived, start, until, timeline) -> None:
+    """Timeline items for the labels of ``frame`` that become known in [start, until]; a label
+    waits for its transaction's arrival (``arrived``: a column, or None when already in state)."""
+    import pandas as pd
+
+    for row in frame.itertuples(index=False):
+        if pd.isna(row.is_fraud) or pd.isna(row.label_timestamp):
+            continue
+        known = row.label_timestamp
+        if not (start <= known <= until):
+            continue
+        kind = _LABEL
+        at = getattr(row, arrived) if arrived else None
+        if at is not None and at >= known:
+            known, kind = at, _LATE_LABEL
+        timeline.append((known, kind, len(timeline), _event(row, label=True)))
+
+
+def build_timeline(feed, arrivals, history, day: date) -> list[tuple]:
+    """(time, kind, seq, payload) items in feed order: requests at arrival, arriving earlier
+    events, and labels as they become known."""
+    start = datetime.combine(day, datetime.min.time())
+    until = max(feed["arrival_timestamp"].max(), start + timedelta(days=1))
+    timeline: list[tuple] = []
+    for row in feed.itertuples(index=False):
+        timeline.append((row.arrival_timestamp, _REQUEST, len(timeline), row))
+    for row in arrivals.itertuples(index=False):
+        timeline.append((row.arrival_timestamp, _EVENT, len(timeline), _event(row, label=False)))
+    _labels(feed, "arrival_timestamp", start, until, timeline)
+    _labels(arrivals, "arrival_timestamp", start, until, timeline)
+    if history is not None:
+        _labels(history, None, start, until, timeline)
+    timeline.sort(key=lambda item: item[:3])
+    return timeline
+
+
+def bootstrap_state(state, cfg, day: date):
+    """Loads what had arrived before the day, with the labels known by then. Returns (summary,
+    history frame)."""
+    import pandas as pd
+
+    from serving.state import history_frame
+
+    start = datetime.combine(day, datetime.min.time())
+    history = history_frame(cfg, start, by="arrival")
+    loaded = history.copy()
+    unknown = loaded["label_timestamp"].isna() | (loaded["label_timestamp"] >= start)
+    loaded["is_fraud"] = loaded["is_fraud"].astype("object").where(~unknown, None)
+    loaded["label_timestamp"] = loaded["label_timestamp"].where(~unknown, pd.NaT)
+    summary = state.bootstrap(loaded, as_of=start)
+    return summary, history
+
+
+def _body(row, mode: str | None) -> bytes:
+    body = {
+        "transaction_id": str(row.transaction_id),
+        "customer_id": str(row.customer_id),
+        "merchant_id": str(row.merchant_id),
+        "amount": float(row.amount),
+        "event_timestamp": row.event_timestamp.isoformat(),
+    }
+    if mode is not None:
+        body["mode"] = mode
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def _percentile(ordered: list[float], q: float) -> float | None:
+    if not ordered:
+        return None
+    index = min(len(ordered) - 1, max(0, int(round(q * len(ordered))) - 1))
+    return round(ordered[index], 3)
+
+
+def _unreachable(url: str, exc: Exception) -> ReplayError:
+    return ReplayError(
+        f"sidecar not reachable at {url} ({type(exc).__name__}): start it with `skewless serve` "
+        "or pass --url"
+    )
+
+
+def replay(
+    day: date | None = None,
+    *,
+    mode: str | None = None,
+    rate: float | None = None,
+    url: str = DEFAULT_URL,
+    cfg=None,
+    token: str | None = None,
+    bootstrap: bool = True,
+    redis_url: str | None = None,
+    timeout: float = 10.0,
+) -> dict:
+    """Sends the day's transactions to the sidecar in arrival order (see the module docstring).
+    Returns a JSON-able summary: sent, ok, errors (by status), latency percentiles, seconds."""
+    import requests
+
+    from serving.schemas import Mode
+    from skewless import settings, warehouse
+
+    cfg = cfg or settings.load()
+    modes = [m.value for m in Mode]
+    if mode is not None and mode not in modes:
+        raise ReplayError(f"mode={mode!r}: expected one of {modes}")
+    if rate is not None and rate <= 0:
+        raise ReplayError(f"rate={rate}: expected requests per second > 0")
+    url = url.rstrip("/")
+    token = token if token is not None else os.environ.get("SKEWLESS_API_TOKEN") or None
+    day = day or warehouse.last_event_day(cfg.warehouse_path)
+
+    state = history = boot_summary = None
+    session = requests.Session()
+    session.headers["Content-Type"] = "application/json"
+    if token:
+        session.headers["Authorization"] = f"Bearer {token}"
+    try:
+        try:
+            session.get(f"{url}/healthz", timeout=timeout).raise_for_status()
+        except requests.ConnectionError as exc:
+            raise _unreachable(url, exc) from None
+        except requests.RequestException as exc:
+            raise ReplayError(f"sidecar at {url} is not healthy: {exc}") from None
+
+        feed, arrivals = day_frames(cfg, day)
+        if feed.empty:
+            raise ReplayError(f"no transactions on {day.isoformat()} in the warehouse")
+
+        if bootstrap:
+            import redis
+
+            from serving.state import ExactState
+
+            client = redis.Redis.from_url(sidecar_redis_url(cfg, redis_url))
+            state = ExactState(client)
+            boot_summary, history = bootstrap_state(state, cfg, day)
+        timeline = build_timeline(feed, arrivals if bootstrap else arrivals.iloc[0:0], history, day)
+        if not bootstrap:
+            timeline = [item for item in timeline if item[1] == _REQUEST]
+
+        statuses: Counter = Counter()
+        served_modes: Counter = Counter()
+        latencies: list[float] = []
+        labels = events = sent = 0
+        started = time.perf_counter()
+        for _, kind, _, payload in timeline:
+            if kind in (_LABEL, _LATE_LABEL):
+                state.set_label(payload)
+                labels += 1
+                continue
+            if kind == _EVENT:
+                state.add_event(payload)
+                events += 1
+                continue
+            if rate is not None:
+                wait = started + sent / rate - time.perf_counter()
+                if wait > 0:
+                    time.sleep(wait)
+            body = _body(payload, mode)
+            before = time.perf_counter()
+            try:
+                response = session.post(f"{url}{SCORE_PATH}", data=body, timeout=timeout)
+            except requests.ConnectionError as exc:
+                raise _unreachable(url, exc) from None
+            latencies.append((time.perf_counter() - before) * 1000)
+            sent += 1
+            statuses[response.status_code] += 1
+            if response.status_code == 200:
+                served_modes[response.json().get("mode")] += 1
+            else:
+                response.content  # noqa: B018 - drain the body, keep the connection
+        seconds = time.perf_counter() - started
+    finally:
+        session.close()
+        if state is not None:
+            state.redis.close()
+
+    ordered = sorted(latencies)
+    return {
+        "day": day.isoformat(),
+        "mode": mode if mode is not None else (next(iter(served_modes)) if served_modes else None),
+        "url": url,
+        "sent": sent,
+        "ok": statuses.get(200, 0),
+        "errors": {str(k): v for k, v in sorted(statuses.items()) if k != 200},
+        "modes": dict(served_modes),
+        "late": int((feed["arrival_timestamp"] > feed["event_timestamp"]).sum()),
+        "labels_applied": labels,
+        "arrived_events": events,
+        "bootstrap": boot_summary,
+        "p50_ms": _percentile(ordered, 0.50),
+        "p99_ms": _percentile(ordered, 0.99),
+        "seconds": round(seconds, 3),
+        "rate_per_s": round(sent / seconds, 1) if seconds > 0 else None,
+    }

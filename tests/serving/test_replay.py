@@ -1,0 +1,167 @@
+"""`skewless replay` against a real `skewless serve` (gunicorn on a free loopback port) in exact mode,
+then `skewless flush-log` into a copy of the warehouse: one row per request, idempotent."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import subprocess
+import sys
+from datetime import datetime, timedelta
+
+import pandas as pd
+import pytest
+import requests
+
+from serving.replay import ReplayError, build_timeline, replay
+from tests.serving.conftest import clear_sidecar_keys, free_port, stop_group, wait_until
+
+D = datetime(2025, 3, 10)
+
+
+def _row(tx, event_minutes, arrival_minutes=None, label_minutes=None, is_fraud=None):
+    event = D + timedelta(minutes=event_minutes)
+    arrival = event if arrival_minutes is None else D + timedelta(minutes=arrival_minutes)
+    label = None if label_minutes is None else D + timedelta(minutes=label_minutes)
+    return {
+        "transaction_id": tx,
+        "customer_id": "c1",
+        "merchant_id": "m1",
+        "amount": 5.0,
+        "event_timestamp": event,
+        "arrival_timestamp": arrival,
+        "is_fraud": is_fraud,
+        "label_timestamp": label,
+    }
+
+
+def _frame(rows):
+    frame = pd.DataFrame(rows)
+    for column in ("event_timestamp", "arrival_timestamp", "label_timestamp"):
+        frame[column] = pd.to_datetime(frame[column])
+    return frame
+
+
+def _kinds(timeline):
+    names = {0: "label", 1: "event", 2: "request", 3: "label"}
+    return [
+        (names[kind], payload["transaction_id"] if isinstance(payload, dict) else payload[0])
+        for _, kind, _, payload in timeline
+    ]
+
+
+def test_timeline_follows_arrival_and_labels_wait_for_their_transaction():
+    feed = _frame(
+        [
+            _row("a", 10),
+            _row("late", 20, arrival_minutes=300, label_minutes=100, is_fraud=1),
+            _row("b", 30, label_minutes=200, is_fraud=0),
+            _row("next-day-label", 40, label_minutes=2 * 24 * 60, is_fraud=0),
+        ]
+    )
+    arrivals = _frame([_row("old-late", -60, arrival_minutes=60)])
+    history = _frame([_row("h", -3 * 24 * 60, label_minutes=5, is_fraud=1)])
+    timeline = build_timeline(feed, arrivals, history, D.date())
+    assert _kinds(timeline) == [
+        ("label", "h"),  # known at 00:05, before any request
+        ("request", "a"),
+        ("request", "b"),
+        ("request", "next-day-label"),
+        ("event", "old-late"),  # an earlier day's event arriving at 01:00: state only
+        ("label", "b"),
+        ("request", "late"),  # sent at its arrival (05:00), carrying its event time
+        ("label", "late"),  # its label (01:40) waited for the transaction to arrive
+    ]
+    request = next(p for _, kind, _, p in timeline if kind == 2 and p.transaction_id == "late")
+    assert request.event_timestamp == D + timedelta(minutes=20)
+
+
+def test_unreachable_sidecar_is_a_clear_error(serving_env):
+    url = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(ReplayError, match=f"not reachable at {url}"):
+        replay(url=url, cfg=serving_env.cfg, redis_url=serving_env.redis_url)
+
+
+@pytest.fixture(scope="module")
+def server(serving_env, tmp_path_factory):
+    port = free_port()
+    metrics_dir = tmp_path_factory.mktemp("prometheus-replay")
+    log_path = tmp_path_factory.mktemp("gunicorn-replay") / "server.log"
+    env = serving_env.subprocess_env(PROMETHEUS_MULTIPROC_DIR=str(metrics_dir))
+    argv = [sys.executable, "-m", "skewless.cli", "serve", "--port", str(port), "--workers", "2"]
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            argv,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+
+        def ready():
+            if proc.poll() is not None:
+                raise RuntimeError(
+                    f"server exited {proc.returncode}: {log_path.read_text()[-3000:]}"
+                )
+            try:
+                return requests.get(f"{url}/readyz", timeout=2).status_code == 200
+            except requests.ConnectionError:
+                return False
+
+        wait_until(ready, timeout=90, interval=0.2)
+        yield url
+    finally:
+        stop_group(proc)
+
+
+@pytest.mark.slow
+def test_replay_exact_day_then_flush(server, serving_env, transactions, redis_client, tmp_path):
+    from serving.flush import TABLE, flush_log
+    from serving.log import read_log
+    from skewless import warehouse
+
+    day = warehouse.last_event_day(serving_env.cfg.warehouse_path)
+    expected = transactions[transactions["event_timestamp"].dt.date == day]
+    assert len(expected) > 10
+
+    summary = replay(mode="exact", url=server, cfg=serving_env.cfg, redis_url=serving_env.redis_url)
+    assert summary["day"] == day.isoformat() and summary["mode"] == "exact"
+    assert summary["sent"] == summary["ok"] == len(expected)
+    assert summary["errors"] == {} and summary["modes"] == {"exact": len(expected)}
+    assert summary["bootstrap"]["events"] > 0
+    assert 0 < summary["p50_ms"] <= summary["p99_ms"]
+
+    log = read_log(redis_client)
+    assert len(log) == len(expected)
+    assert log["request_id"].is_unique
+    assert sorted(log["transaction_id"]) == sorted(expected["transaction_id"].astype(str))
+    assert set(log["mode"]) == {"exact"}
+    # each request carried its event time, whatever its arrival
+    served = dict(zip(log["transaction_id"], log["event_timestamp"], strict=True))
+    for row in expected.itertuples():
+        assert served[str(row.transaction_id)] == row.event_timestamp
+
+    # flush into a copy of the warehouse (the shared one stays as the other tests expect it)
+    copy = tmp_path / "warehouse.duckdb"
+    shutil.copy(serving_env.cfg.warehouse_path, copy)
+    cfg = dataclasses.replace(serving_env.cfg, warehouse_path=copy)
+    first = flush_log(cfg, redis_url=serving_env.redis_url)
+    assert first["read"] == first["inserted"] == first["table_rows"] == len(expected)
+    second = flush_log(cfg, redis_url=serving_env.redis_url)
+    assert second["inserted"] == 0 and second["already_flushed"] == len(expected)
+    assert second["table_rows"] == len(expected)
+
+    con = warehouse.connect(copy, read_only=True)
+    try:
+        rows = con.execute(
+            f"select request_id, mode, features from {TABLE} order by stream_id"
+        ).fetchdf()
+    finally:
+        con.close()
+    assert sorted(rows["request_id"]) == sorted(log["request_id"])
+    assert set(rows["mode"]) == {"exact"}
+    assert rows["features"].str.startswith("{").all()  # the vector stays JSON text
+    clear_sidecar_keys(redis_client)

@@ -237,6 +237,21 @@ def cmd_flush_log(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_skew_report(args: argparse.Namespace) -> int:
+    from serving import skew
+
+    try:
+        report = skew.skew_report(args.date, mode=args.mode, cfg=settings.load())
+    except skew.SkewReportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        _print_json(report)
+    else:
+        print(skew.format_table(report))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="skewless", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -342,6 +357,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("flush-log", help="write the serving log into serving.serving_log")
     p.set_defaults(func=cmd_flush_log)
+
+    p = sub.add_parser("skew-report", help="served features and scores vs the offline truth")
+    p.add_argument("--date", type=date.fromisoformat, help="default: the last served day")
+    p.add_argument(
+        "--mode", choices=["materialized", "streaming", "exact"], help="default: the most served"
+    )
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=cmd_skew_report)
 
     p = sub.add_parser("config", help="print the effective configuration")
     p.add_argument("--shell", action="store_true", help="as export lines for a shell")

@@ -1,11 +1,14 @@
-"""`make demo`: the batch loop on embedded defaults, run through Airflow.
+"""`make demo`: the batch loop on embedded defaults, run through Airflow, then the sidecar.
 
-1. simulate transactions; import the history as an initial load and drop the last day's file where
-   the `ingest` DAG picks it up;
-2. run the DAGs in order with `airflow dags test` (a real metadata DB under var/airflow):
-   ingest → build_features → train_fraud → train_churn_30d → batch_score;
+1. simulate transactions; import the history as an initial load and drop the last two days' files
+   where the `ingest` DAG picks them up;
+2. run the DAGs in order with `airflow dags test` (a real metadata DB under var/airflow) for the
+   day before the last: ingest → build_features → train_fraud → train_churn_30d → batch_score;
 3. print a summary: rows, features, model metrics, champion versions, the riskiest transactions
-   of the day and the churn score distribution.
+   of the day and the churn score distribution;
+4. the held-out last day: ingest it and rebuild the offline truth with dbt (Redis keeps the snapshot
+   materialized at the batch cutoff), start the sidecar under gunicorn, replay the day in `exact`
+   then `materialized` mode, flush the serving log and print the skew report of each mode.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import shutil
 import subprocess
 import sys
 import time
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 from skewless import importer, ingest, orchestration, redis_server, settings, simulate, warehouse
@@ -26,7 +29,8 @@ DAGS = ("ingest", "build_features", "train_fraud", "train_churn_30d", "batch_sco
 
 
 def prepare_data(cfg: settings.Settings, *, customers: int, days: int, seed: int) -> date:
-    """Simulates, imports all days but the last, stages the last one. Returns the last day."""
+    """Simulates, imports all days before the last two, stages those two for `ingest`.
+    Returns the last day (the held-out day); the batch loop runs for the day before it."""
     frame = simulate.generate(
         customers=customers,
         days=days,
@@ -34,12 +38,13 @@ def prepare_data(cfg: settings.Settings, *, customers: int, days: int, seed: int
         label_delay_days=cfg.label_delay.total_seconds() / 86400,
     )
     last_day = frame["event_timestamp"].max().date()
-    history = frame[frame["event_timestamp"].dt.date < last_day]
+    batch_day = last_day - timedelta(days=1)
+    history = frame[frame["event_timestamp"].dt.date < batch_day]
     path = simulate.write(history, cfg.var_dir / "raw" / f"history_seed{seed}.parquet")
     summary = importer.import_transactions(path, replace=True)
-    print(f"history: {summary['rows_loaded']:,} transactions imported up to {last_day}")
-    staged = ingest.stage_days(frame[frame["event_timestamp"].dt.date == last_day], cfg)
-    print(f"staged for ingest: {staged[last_day]}")
+    print(f"history: {summary['rows_loaded']:,} transactions imported before {batch_day}")
+    staged = ingest.stage_days(frame[frame["event_timestamp"].dt.date >= batch_day], cfg)
+    print(f"staged for ingest: {', '.join(str(p) for p in staged.values())}")
     return last_day
 
 
@@ -73,6 +78,76 @@ def run_dags(day: date, env: dict[str, str], log_dir: Path) -> list[dict]:
             tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
             raise SystemExit(f"DAG {dag_id} failed for {day}:\n{tail}")
     return timings
+
+
+def realtime(cfg: settings.Settings, held_out: date, port: int) -> dict:
+    """Lands the held-out day, rebuilds the offline truth (no materialization: Redis keeps the
+    batch snapshot), serves, replays the day in each mode and reports the skew."""
+    from serving import flush, replay, skew
+    from skewless import pipeline
+
+    ingest.land_day(held_out, cfg=cfg)
+    pipeline.dbt(cfg, ["build"], as_of=orchestration.cutoff(held_out))
+    url = f"http://127.0.0.1:{port}"
+    server = _start_sidecar(port, cfg.var_dir / "demo" / "sidecar.log")
+    reports = {}
+    try:
+        # exact first: every scored request also enters the exact-mode state, which must not
+        # already hold the day's events when the exact replay starts
+        for mode in ("exact", "materialized"):
+            sent = replay.replay(held_out, mode=mode, url=url, cfg=cfg, bootstrap=mode == "exact")
+            print(f"  replay {mode:<12} {sent['ok']}/{sent['sent']} ok  p50 {sent['p50_ms']} ms")
+        flush.flush_log(cfg)
+        for mode in ("exact", "materialized"):
+            reports[mode] = skew.skew_report(held_out, mode=mode, cfg=cfg)
+    finally:
+        _stop_group(server)
+    return reports
+
+
+def _start_sidecar(port: int, log_path: Path) -> subprocess.Popen:
+    skewless = str(Path(sys.executable).parent / "skewless")
+    log = log_path.open("w")
+    proc = subprocess.Popen(
+        [skewless, "serve", "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group: gunicorn's workers stop with it
+    )
+    log.close()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"the sidecar exited ({proc.returncode}); log: {log_path}")
+        if _ready(port):
+            return proc
+        time.sleep(0.5)
+    _stop_group(proc)
+    raise SystemExit(f"the sidecar was not ready after 120 s; log: {log_path}")
+
+
+def _ready(port: int) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as answer:
+            return answer.status == 200
+    except OSError:
+        return False
+
+
+def _stop_group(proc: subprocess.Popen) -> None:
+    import os
+    import signal
+
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=15)
+    except ProcessLookupError:
+        return
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def summary(cfg: settings.Settings, day: date) -> dict:
@@ -134,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--days", type=int, default=120)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--fresh", action="store_true", help="start from an empty var/ first")
+    parser.add_argument("--port", type=int, default=8000, help="the sidecar's port")
+    parser.add_argument("--batch-only", action="store_true", help="skip the sidecar and replay")
     args = parser.parse_args(argv)
 
     cfg = settings.load()
@@ -141,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
         redis_server.stop(cfg.redis_dir)
         shutil.rmtree(cfg.var_dir)
     started = time.perf_counter()
-    day = prepare_data(cfg, customers=args.customers, days=args.days, seed=args.seed)
+    held_out = prepare_data(cfg, customers=args.customers, days=args.days, seed=args.seed)
+    day = held_out - timedelta(days=1)
     env = orchestration.prepare_airflow(cfg)
     owns_redis = cfg.redis_url is None and redis_server.status(cfg.redis_dir) is None
     redis_url = redis_server.resolve_url(cfg.redis_url, cfg.redis_dir)
@@ -149,14 +227,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run_dags(day, env, cfg.var_dir / "demo")
         result = summary(cfg, day)
+        _print(result)
+        if not args.batch_only:
+            print(f"\nsidecar on 127.0.0.1:{args.port}, held-out day {held_out}:")
+            for mode, report in realtime(cfg, held_out, args.port).items():
+                _print_skew(mode, report)
     finally:
         if owns_redis:
             redis_server.stop(cfg.redis_dir)
-    _print(result, time.perf_counter() - started)
+    print(f"\ndone in {time.perf_counter() - started:.0f}s")
     return 0
 
 
-def _print(result: dict, seconds: float) -> None:
+def _print(result: dict) -> None:
     print(f"\n=== skewless demo: batch results for {result['day']} ===")
     print(
         f"raw transactions: {result['raw_transactions']:,}  quarantined: {result['quarantined']:,}"
@@ -171,7 +254,13 @@ def _print(result: dict, seconds: float) -> None:
     print(result["riskiest"].to_string(index=False))
     print("\nchurn_30d score distribution:")
     print(result["churn"].to_string(index=False))
-    print(f"\ndone in {seconds:.0f}s")
+
+
+def _print_skew(mode: str, report: dict) -> None:
+    from serving import skew
+
+    print(f"\n=== {mode} mode ===")
+    print(skew.format_table(report))
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 
+from serving import log
+
 SCHEMA = "serving"
 TABLE = f"{SCHEMA}.serving_log"
 
@@ -36,33 +38,15 @@ _DDL = (
   latency_ms DOUBLE
 )""",
 )
-COLUMNS = (
-    "request_id",
-    "stream_id",
-    "transaction_id",
-    "customer_id",
-    "merchant_id",
-    "amount",
-    "event_timestamp",
-    "served_at",
-    "mode",
-    "features",
-    "features_missing",
-    "feature_timestamps",
-    "model_name",
-    "model_version",
-    "fraud_probability",
-    "decision",
-    "latency_ms",
-)
-_JSON = ("features", "features_missing", "feature_timestamps")
+# the log's fields, with the stream entry id after the request id (the table's column order)
+COLUMNS = ("request_id", "stream_id", *(f for f in log.FIELDS if f != "request_id"))
 
 
-def _frame(log):
+def _frame(entries):
     """The read_log frame as table rows: JSON fields back to text, one row per request id
     (the newest entry wins)."""
-    frame = log.copy()
-    for name in _JSON:
+    frame = entries.copy()
+    for name in log.JSON_FIELDS:
         frame[name] = [json.dumps(v, separators=(",", ":"), sort_keys=True) for v in frame[name]]
     frame = frame.drop_duplicates("request_id", keep="last")
     return frame[list(COLUMNS)]
@@ -73,17 +57,16 @@ def flush_log(cfg=None, *, redis_url: str | None = None) -> dict:
     Returns ``{"read", "inserted", "already_flushed", "table_rows"}``."""
     import redis
 
-    from serving.log import read_log
     from serving.replay import sidecar_redis_url
     from skewless import settings, warehouse
 
     cfg = cfg or settings.load()
     client = redis.Redis.from_url(sidecar_redis_url(cfg, redis_url))
     try:
-        log = read_log(client)
+        entries = log.read_log(client)
     finally:
         client.close()
-    rows = _frame(log)
+    rows = _frame(entries)
 
     con = warehouse.connect(cfg.warehouse_path)
     try:
@@ -104,7 +87,7 @@ def flush_log(cfg=None, *, redis_url: str | None = None) -> dict:
     finally:
         con.close()
     return {
-        "read": len(log),
+        "read": len(entries),
         "inserted": after - before,
         "already_flushed": len(rows) - (after - before),
         "table_rows": after,

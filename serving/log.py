@@ -36,7 +36,7 @@ FIELDS = (
     "decision",
     "latency_ms",
 )
-_JSON_FIELDS = ("features", "features_missing", "feature_timestamps")
+JSON_FIELDS = ("features", "features_missing", "feature_timestamps")
 _FLOAT_FIELDS = ("amount", "fraud_probability", "latency_ms")
 _TIME_FIELDS = ("event_timestamp", "served_at")
 
@@ -45,7 +45,7 @@ def encode(entry: Mapping) -> dict[str, str]:
     out = {}
     for name in FIELDS:
         value = entry[name]
-        if name in _JSON_FIELDS:
+        if name in JSON_FIELDS:
             out[name] = json.dumps(value, separators=(",", ":"))
         elif isinstance(value, float):
             out[name] = repr(value)
@@ -93,7 +93,7 @@ def read_log(redis, *, start: str = "-", end: str = "+", batch: int = 10_000, st
             break
         cursor = "(" + rows[-1]["stream_id"]
     frame = pd.DataFrame(rows, columns=["stream_id", *FIELDS])
-    for name in _JSON_FIELDS:
+    for name in JSON_FIELDS:
         frame[name] = frame[name].map(json.loads)
     for name in _FLOAT_FIELDS:
         frame[name] = frame[name].astype("float64")

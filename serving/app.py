@@ -20,7 +20,8 @@ DEFAULTS = {
     "SERVING_MODE": Mode.MATERIALIZED.value,  # default feature mode (a request may pick another)
     "API_TOKEN": None,  # when set, the API needs `Authorization: Bearer <token>`
     "REDIS_URL": None,  # default: REDIS_URL, else the private server under var/redis
-    "REDIS_TIMEOUT": 0.05,  # seconds to connect and per reply: a dead Redis is a fast 503
+    "REDIS_CONNECT_TIMEOUT": 0.05,  # seconds to connect: a Redis that is down is a fast 503
+    "REDIS_TIMEOUT": 0.25,  # seconds per reply: a hung Redis is a 503 after this
     "MAX_CONTENT_LENGTH": 16 * 1024,  # bigger bodies get 413
     "MODEL_CHECK_SECONDS": 30.0,  # how often the champion alias is checked (0: never)
     "LOAD_MODEL": True,  # load the champion at startup (gunicorn --preload: once, in the master)
@@ -38,7 +39,7 @@ def _check(config) -> None:
         )
     if config["API_TOKEN"] is not None:
         config["API_TOKEN"] = str(config["API_TOKEN"])  # "1234" arrives as a JSON number
-    for name in ("REDIS_TIMEOUT", "MODEL_CHECK_SECONDS"):
+    for name in ("REDIS_CONNECT_TIMEOUT", "REDIS_TIMEOUT", "MODEL_CHECK_SECONDS"):
         value = float(config[name])
         if value < 0:
             raise ValueError(f"SKEWLESS_{name}={value}: expected a number of seconds >= 0")

@@ -60,6 +60,7 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(redis.RedisError)
     def _redis_down(exc: redis.RedisError):
+        log.warning("redis unavailable: %s", exc)
         return response(503, {"error": "service unavailable", "reason": f"redis: {exc}"})
 
     @app.errorhandler(ModelUnavailable)

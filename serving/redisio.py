@@ -18,12 +18,13 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 
-def client(url: str, timeout: float) -> redis.Redis:
-    """A pooled client with ``timeout`` seconds to connect and per reply, and no retry storm."""
+def client(url: str, timeout: float, connect_timeout: float | None = None) -> redis.Redis:
+    """A pooled client with ``timeout`` seconds per reply, ``connect_timeout`` (default: the
+    same) to connect, and no retry storm."""
     return redis.Redis.from_url(
         url,
         socket_timeout=timeout,
-        socket_connect_timeout=timeout,
+        socket_connect_timeout=timeout if connect_timeout is None else connect_timeout,
         retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
         health_check_interval=0,
     )

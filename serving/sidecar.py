@@ -60,7 +60,7 @@ class Sidecar:
             self.cfg.redis_url, self.cfg.redis_dir, start_if_needed=False
         )
         self.redis_url = url
-        self.redis = client(url, float(conf["REDIS_TIMEOUT"]))
+        self.redis = client(url, float(conf["REDIS_TIMEOUT"]), float(conf["REDIS_CONNECT_TIMEOUT"]))
         self.round_trip = RoundTrips(self.redis)
         self.metrics = Metrics()
         self.task = conf["TASK"]

@@ -6,10 +6,8 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import statistics
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -111,54 +109,19 @@ def test_serves_the_contract_over_http(server, transactions, serving_env):
     assert status == 200 and json.loads(doc)["openapi"].startswith("3.1")
 
 
-def _percentiles(samples: list[float]) -> dict:
-    ordered = sorted(samples)
-    return {
-        "p50_ms": round(statistics.median(ordered) * 1000, 3),
-        "p99_ms": round(ordered[int(len(ordered) * 0.99) - 1] * 1000, 3),
-        "n": len(ordered),
-    }
-
-
-def test_latency_through_gunicorn(server, transactions):
-    """A quick sequential keep-alive loop per mode (client-side wall time, printed with -s)."""
+def test_sustained_keep_alive_traffic(server, transactions):
+    """1,000 back-to-back requests per mode on one keep-alive connection: every one is answered
+    200 (timings belong to `make bench`, not here)."""
     rows = [score_body(row) for _, row in transactions.tail(500).iterrows()]
     conn = http.client.HTTPConnection("127.0.0.1", server["port"], timeout=5)
     headers = {"Content-Type": "application/json"}
-    results = {}
     try:
         for mode in ("materialized", "exact"):
             payloads = [json.dumps({**r, "mode": mode}) for r in rows]
-            samples = []
-            for i in range(2000):
-                started = time.perf_counter()
+            for i in range(1000):
                 conn.request("POST", "/v1/fraud/score", payloads[i % len(payloads)], headers)
                 response = conn.getresponse()
-                response.read()
-                samples.append(time.perf_counter() - started)
-                assert response.status == 200
-            results[mode] = _percentiles(samples[200:])  # after warm-up
+                body = response.read()
+                assert response.status == 200, body
     finally:
         conn.close()
-    print(f"\ngunicorn latency: {json.dumps(results)}")
-    for numbers in results.values():
-        assert numbers["p50_ms"] < 20  # a sanity bound: the benchmark holds the real targets
-
-
-def test_in_process_latency(client, transactions):
-    rows = [score_body(row) for _, row in transactions.tail(500).iterrows()]
-    results = {}
-    for mode in ("materialized", "exact"):
-        samples, server_side = [], []
-        for i in range(2000):
-            started = time.perf_counter()
-            response = client.post("/v1/fraud/score", json={**rows[i % len(rows)], "mode": mode})
-            samples.append(time.perf_counter() - started)
-            server_side.append(response.get_json()["latency_ms"] / 1000)
-        results[mode] = {
-            "client": _percentiles(samples[200:]),
-            "latency_ms": _percentiles(server_side[200:]),
-        }
-    print(f"\nin-process latency: {json.dumps(results)}")
-    for numbers in results.values():
-        assert numbers["client"]["p50_ms"] < 20

@@ -22,7 +22,16 @@ import time
 from datetime import date, timedelta
 from pathlib import Path
 
-from skewless import importer, ingest, orchestration, redis_server, settings, simulate, warehouse
+from skewless import (
+    importer,
+    ingest,
+    orchestration,
+    processes,
+    redis_server,
+    settings,
+    simulate,
+    warehouse,
+)
 from skewless.features import GROUPS
 
 DAGS = ("ingest", "build_features", "train_fraud", "train_churn_30d", "batch_score")
@@ -101,7 +110,7 @@ def realtime(cfg: settings.Settings, held_out: date, port: int) -> dict:
         for mode in ("exact", "materialized"):
             reports[mode] = skew.skew_report(held_out, mode=mode, cfg=cfg)
     finally:
-        _stop_group(server)
+        processes.stop_group(server)
     return reports
 
 
@@ -122,7 +131,7 @@ def _start_sidecar(port: int, log_path: Path) -> subprocess.Popen:
         if _ready(port):
             return proc
         time.sleep(0.5)
-    _stop_group(proc)
+    processes.stop_group(proc)
     raise SystemExit(f"the sidecar was not ready after 120 s; log: {log_path}")
 
 
@@ -134,20 +143,6 @@ def _ready(port: int) -> bool:
             return answer.status == 200
     except OSError:
         return False
-
-
-def _stop_group(proc: subprocess.Popen) -> None:
-    import os
-    import signal
-
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=15)
-    except ProcessLookupError:
-        return
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
 
 
 def summary(cfg: settings.Settings, day: date) -> dict:

@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
+
+from skewless import processes
 
 STATE_FILE = "server.json"
 
@@ -122,33 +123,12 @@ def start(directory: Path, *, timeout: float = 10.0) -> PrivateRedis:
     deadline = time.monotonic() + timeout
     while not ping(server.url, timeout=0.2):
         if proc.poll() is not None or time.monotonic() > deadline:
-            _stop_group(proc.pid)
+            processes.stop_group(proc)
             tail = (directory / "redis.log").read_text(errors="replace")[-500:]
             raise RedisUnavailable(f"redis-server did not start on port {port}: {tail}")
         time.sleep(0.05)
     (directory / STATE_FILE).write_text(json.dumps({"pid": server.pid, "port": server.port}))
     return server
-
-
-def _stop_group(pid: int, grace: float = 5.0) -> None:
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        try:
-            if os.waitpid(pid, os.WNOHANG)[0]:
-                return
-        except ChildProcessError:  # not our child: poll for it instead
-            if not _alive(pid):
-                return
-        time.sleep(0.05)
-    try:
-        os.killpg(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-    except (ProcessLookupError, ChildProcessError):
-        pass
 
 
 def stop(directory: Path) -> bool:
@@ -157,7 +137,7 @@ def stop(directory: Path) -> bool:
     (directory / STATE_FILE).unlink(missing_ok=True)
     if server is None or not _alive(server.pid):
         return False
-    _stop_group(server.pid)
+    processes.stop_group(server.pid, grace=5.0)
     return True
 
 

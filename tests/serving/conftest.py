@@ -8,12 +8,9 @@ log, exact-mode state, churn scores) while Feast's keys stay.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import signal
 import socket
-import subprocess
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from skewless.processes import stop_group  # noqa: F401 - re-exported for the serving tests
 from tests.conftest import PLACEMENT_VARS, fresh_redis_db
 
 
@@ -162,17 +160,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def stop_group(proc: subprocess.Popen, grace: float = 10.0) -> None:
-    """SIGTERM to the process group, wait, then SIGKILL: nothing of it survives."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=grace)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)  # the workers too, should any have outlived it
-    proc.wait(timeout=5)
 
 
 def wait_until(check, timeout: float, interval: float = 0.05):

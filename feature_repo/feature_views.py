@@ -3,28 +3,38 @@
 Each source holds the state just before every transaction plus one snapshot row per entity at the
 batch cutoff, so point-in-time joins reproduce the training rows and materialization (latest row per
 entity) serves the state as of the cutoff. ttl=0: a row stays valid until the next one.
+
+STREAM_VIEWS (``<group>_stream``) hold the same features of the fraud service's groups as the
+stream consumer (serving/stream.py) computes them and pushes them through the groups' push
+sources. Their batch source is the group's dbt export, so `feast materialize` of every view also
+backfills them as of the batch cutoff; the consumer replaces those rows when it resets.
 """
 
 from datetime import timedelta
 
-from data_sources import SOURCES
+from data_sources import PUSH_SOURCES, SOURCES
 from entities import ENTITIES
 from feast import FeatureView, Field
 from feast.types import Float64, Int64
 
+from serving.stream import stream_view_name, streamed_groups
 from skewless.features import GROUPS
 
 _TYPES = {"int64": Int64, "float64": Float64}
+
+
+def _schema(group) -> list[Field]:
+    return [
+        Field(name=f.name, dtype=_TYPES[f.dtype], description=f.description) for f in group.features
+    ]
+
 
 VIEWS = {
     group.name: FeatureView(
         name=group.name,
         entities=[ENTITIES[group.entity.name]],
         ttl=timedelta(0),
-        schema=[
-            Field(name=f.name, dtype=_TYPES[f.dtype], description=f.description)
-            for f in group.features
-        ],
+        schema=_schema(group),
         source=SOURCES[group.name],
         online=True,
         description=group.description,
@@ -37,3 +47,25 @@ VIEWS = {
 customer_transaction_windows = VIEWS["customer_transaction_windows"]
 merchant_transaction_windows = VIEWS["merchant_transaction_windows"]
 customer_daily_activity = VIEWS["customer_daily_activity"]
+
+STREAM_VIEWS = {
+    group.name: FeatureView(
+        name=stream_view_name(group.name),
+        entities=[ENTITIES[group.entity.name]],
+        ttl=timedelta(0),
+        schema=_schema(group),
+        source=PUSH_SOURCES[group.name],
+        online=True,
+        description=f"{group.description} Streamed: as of the consumer's latest update.",
+        owner="ml-platform@skewless.dev",
+        tags={
+            "grain": "stream",
+            "declared_in": "skewless/features.py",
+            "producer": "skewless stream-consumer",
+        },
+    )
+    for group in streamed_groups()
+}
+
+customer_transaction_windows_stream = STREAM_VIEWS["customer_transaction_windows"]
+merchant_transaction_windows_stream = STREAM_VIEWS["merchant_transaction_windows"]

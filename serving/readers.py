@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from serving import feast_layout
+from serving import feast_layout, stream
 from serving.redisio import round_trips
 from serving.state import ExactState
 from skewless.evaluate import evaluate
@@ -61,25 +61,25 @@ def feast_project(repo: Path) -> tuple[str, int]:
 
 class MaterializedReader:
     """Features as last materialized by Feast, read straight from Feast's Redis layout: one HMGET
-    per group, all in one pipeline (one round trip per request)."""
+    per group, all in one pipeline (one round trip per request). ``view_name`` maps a group to
+    the Feast view holding it (default: the batch view named after the group)."""
 
     mode = "materialized"
 
-    def __init__(self, redis, service: FeatureService, project: str):
+    def __init__(self, redis, service: FeatureService, project: str, view_name=None):
         self.round_trip = round_trips(redis)  # a redis client or a shared RoundTrips
         self.service = service
         self.project = project
         self._plans = []
         for group in service.groups:
+            view = view_name(group.name) if view_name else group.name
             names = group.feature_names
-            fields = [feast_layout.feature_field(group.name, n) for n in names]
-            fields.append(feast_layout.timestamp_field(group.name))
+            fields = [feast_layout.feature_field(view, n) for n in names]
+            fields.append(feast_layout.timestamp_field(view))
             self._plans.append((group, names, fields))
 
-    def read_raw(self, keys: dict[str, str]) -> dict[str, tuple[datetime | None, dict | None]]:
-        """group name -> (row time, {feature: value}) or (None, None) when the entity has no
-        row; ``keys`` maps join keys to values. What Feast's online_read returns, decoded."""
-        commands = [
+    def _commands(self, keys: dict[str, str]) -> list[tuple]:
+        return [
             (
                 "HMGET",
                 feast_layout.entity_key(
@@ -89,8 +89,10 @@ class MaterializedReader:
             )
             for group, _, fields in self._plans
         ]
+
+    def _decode(self, replies: list) -> dict[str, tuple[datetime | None, dict | None]]:
         out = {}
-        for (group, names, _), reply in zip(self._plans, self.round_trip(*commands), strict=True):
+        for (group, names, _), reply in zip(self._plans, replies, strict=True):
             ts = feast_layout.decode_timestamp(reply[-1])
             if ts is None and not any(reply[:-1]):
                 out[group.name] = (None, None)
@@ -98,6 +100,11 @@ class MaterializedReader:
             values = {n: feast_layout.decode_value(v) for n, v in zip(names, reply, strict=False)}
             out[group.name] = (ts, values)
         return out
+
+    def read_raw(self, keys: dict[str, str]) -> dict[str, tuple[datetime | None, dict | None]]:
+        """group name -> (row time, {feature: value}) or (None, None) when the entity has no
+        row; ``keys`` maps join keys to values. What Feast's online_read returns, decoded."""
+        return self._decode(self.round_trip(*self._commands(keys)))
 
     def read(self, request: Request) -> FeatureRead:
         keys = {g.entity.join_key: _entity_value(request, g) for g, _, _ in self._plans}
@@ -139,17 +146,22 @@ class ExactReader:
         return result
 
 
-class StreamingReader:
-    """Extension point for ``streaming`` mode (DESIGN section 5): a consumer will read transaction
-    events from a Redis Stream, keep windowed aggregates with a processing lag and allowed
-    lateness, and push them through a Feast push source into stream feature views; this reader
-    will then read those views like ``MaterializedReader`` does. Until the consumer exists, every
-    request is answered 503."""
+class StreamingReader(MaterializedReader):
+    """``streaming`` mode: the rows the stream consumer (``serving/stream.py``) pushed through
+    Feast push sources into the ``<group>_stream`` views, read like ``MaterializedReader`` reads
+    the batch views, in the same single round trip as a check that the consumer has ever run.
+
+    An entity with no streamed row is served the features of an empty history and named in
+    ``features_missing``, as in the other modes. Only when the consumer has never written its
+    status (``skewless:stream:consumer``) is every request a 503."""
 
     mode = "streaming"
 
-    def __init__(self, redis, service: FeatureService):
-        self.service = service
+    def __init__(self, redis, service: FeatureService, project: str):
+        super().__init__(redis, service, project, view_name=stream.stream_view_name)
 
-    def read(self, request: Request) -> FeatureRead:
-        raise FeaturesUnavailable("streaming consumer not running")
+    def read_raw(self, keys: dict[str, str]) -> dict[str, tuple[datetime | None, dict | None]]:
+        replies = self.round_trip(*self._commands(keys), ("EXISTS", stream.STATUS_KEY))
+        if not replies[-1]:
+            raise FeaturesUnavailable("streaming consumer not running")
+        return self._decode(replies[:-1])

@@ -11,11 +11,18 @@ loaded with what had arrived before the day (``history_frame(by="arrival")``, wi
 known by then), and during the day the replay feeds it, in time order between requests:
 
 - labels that become known (``label_timestamp`` in the day, or a late feed's end) through
-  ``ExactState.set_label`` - never before the transaction itself has arrived;
+  ``ExactState.set_label`` (an upsert) - never before the transaction itself has arrived;
 - earlier days' transactions that arrive during the day (late events, not scored: they are not the
   day's transactions) through ``ExactState.add_event`` at their arrival.
 
 The scored transactions themselves enter the state through the sidecar (``RECORD_EVENTS``).
+
+The same labels and arriving events go to the event stream ``skewless:events`` (in the same round
+trip as the state update), with their arrival time, for the streaming consumer
+(``serving/stream.py``); the sidecar adds the scored transactions. Before the day, a ``reset``
+entry asks the consumer to restart from the same history; in ``streaming`` mode the replay waits
+(``stream_timeout`` seconds) until the consumer has done it, so no request sees the state of an
+earlier run.
 """
 
 from __future__ import annotations
@@ -130,21 +137,56 @@ def build_timeline(feed, arrivals, history, day: date) -> list[tuple]:
     return timeline
 
 
-def bootstrap_state(state, cfg, day: date):
-    """Loads what had arrived before the day, with the labels known by then. Returns (summary,
-    history frame)."""
+def known_history(cfg, start: datetime):
+    """(history, loaded): the events that had arrived before ``start`` (``history_frame``), and
+    the same with only the labels known by then - what an online state holds at ``start``."""
     import pandas as pd
 
     from serving.state import history_frame
 
-    start = datetime.combine(day, datetime.min.time())
     history = history_frame(cfg, start, by="arrival")
     loaded = history.copy()
     unknown = loaded["label_timestamp"].isna() | (loaded["label_timestamp"] >= start)
     loaded["is_fraud"] = loaded["is_fraud"].astype("object").where(~unknown, None)
     loaded["label_timestamp"] = loaded["label_timestamp"].where(~unknown, pd.NaT)
+    return history, loaded
+
+
+def bootstrap_state(state, cfg, day: date):
+    """Loads what had arrived before the day, with the labels known by then. Returns (summary,
+    history frame)."""
+    start = datetime.combine(day, datetime.min.time())
+    history, loaded = known_history(cfg, start)
     summary = state.bootstrap(loaded, as_of=start)
     return summary, history
+
+
+def reset_stream(client, day: date, *, wait: float | None) -> str:
+    """Writes the day's reset entry to the event stream; with ``wait``, waits that many seconds
+    for the streaming consumer to have applied it. Returns the entry id."""
+    from serving import stream
+
+    start = datetime.combine(day, datetime.min.time())
+    entry_id = client.execute_command(*stream.reset_command(start))
+    entry_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    if wait is None:
+        return entry_id
+    deadline = time.monotonic() + wait
+    while True:
+        done = client.hget(stream.STATUS_KEY, "reset_id")
+        if done is not None and done.decode() == entry_id:
+            return entry_id
+        if time.monotonic() > deadline:
+            raise ReplayError(
+                f"the stream consumer did not apply the reset of {day.isoformat()} within "
+                f"{wait:g}s (no reset_id {entry_id} in {stream.STATUS_KEY}): is "
+                "`skewless stream-consumer` running on the sidecar's Redis?"
+            )
+        time.sleep(0.1)
+
+
+def _py(value) -> datetime:
+    return value.to_pydatetime() if hasattr(value, "to_pydatetime") else value
 
 
 def _body(row, mode: str | None) -> bytes:
@@ -185,11 +227,13 @@ def replay(
     bootstrap: bool = True,
     redis_url: str | None = None,
     timeout: float = 10.0,
+    stream_timeout: float = 120.0,
 ) -> dict:
     """Sends the day's transactions to the sidecar in arrival order (see the module docstring).
     Returns a JSON-able summary: sent, ok, errors (by status), latency percentiles, seconds."""
     import requests
 
+    from serving import stream
     from serving.schemas import Mode
     from skewless import settings, warehouse
 
@@ -215,6 +259,10 @@ def replay(
             raise _unreachable(url, exc) from None
         except requests.RequestException as exc:
             raise ReplayError(f"sidecar at {url} is not healthy: {exc}") from None
+        served_mode = mode
+        if served_mode is None:
+            ready = session.get(f"{url}/readyz", timeout=timeout)
+            served_mode = ready.json().get("mode") if ready.status_code == 200 else None
 
         feed, arrivals = day_frames(cfg, day)
         if feed.empty:
@@ -228,6 +276,8 @@ def replay(
             client = redis.Redis.from_url(sidecar_redis_url(cfg, redis_url))
             state = ExactState(client)
             boot_summary, history = bootstrap_state(state, cfg, day)
+            wait = stream_timeout if served_mode == Mode.STREAMING.value else None
+            boot_summary["stream_reset"] = reset_stream(client, day, wait=wait)
         timeline = build_timeline(feed, arrivals if bootstrap else arrivals.iloc[0:0], history, day)
         if not bootstrap:
             timeline = [item for item in timeline if item[1] == _REQUEST]
@@ -237,13 +287,20 @@ def replay(
         latencies: list[float] = []
         labels = events = sent = 0
         started = time.perf_counter()
-        for _, kind, _, payload in timeline:
+        for at, kind, _, payload in timeline:
             if kind in (_LABEL, _LATE_LABEL):
-                state.set_label(payload)
+                # the label is known at `at`: it reaches the stream then
+                state.round_trip(
+                    state.add_event_command(payload),
+                    stream.xadd_command(payload, kind="label", arrival=_py(at)),
+                )
                 labels += 1
                 continue
             if kind == _EVENT:
-                state.add_event(payload)
+                state.round_trip(
+                    state.add_event_command(payload),
+                    stream.xadd_command(payload, arrival=_py(at)),
+                )
                 events += 1
                 continue
             if rate is not None:
@@ -267,6 +324,7 @@ def replay(
     finally:
         session.close()
         if state is not None:
+            state.round_trip.close()
             state.redis.close()
 
     ordered = sorted(latencies)

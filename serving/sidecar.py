@@ -20,6 +20,7 @@ from flask import Flask, current_app
 from models.config import model_config
 from models.datasets import feature_columns, get_task
 from serving import log as serving_log
+from serving import stream
 from serving.metrics import Metrics
 from serving.model import ChampionModel
 from serving.readers import ExactReader, MaterializedReader, StreamingReader, feast_project
@@ -80,11 +81,12 @@ class Sidecar:
         self.readers = {
             "materialized": MaterializedReader(self.round_trip, self.service, project),
             "exact": ExactReader(self.state),
-            "streaming": StreamingReader(self.redis, self.service),
+            "streaming": StreamingReader(self.round_trip, self.service, project),
         }
         self.default_mode = str(conf["SERVING_MODE"])
         self.record_events = bool(conf["RECORD_EVENTS"])
         self.log_maxlen = int(conf["SERVING_LOG_MAXLEN"])
+        self.event_stream_maxlen = int(conf.get("EVENT_STREAM_MAXLEN", stream.DEFAULT_MAXLEN))
         _, self.avg_7d = _avg_7d_feature(self.service)
         if conf["LOAD_MODEL"]:
             self.model._refresh_quietly()
@@ -106,11 +108,17 @@ class Sidecar:
             return f"redis: {exc}"
         if self.model.current is None:
             return f"model: {self.model.error}"
+        if self.default_mode == "streaming" and not self.redis.exists(stream.STATUS_KEY):
+            return (
+                f"streaming consumer not running (no {stream.STATUS_KEY}): start "
+                "`skewless stream-consumer`"
+            )
         return None
 
     # -- scoring -----------------------------------------------------------------------------------
     def score(self, request: ScoreRequest, mode: str, request_id: str, started: float) -> dict:
-        """Features (one round trip), model, then the event and the log entry (one round trip)."""
+        """Features (one round trip), model, then the event (exact-mode state and event stream)
+        and the log entry (one round trip)."""
         self.model.maybe_refresh()
         model = self.model.get()
         reader = self.readers[mode]
@@ -145,7 +153,9 @@ class Sidecar:
         }
         writes = [serving_log.xadd_command(entry, maxlen=self.log_maxlen)]
         if self.record_events:
-            # The scored transaction is an event that has now arrived (label unknown).
+            # The scored transaction is an event that has now arrived (label unknown): into the
+            # exact-mode state and onto the event stream. The sidecar has no clock in replay time,
+            # so the entry's arrival is its event time; the consumer's watermark places it.
             event = {
                 "transaction_id": request.transaction_id,
                 "customer_id": request.customer_id,
@@ -154,6 +164,7 @@ class Sidecar:
                 "amount": request.amount,
             }
             writes.insert(0, self.state.add_event_command(event))
+            writes.append(stream.xadd_command(event, maxlen=self.event_stream_maxlen))
         self.round_trip(*writes)
         self.metrics.decisions.labels(decision.value).inc()
         return {

@@ -6,7 +6,8 @@ computed for the same transactions (``customer_transaction_windows`` and
 (``request_features_frame``), then measures per feature (match rate, absolute differences,
 Jensen-Shannon divergence and PSI on shared quantile bins), per score (the served model version's
 booster applied to the offline vector), per decision at the fraud alert threshold, and the
-average precision of both scores. Every mismatching feature value is attributed to a cause:
+average precision and recall at the threshold of both scores. Every mismatching feature value is
+attributed to a cause:
 
 - ``late_arrival``: an event of the feature's entity with event time in the feature's window before
   t arrived after the request was served (DESIGN section 8, "Arrival is not event time");
@@ -18,6 +19,11 @@ The request's served time is its transaction's ``arrival_timestamp`` (``skewless
 each request when its transaction arrives; the log's ``served_at`` is wall-clock time), or the
 log's ``served_at`` when the warehouse does not know the transaction.
 
+Beyond the contract keys the report carries the seed's three tables for a few transactions
+(``examples``: their features at training time, as served, and the prediction impact) and the
+binned distributions the HTML page plots (``histograms``); ``serving/skew_html.py`` renders it and
+``serving/skew_publish.py`` writes it and logs it to MLflow.
+
 The warehouse is only opened read-only.
 """
 
@@ -25,12 +31,15 @@ from __future__ import annotations
 
 import json
 import math
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime, timedelta
 
 import numpy as np
 import pandas as pd
 
+from serving import skew_measures as measures
 from serving.flush import TABLE
+from serving.skew_measures import consequences, distribution_distances  # noqa: F401 (API)
 from skewless.features import (
     CUSTOMER_TRANSACTION_WINDOWS,
     MERCHANT_TRANSACTION_WINDOWS,
@@ -39,9 +48,6 @@ from skewless.features import (
 )
 
 TASK = "fraud"
-REL_TOL = 1e-9
-BINS = 20
-EPSILON = 1e-4
 STALE_MODES = ("materialized", "streaming")
 GROUPS = (CUSTOMER_TRANSACTION_WINDOWS, MERCHANT_TRANSACTION_WINDOWS)
 
@@ -56,7 +62,8 @@ _EMPTY = "run skewless replay and skewless flush-log first"
 # -- loading --------------------------------------------------------------------------------------
 
 
-def _served_rows(con, day: date | None, mode: str | None) -> tuple[pd.DataFrame, str, date]:
+def _resolve(con, day: date | None, mode: str | None) -> tuple[str, date]:
+    """The mode and day to report on (defaults: the most logged mode, then its last day)."""
     try:
         ((count,),) = con.execute(f"select count(*) from {TABLE}").fetchall()
     except Exception as exc:  # duckdb.CatalogException: no such table / schema
@@ -84,14 +91,26 @@ def _served_rows(con, day: date | None, mode: str | None) -> tuple[pd.DataFrame,
         if last is None:
             raise SkewReportError(f"no served requests in mode {mode!r} in {TABLE}: {_EMPTY}")
         day = last
+    return mode, day
+
+
+def _served_rows(con, day: date, mode: str, names: list[str]):
+    """(log rows, served feature values as float64 columns ``names``); DuckDB parses the JSON
+    feature vectors (a Python json.loads per row costs ~1.5 s per 100K requests)."""
+    structure = json.dumps({name: "DOUBLE" for name in names}).replace("'", "''")
+    fields = ", ".join(f'f."{name}" as "feature:{i}"' for i, name in enumerate(names))
     rows = con.execute(
-        f"select * from {TABLE} where mode = ? and event_timestamp::date = ? "
-        "order by event_timestamp, request_id",
+        f"select * exclude (f), {fields} from ("
+        f"  select *, json_transform(features, '{structure}') as f from {TABLE}"
+        "   where mode = ? and event_timestamp::date = ?"
+        ") order by event_timestamp, request_id",
         [mode, day],
     ).fetchdf()
     if rows.empty:
         raise SkewReportError(f"no served requests in mode {mode!r} on {day} in {TABLE}: {_EMPTY}")
-    return rows, mode, day
+    columns = [f"feature:{i}" for i in range(len(names))]
+    served = rows[columns].astype("float64").set_axis(names, axis=1)
+    return rows.drop(columns=columns), served
 
 
 def offline_truth(con, transaction_ids) -> pd.DataFrame:
@@ -141,75 +160,6 @@ def _load_boosters(cfg, versions) -> dict:
     return {v: registry.load_version(mlflow, name, str(v)) for v in versions}
 
 
-# -- measures -------------------------------------------------------------------------------------
-
-
-def _matches(served: np.ndarray, offline: np.ndarray) -> np.ndarray:
-    """Equal within REL_TOL relative to the larger magnitude (both null is a match)."""
-    both_null = np.isnan(served) & np.isnan(offline)
-    with np.errstate(invalid="ignore"):
-        scale = np.maximum(np.abs(served), np.abs(offline))
-        close = np.abs(served - offline) <= REL_TOL * scale
-    return both_null | (close & ~np.isnan(served) & ~np.isnan(offline))
-
-
-def _quantile(values: np.ndarray, q: float) -> float | None:
-    return float(np.quantile(values, q)) if len(values) else None
-
-
-def _distribution(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """Share of values per shared bin, plus a last bin for nulls."""
-    present = values[~np.isnan(values)]
-    if len(edges) > 1:
-        counts = np.histogram(np.clip(present, edges[0], edges[-1]), bins=edges)[0]
-    else:
-        counts = np.array([len(present)])
-    counts = np.append(counts, np.isnan(values).sum()).astype("float64")
-    total = counts.sum()
-    return counts / total if total else counts
-
-
-def distribution_distances(served: np.ndarray, offline: np.ndarray, bins: int = BINS):
-    """(Jensen-Shannon divergence in bits, PSI) of two samples on shared quantile bins of the
-    pooled values (nulls in a bin of their own); empty bins count as EPSILON for PSI."""
-    pooled = np.concatenate([served, offline])
-    pooled = pooled[~np.isnan(pooled)]
-    edges = np.unique(np.quantile(pooled, np.linspace(0, 1, bins + 1))) if len(pooled) else []
-    p, q = _distribution(served, np.asarray(edges)), _distribution(offline, np.asarray(edges))
-    m = (p + q) / 2
-    js = 0.0
-    for a in (p, q):
-        mask = a > 0
-        js += 0.5 * float(np.sum(a[mask] * np.log2(a[mask] / m[mask])))
-    pe, qe = np.where(p > 0, p, EPSILON), np.where(q > 0, q, EPSILON)
-    psi = float(np.sum((pe - qe) * np.log(pe / qe)))
-    return max(js, 0.0), psi
-
-
-def _feature_stats(served: np.ndarray, offline: np.ndarray) -> dict:
-    match = _matches(served, offline)
-    both = ~np.isnan(served) & ~np.isnan(offline)
-    diff = np.abs(served[both] - offline[both])
-    js, psi = distribution_distances(served, offline)
-    return {
-        "match_rate": float(match.mean()) if len(match) else None,
-        "mean_abs_diff": float(diff.mean()) if len(diff) else None,
-        "p95_abs_diff": _quantile(diff, 0.95),
-        "js_divergence": js,
-        "psi": psi,
-    }
-
-
-def _average_precision(labels: pd.Series, scores: np.ndarray) -> float | None:
-    from sklearn.metrics import average_precision_score
-
-    known = labels.notna().to_numpy()
-    y = labels[known].astype(int).to_numpy()
-    if not len(y) or y.min() == y.max():
-        return None
-    return float(average_precision_score(y, scores[known]))
-
-
 def _feature_scope() -> dict[str, tuple[str, timedelta]]:
     """feature -> (entity key, window whose events it depends on)."""
     scope = {}
@@ -253,10 +203,33 @@ def _late_arrivals(con, mismatches: pd.DataFrame) -> np.ndarray:
 # -- the report -----------------------------------------------------------------------------------
 
 
+def served_modes(day: date, cfg=None) -> list[str]:
+    """The modes with logged requests on ``day`` (none when there is no serving log yet)."""
+    from skewless import settings, warehouse
+
+    cfg = cfg or settings.load()
+    if not cfg.warehouse_path.exists():
+        return []
+    con = warehouse.connect(cfg.warehouse_path, read_only=True)
+    try:
+        found = con.execute(
+            f"select distinct mode from {TABLE} where event_timestamp::date = ? order by mode",
+            [day],
+        ).fetchall()
+    except Exception as exc:  # duckdb.CatalogException: no serving log table yet
+        if "does not exist" not in str(exc):
+            raise
+        return []
+    finally:
+        con.close()
+    return [m for (m,) in found if m is not None]
+
+
 def skew_report(day: date | None = None, *, mode: str | None = None, cfg=None) -> dict:
     """The skew report of one served day and mode (defaults: the mode of the most logged requests,
-    then its last served event day) as the JSON contract of DESIGN section 6 (keys ``requests``,
-    ``mode``, ``features``, ``score``, ``decisions``, ``quality``, ``causes``)."""
+    then its last served event day): the JSON contract of DESIGN section 6 (keys ``requests``,
+    ``mode``, ``features``, ``score``, ``decisions``, ``quality``, ``causes``) plus ``date``,
+    ``threshold``, ``model_versions``, ``examples`` (the three tables) and ``histograms``."""
     from models import datasets
     from models.config import model_config
     from skewless import settings, warehouse
@@ -270,25 +243,32 @@ def skew_report(day: date | None = None, *, mode: str | None = None, cfg=None) -
     if not cfg.warehouse_path.exists():
         raise SkewReportError(f"no warehouse at {cfg.warehouse_path}: {_EMPTY}")
     con = warehouse.connect(cfg.warehouse_path, read_only=True)
+    con.execute("set enable_progress_bar = false")  # no bars on the CLI's stderr
+    loader = ThreadPoolExecutor(max_workers=1)
     try:
-        log, mode, day = _served_rows(con, day, mode)
+        mode, day = _resolve(con, day, mode)
+        logged_versions = con.execute(
+            f"select distinct model_version from {TABLE} where mode = ? "
+            "and event_timestamp::date = ? and model_version is not null",
+            [mode, day],
+        ).fetchall()
+        # importing MLflow and loading the models (seconds in a fresh process) overlaps the queries
+        boosters = loader.submit(_load_boosters, cfg, sorted(v for (v,) in logged_versions))
+        log, served = _served_rows(con, day, mode, names)
         truth = offline_truth(con, log["transaction_id"])
-        log = log[log["transaction_id"].isin(truth.index)].reset_index(drop=True)
+        known = log["transaction_id"].isin(truth.index).to_numpy()
+        log = log[known].reset_index(drop=True)
+        served = served[known].reset_index(drop=True)
         truth = truth.loc[log["transaction_id"]].reset_index(drop=True)
-
-        served = pd.DataFrame(
-            [json.loads(text) if text else {} for text in log["features"]], index=log.index
-        )
-        served = served.reindex(columns=names).astype("float64")
         offline = truth[names]
 
-        features, mismatch_parts = {}, []
+        features, feature_histograms, mismatch_parts = {}, {}, []
         scope = _feature_scope()
         served_time = truth["arrival_timestamp"].fillna(log["served_at"])
         for name in names:
             s, o = served[name].to_numpy(), offline[name].to_numpy()
-            features[name] = _feature_stats(s, o)
-            bad = ~_matches(s, o)
+            features[name], feature_histograms[name] = measures.feature_stats(s, o)
+            bad = ~measures.matches(s, o)
             if bad.any():
                 key, window = scope.get(name, (None, timedelta(0)))
                 mismatch_parts.append(
@@ -314,12 +294,14 @@ def skew_report(day: date | None = None, *, mode: str | None = None, cfg=None) -
             causes[other] = int((~late).sum())
     finally:
         con.close()
+        loader.shutdown(wait=False)
 
+    versions = sorted(log["model_version"].dropna().unique())
     offline_scores = np.full(len(log), np.nan)
-    boosters = _load_boosters(cfg, sorted(log["model_version"].dropna().unique()))
-    for version, booster in boosters.items():
+    for version, booster in boosters.result().items():
         rows = (log["model_version"] == version).to_numpy()
-        offline_scores[rows] = datasets.predict(booster, offline[rows])
+        # one call over all rows: two threads cost no spin-waiting here (models/batch_score.py)
+        offline_scores[rows] = datasets.predict(booster, offline[rows], num_threads=2)
     served_scores = log["fraud_probability"].to_numpy(dtype="float64")
     drift = np.abs(served_scores - offline_scores)
     drift = drift[~np.isnan(drift)]
@@ -327,39 +309,87 @@ def skew_report(day: date | None = None, *, mode: str | None = None, cfg=None) -
     served_decline = (log["decision"] == "decline").to_numpy()
     offline_decline = offline_scores >= threshold
     is_fraud = truth["is_fraud"]
-    fraud = (is_fraud == 1).to_numpy()
-    legit = (is_fraud == 0).to_numpy()
+    consequence = consequences(served_decline, offline_decline, is_fraud)
+    known = is_fraud.notna()
     return {
         "requests": len(log),
         "mode": mode,
+        "date": day.isoformat(),
+        "threshold": threshold,
+        "model_versions": [str(v) for v in versions],
         "features": features,
         "score": {
             "mean_abs_drift": float(drift.mean()) if len(drift) else None,
-            "p95_abs_drift": _quantile(drift, 0.95),
+            "p95_abs_drift": measures.quantile(drift, 0.95),
         },
         "decisions": {
             "flipped": int((served_decline != offline_decline).sum()),
-            "missed_frauds": int((~served_decline & offline_decline & fraud).sum()),
-            "false_alerts": int((served_decline & ~offline_decline & legit).sum()),
+            "missed_frauds": int((consequence == "missed fraud").sum()),
+            "false_alerts": int((consequence == "false alert").sum()),
         },
         "quality": {
-            "served_average_precision": _average_precision(is_fraud, served_scores),
-            "offline_average_precision": _average_precision(is_fraud, offline_scores),
+            "served_average_precision": measures.average_precision(is_fraud, served_scores),
+            "offline_average_precision": measures.average_precision(is_fraud, offline_scores),
+            "served_recall": measures.recall(is_fraud, served_scores, threshold),
+            "offline_recall": measures.recall(is_fraud, offline_scores, threshold),
+            "labelled": int(known.sum()),
+            "frauds": int((is_fraud[known] == 1).sum()),
         },
         "causes": causes,
+        "examples": measures.examples(
+            log,
+            truth,
+            served,
+            offline,
+            (served_scores, offline_scores),
+            (served_decline, offline_decline, consequence),
+            features,
+        ),
+        "histograms": {
+            "features": feature_histograms,
+            **measures.score_histograms(served_scores, offline_scores),
+        },
     }
+
+
+def _num(value, spec=".4f") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return format(value, spec)
+
+
+def example_tables(report: dict) -> dict[str, tuple[list[str], list[list]]]:
+    """The three tables as {title: (header, rows)}, the shown features only (text and HTML)."""
+    examples = report["examples"]
+    shown = examples["features"]
+    keys = ["transaction_id", "customer_id"]
+    impact = ["is_fraud", "offline_score", "served_score", "score_drift"]
+    impact += ["offline_decision", "served_decision", "consequence"]
+    return {
+        "features at training time (offline truth)": (
+            [*keys, "event_timestamp", *shown],
+            [[r[k] for k in [*keys, "event_timestamp", *shown]] for r in examples["training"]],
+        ),
+        "features at serving time": (
+            [*keys, "served_at", *shown],
+            [[r[k] for k in [*keys, "served_at", *shown]] for r in examples["serving"]],
+        ),
+        "prediction impact": (
+            [*keys, *impact],
+            [[r[k] for k in [*keys, *impact]] for r in examples["impact"]],
+        ),
+    }
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return _num(value, ".4g")
+    return "-" if value is None else str(value)
 
 
 def format_table(report: dict) -> str:
     """A short readable summary of a report (for the CLI without --json)."""
-
-    def num(value, spec=".4f"):
-        return (
-            "-"
-            if value is None or (isinstance(value, float) and math.isnan(value))
-            else (format(value, spec))
-        )
-
+    num = _num
     lines = [f"skew report: {report['requests']} requests, mode {report['mode']}", ""]
     header = f"{'feature':<34} {'match':>7} {'mean|d|':>10} {'p95|d|':>10} {'JS':>8} {'PSI':>8}"
     lines += [header, "-" * len(header)]
@@ -376,7 +406,18 @@ def format_table(report: dict) -> str:
         f"false alerts {dec['false_alerts']}",
         f"average precision: served {num(q['served_average_precision'])}, "
         f"offline {num(q['offline_average_precision'])}",
+        f"recall at threshold: served {num(q.get('served_recall'))}, "
+        f"offline {num(q.get('offline_recall'))}",
         f"mismatch causes: late arrival {c['late_arrival']}, staleness {c['staleness']}, "
         f"logic {c['logic']}",
     ]
+    if report.get("examples", {}).get("impact"):
+        for title, (head, rows) in example_tables(report).items():
+            cells = [head, *[[_cell(v) for v in row] for row in rows]]
+            widths = [max(len(r[i]) for r in cells) for i in range(len(head))]
+            lines += ["", f"{title}:"]
+            for j, row in enumerate(cells):
+                lines.append("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+                if j == 0:
+                    lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)

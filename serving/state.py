@@ -37,23 +37,27 @@ _ID_LENGTH = struct.Struct("<H")
 _IS_FRAUD_OFFSET = 8 + 8 + 8 + 1
 
 # Upsert one event into each entity's set and trim it (one round trip, atomic).
-# KEYS: entity sets. ARGV: score, member, transaction prefix, has_label (0/1), then one trim
-# cutoff per key: events scored below it go, except the newest of them.
+# KEYS: entity sets. ARGV: score, member, transaction prefix, has_label (0/1), only_existing (0/1:
+# update the event only where it is already kept, never add it), then one trim cutoff per key:
+# events scored below it go, except the newest of them.
 _ADD_EVENT = f"""
 local score, member, prefix, has_label = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 for i, key in ipairs(KEYS) do
-  local keep_old = false
+  local keep_old, found = false, false
   for _, old in ipairs(redis.call('ZRANGEBYSCORE', key, score, score)) do
-    if old ~= member and string.sub(old, 1, #prefix) == prefix then
-      if has_label == '0' and string.byte(old, #prefix + {_IS_FRAUD_OFFSET}) ~= 255 then
-        keep_old = true
-      else
-        redis.call('ZREM', key, old)
+    if string.sub(old, 1, #prefix) == prefix then
+      found = true
+      if old ~= member then
+        if has_label == '0' and string.byte(old, #prefix + {_IS_FRAUD_OFFSET}) ~= 255 then
+          keep_old = true
+        else
+          redis.call('ZREM', key, old)
+        end
       end
     end
   end
-  if not keep_old then redis.call('ZADD', key, score, member) end
-  local old = redis.call('ZCOUNT', key, '-inf', '(' .. ARGV[4 + i])
+  if not keep_old and (found or ARGV[5] == '0') then redis.call('ZADD', key, score, member) end
+  local old = redis.call('ZCOUNT', key, '-inf', '(' .. ARGV[5 + i])
   if old > 1 then redis.call('ZREMRANGEBYRANK', key, 0, old - 2) end
 end
 return #KEYS
@@ -121,8 +125,8 @@ def _prefix(transaction_id: str) -> bytes:
     return _ID_LENGTH.pack(len(raw)) + raw
 
 
-def state_key(entity: str, key: str) -> str:
-    return f"{KEY_PREFIX}{entity}:{key}"
+def state_key(entity: str, key: str, prefix: str = KEY_PREFIX) -> str:
+    return f"{prefix}{entity}:{key}"
 
 
 def _service(name: str) -> FeatureService:
@@ -130,15 +134,20 @@ def _service(name: str) -> FeatureService:
 
 
 class ExactState:
-    """The per-entity event sets of one feature service's entities (fraud_v1: customer, merchant)."""
+    """The per-entity event sets of one feature service's entities (fraud_v1: customer, merchant).
+
+    ``prefix`` places the sets: exact mode uses ``KEY_PREFIX``; the stream consumer keeps its own
+    state, with the same layout, under another prefix."""
 
     def __init__(
         self,
         redis,
         service: str | FeatureService = "fraud_v1",
         round_trip: RoundTrips | None = None,
+        prefix: str = KEY_PREFIX,
     ):
         self.redis = redis  # a redis-py client
+        self.prefix = prefix
         self.round_trip = round_trip or (round_trips(redis) if redis is not None else None)
         self.service = _service(service) if isinstance(service, str) else service
         retention: dict[str, timedelta] = {}
@@ -157,16 +166,19 @@ class ExactState:
         optional is_fraud / label_timestamp) into each entity's set."""
         self.round_trip(self.add_event_command(event))
 
-    def add_event_command(self, event: Mapping) -> tuple:
-        """add_event() as one Redis command, to send along with others in one round trip."""
+    def add_event_command(self, event: Mapping, *, only_existing: bool = False) -> tuple:
+        """add_event() as one Redis command, to send along with others in one round trip.
+        ``only_existing``: update the event (a label) only in the sets that keep it already."""
         member = pack(event)
         at = event["event_timestamp"]
         keys, cutoffs = [], []
         for entity, join_key in self.join_keys.items():
-            keys.append(state_key(entity, str(event[join_key])))
+            keys.append(state_key(entity, str(event[join_key]), self.prefix))
             cutoffs.append(str(to_micros(at - self.retention[entity])))
         has_label = "1" if event.get("is_fraud") is not None else "0"
-        args = [str(to_micros(at)), member, _prefix(event["transaction_id"]), has_label, *cutoffs]
+        transaction = _prefix(event["transaction_id"])
+        flags = [has_label, "1" if only_existing else "0"]
+        args = [str(to_micros(at)), member, transaction, *flags, *cutoffs]
         return ("EVAL", _ADD_EVENT, len(keys), *keys, *args)
 
     def set_label(self, event: Mapping) -> None:
@@ -180,7 +192,7 @@ class ExactState:
         """Deletes every entity set. Returns how many keys went."""
         deleted = 0
         batch: list[bytes] = []
-        for key in self.redis.scan_iter(match=f"{KEY_PREFIX}*", count=1000):
+        for key in self.redis.scan_iter(match=f"{self.prefix}*", count=1000):
             batch.append(key)
             if len(batch) >= 1000:
                 deleted += self.redis.unlink(*batch)
@@ -221,12 +233,12 @@ class ExactState:
             member = pack(record)
             score = to_micros(record["event_timestamp"])
             for entity, join_key in self.join_keys.items():
-                per_key[state_key(entity, str(record[join_key]))][member] = score
+                per_key[state_key(entity, str(record[join_key]), self.prefix)][member] = score
         pipe = self.redis.pipeline(transaction=False)
         queued = 0
         for key, members in per_key.items():
             pipe.zadd(key, members)
-            entity = key[len(KEY_PREFIX) :].split(":", 1)[0]
+            entity = key[len(self.prefix) :].split(":", 1)[0]
             pipe.eval(_TRIM, 1, key, str(to_micros(as_of - self.retention[entity])))
             queued += 2
             if queued >= 5000:
@@ -243,14 +255,17 @@ class ExactState:
         in event-time order."""
         low = "-inf" if since is None else to_micros(since)
         high = "+inf" if until is None else f"({to_micros(until)}"
-        members = self.redis.zrangebyscore(state_key(entity, key), low, high)
+        members = self.redis.zrangebyscore(state_key(entity, key, self.prefix), low, high)
         return [unpack(m) for m in members]
 
     def events_before(self, keys: Iterable[tuple[str, str]], at: datetime) -> list[list[dict]]:
         """For several (entity, key) pairs, all kept events strictly before ``at`` - one round
         trip. Their windows are cut by the evaluator."""
         high = f"({to_micros(at)}"
-        commands = [("ZRANGEBYSCORE", state_key(entity, key), "-inf", high) for entity, key in keys]
+        commands = [
+            ("ZRANGEBYSCORE", state_key(entity, key, self.prefix), "-inf", high)
+            for entity, key in keys
+        ]
         return [[unpack(m) for m in members] for members in self.round_trip(*commands)]
 
 

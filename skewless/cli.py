@@ -126,17 +126,50 @@ def cmd_redis(args: argparse.Namespace) -> int:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    from skewless import pipeline
+    """The effective configuration (settings.TABLE), every value validated, secrets masked.
 
+    ``--shell`` prints the variables dbt and Feast read as export lines to eval: those are
+    unmasked, since a masked password would not connect."""
+    import os
+
+    from skewless import orchestration, pipeline
+
+    rows = settings.effective()
     cfg = settings.load()
-    env = pipeline.tool_env(cfg, cfg.redis_url)
-    keys = sorted(k for k in env if k.startswith(("SKEWLESS_", "DBT_", "REDIS_")))
     if args.shell:
+        env = pipeline.tool_env(cfg, cfg.redis_url)
+        keys = sorted(k for k in env if k.startswith(("SKEWLESS_", "DBT_", "REDIS_")))
         for key in keys:
             print(f"export {key}={json.dumps(env[key])}")
-    else:
-        _print_json({key: env[key] for key in keys})
+        return 0
+    airflow = orchestration.airflow_env(cfg)
+    airflow.update((k, v) for k, v in os.environ.items() if k.startswith("AIRFLOW__"))
+    if args.json:
+        data = {
+            row.setting.env: {
+                "value": row.shown,
+                "source": row.source,
+                "component": row.setting.component,
+            }
+            for row in rows
+        }
+        data["airflow"] = {k: _mask_airflow(k, v) for k, v in sorted(airflow.items())}
+        _print_json(data)
+        return 0
+    width = max(len(row.setting.env) for row in rows)
+    for row in rows:
+        value = row.shown if row.text is not None else f"({row.setting.unset or 'unset'})"
+        print(f"{row.setting.env:<{width}}  {value}  [{row.source}]")
+    print("\nAirflow (orchestration.airflow_env; AIRFLOW__* variables override):")
+    for key, value in sorted(airflow.items()):
+        print(f"  {key}={_mask_airflow(key, value)}")
     return 0
+
+
+def _mask_airflow(key: str, value: str) -> str:
+    if key.endswith(("_SECRET", "_SECRET_KEY", "_FERNET_KEY", "_PASSWORD", "_TOKEN")):
+        return settings.MASK if value else value
+    return settings.mask(value) if "://" in value else value
 
 
 def cmd_airflow(args: argparse.Namespace) -> int:
@@ -180,27 +213,44 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """Runs the sidecar under gunicorn (serving/gunicorn_conf.py) in the foreground (exec)."""
+    """Runs the sidecar under gunicorn (serving/gunicorn_conf.py) in the foreground (exec),
+    once its dependencies answer: Redis, and MLflow when it loads a model (bounded, logged
+    retry; exit 1 naming the one that does not)."""
+    import logging
     import os
 
-    from skewless import redis_server
+    from skewless import dependencies, redis_server
 
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     cfg = settings.load()
+    settings.effective()  # validates the sidecar's and gunicorn's variables too, before exec
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", "1")
     if args.mode:
         env["SKEWLESS_SERVING_MODE"] = args.mode
-    if not env.get("SKEWLESS_REDIS_URL"):
-        env["SKEWLESS_REDIS_URL"] = redis_server.resolve_url(cfg.redis_url, cfg.redis_dir)
+    default_host, _, default_port = settings.get("SKEWLESS_BIND").rpartition(":")
+    host = args.host or default_host
+    port = args.port or int(default_port)
+    workers = args.workers or settings.get("SKEWLESS_WORKERS")
+    threads = args.threads or settings.get("SKEWLESS_THREADS")
+    try:
+        if not env.get("SKEWLESS_REDIS_URL"):
+            env["SKEWLESS_REDIS_URL"] = redis_server.resolve_url(cfg.redis_url, cfg.redis_dir)
+        attempts, delay = cfg.dependency_attempts, cfg.dependency_delay
+        dependencies.wait_for_redis(env["SKEWLESS_REDIS_URL"], attempts, delay)
+        if settings.get("SKEWLESS_LOAD_MODEL"):
+            dependencies.wait_for_mlflow(cfg.mlflow_tracking_uri, attempts, delay)
+    except (dependencies.DependencyUnavailable, redis_server.RedisUnavailable) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     gunicorn = str(Path(sys.executable).parent / "gunicorn")
     root = settings.PROJECT_ROOT
     argv = [gunicorn, "--config", str(root / "serving" / "gunicorn_conf.py")]
-    argv += ["--pythonpath", str(root), "--bind", f"{args.host}:{args.port}"]
-    argv += ["--workers", str(args.workers), "--threads", str(args.threads)]
+    argv += ["--pythonpath", str(root), "--bind", f"{host}:{port}"]
+    argv += ["--workers", str(workers), "--threads", str(threads)]
     mode = env.get("SKEWLESS_SERVING_MODE", "materialized")
-    print(
-        f"sidecar on http://{args.host}:{args.port} (mode {mode}, redis {env['SKEWLESS_REDIS_URL']})"
-    )
+    redis_shown = settings.mask(env["SKEWLESS_REDIS_URL"])
+    print(f"sidecar on http://{host}:{port} (mode {mode}, redis {redis_shown})")
     sys.stdout.flush()
     os.execve(gunicorn, argv, env)
     return 0  # pragma: no cover - execve does not return
@@ -225,6 +275,24 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_stream_consumer(args: argparse.Namespace) -> int:
+    """Runs the streaming consumer (serving/stream.py) in the foreground until SIGTERM/SIGINT."""
+    import logging
+
+    from serving import stream
+    from skewless import redis_server
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("feast").setLevel(logging.WARNING)  # a line per registry refresh otherwise
+    try:
+        return stream.main(
+            lag=args.lag, allowed_lateness=args.allowed_lateness, batch=args.batch, name=args.name
+        )
+    except (RuntimeError, redis_server.RedisUnavailable) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
 def cmd_flush_log(args: argparse.Namespace) -> int:
     from serving import flush
     from skewless import redis_server
@@ -238,17 +306,26 @@ def cmd_flush_log(args: argparse.Namespace) -> int:
 
 
 def cmd_skew_report(args: argparse.Namespace) -> int:
-    from serving import skew
+    from serving import skew, skew_publish
 
+    cfg = settings.load()
     try:
-        report = skew.skew_report(args.date, mode=args.mode, cfg=settings.load())
+        report = skew.skew_report(args.date, mode=args.mode, cfg=cfg)
     except skew.SkewReportError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    if args.json:
-        _print_json(report)
+    if args.json:  # the plot data (histograms) stays in the written JSON file
+        _print_json({k: v for k, v in report.items() if k != "histograms"})
     else:
         print(skew.format_table(report))
+    notes = sys.stderr if args.json else sys.stdout
+    if args.mlflow:
+        out = skew_publish.publish(report, cfg, html_path=args.html)
+        print(
+            f"\nhtml: {out['html']}\njson: {out['json']}\nmlflow run: {out['run_id']}", file=notes
+        )
+    elif args.html:
+        print(f"\nhtml: {skew_publish.write_html(report, args.html)}", file=notes)
     return 0
 
 
@@ -332,13 +409,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("serve", help="run the realtime sidecar under gunicorn")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--host", help="default: from SKEWLESS_BIND (127.0.0.1)")
+    p.add_argument("--port", type=int, help="default: from SKEWLESS_BIND (8000)")
     p.add_argument(
         "--mode", choices=["materialized", "streaming", "exact"], help="default feature mode"
     )
-    p.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
-    p.add_argument("--threads", type=int, default=4, help="threads per worker (gthread)")
+    p.add_argument("--workers", type=int, help="gunicorn worker processes (SKEWLESS_WORKERS, 2)")
+    p.add_argument("--threads", type=int, help="threads per worker, gthread (SKEWLESS_THREADS, 4)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("replay", help="send a day's transactions to the sidecar over HTTP")
@@ -355,6 +432,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_replay)
 
+    p = sub.add_parser(
+        "stream-consumer",
+        help="read the event stream, keep windowed features, push them through Feast",
+    )
+    p.add_argument(
+        "--lag",
+        type=float,
+        help="processing lag in seconds of event time (SKEWLESS_STREAM_LAG_SECONDS, 10)",
+    )
+    p.add_argument(
+        "--allowed-lateness",
+        type=float,
+        help="drop events older than the watermark minus this many seconds "
+        "(SKEWLESS_STREAM_ALLOWED_LATENESS_SECONDS, 3600)",
+    )
+    p.add_argument("--batch", type=int, default=500, help="entries per stream read")
+    p.add_argument(
+        "--name", default="consumer-1", help="consumer name in the group (a restart resumes it)"
+    )
+    p.set_defaults(func=cmd_stream_consumer)
+
     p = sub.add_parser("flush-log", help="write the serving log into serving.serving_log")
     p.set_defaults(func=cmd_flush_log)
 
@@ -364,10 +462,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--mode", choices=["materialized", "streaming", "exact"], help="default: the most served"
     )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--html", type=Path, help="write the HTML page (with plots) here")
+    p.add_argument(
+        "--mlflow",
+        action="store_true",
+        help="log a run in the MLflow experiment skew_report, with the JSON and HTML "
+        "(default paths var/reports/skew_<mode>_<date>.{json,html})",
+    )
     p.set_defaults(func=cmd_skew_report)
 
-    p = sub.add_parser("config", help="print the effective configuration")
-    p.add_argument("--shell", action="store_true", help="as export lines for a shell")
+    p = sub.add_parser("config", help="print the effective configuration, secrets masked")
+    p.add_argument("--json", action="store_true", help="as JSON")
+    p.add_argument(
+        "--shell", action="store_true", help="dbt/Feast variables as export lines (unmasked)"
+    )
     p.set_defaults(func=cmd_config)
     return parser
 

@@ -252,10 +252,14 @@ def _print(result: dict) -> None:
 
 
 def _print_skew(mode: str, report: dict) -> None:
-    from serving import skew
+    """Prints the report and writes its JSON and HTML page, logged to MLflow (skew_report)."""
+    from serving import skew, skew_publish
 
     print(f"\n=== {mode} mode ===")
     print(skew.format_table(report))
+    out = skew_publish.publish(report, settings.load())
+    print(f"\npage: {out['html']}\njson: {out['json']}")
+    print(f"MLflow run {out['run_id']} in experiment {skew_publish.EXPERIMENT} (make mlflow)")
 
 
 if __name__ == "__main__":

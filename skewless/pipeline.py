@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from skewless import dbtgen, redis_server
+from skewless.features import GROUPS
 from skewless.settings import Settings
 
 
@@ -114,13 +115,17 @@ def materialize(
     """Loads the latest feature row per entity with event time in [start, end] into Redis.
 
     Without ``start`` every row up to ``end`` is considered (Feast's incremental mode would start a
-    year before the wall clock, which misses historical data). Naive times are UTC.
+    year before the wall clock, which misses historical data). Naive times are UTC. Only the batch
+    views (one per declared group): the streaming consumer fills the ``*_stream`` views itself.
     """
+
     url = redis_url or redis_server.resolve_url(cfg.redis_url, cfg.redis_dir)
     store = feature_store(cfg, url)
     started = time.perf_counter()
     start = start or datetime(1970, 1, 1)
-    store.materialize(start_date=_utc(start), end_date=_utc(end))
+    store.materialize(
+        start_date=_utc(start), end_date=_utc(end), feature_views=[g.name for g in GROUPS]
+    )
     return {
         "redis_url": url,
         "start": start.isoformat(),

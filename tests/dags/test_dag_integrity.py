@@ -7,7 +7,14 @@ import pytest
 from skewless import orchestration, pipeline, settings
 from skewless.features import GROUPS
 
-EXPECTED = {"ingest", "build_features", "train_fraud", "train_churn_30d", "batch_score"}
+EXPECTED = {
+    "ingest",
+    "build_features",
+    "train_fraud",
+    "train_churn_30d",
+    "batch_score",
+    "skew_report",
+}
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +62,7 @@ def test_dags_are_chained_by_assets(dagbag):
     assert orchestration.FEATURES_URI in inlets("train_churn_30d")
     assert set(orchestration.MODEL_URIS.values()) == inlets("batch_score")
     assert orchestration.MODEL_URIS["fraud"] in outlets("train_fraud")
+    assert {orchestration.PREDICTIONS_URI} == outlets("batch_score") == inlets("skew_report")
 
 
 def test_dbt_runs_in_cosmos_tasks_on_the_warehouse_pool(dagbag):
@@ -65,3 +73,13 @@ def test_dbt_runs_in_cosmos_tasks_on_the_warehouse_pool(dagbag):
     # one `dbt build` task per model (its tests and unit tests included), rendered from the manifest
     assert {t.task_id for t in dbt_tasks} == {f"dbt.{m}_model_build" for m in models}
     assert all(t.pool == orchestration.WAREHOUSE_POOL for t in dbt_tasks)
+
+
+def test_skew_report_maps_one_report_per_mode_on_the_warehouse_pool(dagbag):
+    dag = dagbag.get_dag("skew_report")
+    assert {t.task_id for t in dag.tasks} == {"resolve_day", "flush_log", "served_modes", "report"}
+    report = dag.get_task("report")
+    assert report.is_mapped  # expanded over the modes found in the day's log
+    for task_id in ("flush_log", "served_modes", "report"):
+        assert dag.get_task(task_id).pool == orchestration.WAREHOUSE_POOL
+    assert dag.get_task("flush_log").downstream_task_ids == {"served_modes"}

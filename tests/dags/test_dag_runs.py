@@ -7,6 +7,7 @@ training with MLflow, and batch scoring. Also: idempotency and the failure path.
 
 from __future__ import annotations
 
+import json
 from datetime import date, timedelta
 
 import pandas as pd
@@ -104,6 +105,102 @@ def test_the_batch_loop_runs_in_order_and_is_idempotent(env, dags):
         table(cfg, "select * from predictions.churn_scores order by customer_id"),
         churn.sort_values("customer_id").reset_index(drop=True),
     )
+
+
+def log_requests(cfg, redis_url: str, day: date, n: int = 30) -> dict[str, int]:
+    """Writes the serving log the sidecar would have written for the day's first n transactions,
+    in two modes: exact (the offline truth, champion scores) and materialized (the same with a
+    stale customer_tx_count_7d on the first 5). Returns the planted mismatches per mode."""
+    import redis
+
+    from models import registry
+    from models.config import model_config
+    from models.datasets import feature_columns, predict
+    from serving import log, skew
+
+    con = warehouse.connect(cfg.warehouse_path, read_only=True)
+    try:
+        ids = con.execute(
+            "select transaction_id from stg_raw__transactions where event_timestamp::date = ? "
+            "order by event_timestamp, transaction_id limit ?",
+            [day, n],
+        ).fetchdf()["transaction_id"]
+        truth = skew.offline_truth(con, ids).reset_index(drop=True)
+    finally:
+        con.close()
+    names = feature_columns("fraud")
+    mlflow, client = registry.connect(cfg)
+    version = registry.champion_version(client, "fraud")
+    booster = registry.load_version(mlflow, "fraud", version)
+    threshold = float(model_config(cfg, "fraud")["alert_threshold"])
+    planted = {"exact": 0, "materialized": 5}
+    redis_client = redis.Redis.from_url(redis_url)
+    try:
+        for mode, stale in planted.items():
+            features = truth[names].copy()
+            features.loc[features.index[:stale], "customer_tx_count_7d"] -= 1
+            scores = predict(booster, features)
+            for i, row in truth.iterrows():
+                values = features.loc[i].to_dict()
+                log.append(
+                    redis_client,
+                    {
+                        "request_id": f"{mode}-{row['transaction_id']}",
+                        "transaction_id": row["transaction_id"],
+                        "customer_id": row["customer_id"],
+                        "merchant_id": row["merchant_id"],
+                        "amount": float(row["amount"]),
+                        "event_timestamp": row["event_timestamp"].isoformat(),
+                        "served_at": row["event_timestamp"].isoformat(),
+                        "mode": mode,
+                        "features": {k: None if v != v else float(v) for k, v in values.items()},
+                        "features_missing": [],
+                        "feature_timestamps": {},
+                        "model_name": "fraud",
+                        "model_version": version,
+                        "fraud_probability": float(scores[i]),
+                        "decision": "decline" if scores[i] >= threshold else "approve",
+                        "latency_ms": 1.0,
+                    },
+                )
+    finally:
+        redis_client.close()
+    return planted
+
+
+def test_skew_report_flushes_the_log_and_reports_each_served_mode(env, dags, redis_db):
+    from mlflow import MlflowClient
+
+    from serving import skew_publish
+
+    cfg = env["cfg"]
+    planted = log_requests(cfg, redis_db, DAY)
+    dag_run = run(dags, "skew_report", DAY)
+    assert dag_run.state == "success"
+    states = {(ti.task_id, ti.map_index): ti.state for ti in dag_run.get_task_instances()}
+    assert set(states.values()) == {"success"}
+    assert {i for t, i in states if t == "report"} == {0, 1}  # one per served mode
+
+    logged = table(cfg, "select mode, count(*) as n from serving.serving_log group by mode")
+    assert dict(zip(logged["mode"], logged["n"], strict=True)) == {"exact": 30, "materialized": 30}
+    client = MlflowClient(tracking_uri=cfg.mlflow_tracking_uri)
+    experiment = client.get_experiment_by_name(skew_publish.EXPERIMENT)
+    runs = client.search_runs([experiment.experiment_id])
+    assert {r.data.params["mode"] for r in runs} == set(planted)
+    for mode, stale in planted.items():
+        json_path, html_path = skew_publish.report_paths(cfg, mode, DAY)
+        report = json.loads(json_path.read_text())
+        assert report["requests"] == 30 and report["date"] == DAY.isoformat()
+        stats = report["features"]["customer_tx_count_7d"]
+        assert stats["match_rate"] == pytest.approx(1 - stale / 30)
+        assert html_path.read_text().startswith("<!DOCTYPE html>")
+        (run_,) = [r for r in runs if r.data.params["mode"] == mode]
+        assert run_.data.metrics["match_rate.customer_tx_count_7d"] == pytest.approx(
+            stats["match_rate"]
+        )
+        causes = report["causes"]
+        # materialized: the stale values are staleness unless an event arrived late (simulated)
+        assert causes["logic"] == 0 and causes["late_arrival"] + causes["staleness"] == stale
 
 
 def test_a_bad_batch_stops_the_run_with_a_report_and_loses_nothing(env, dags):

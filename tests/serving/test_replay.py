@@ -134,6 +134,17 @@ def test_replay_exact_day_then_flush(server, serving_env, transactions, redis_cl
     assert summary["bootstrap"]["events"] > 0
     assert 0 < summary["p50_ms"] <= summary["p99_ms"]
 
+    # the event stream got the day's reset, the labels and late events, and every scored request
+    from serving import stream
+
+    entries = [stream.decode_entry(f) for _, f in redis_client.xrange(stream.STREAM)]
+    kinds = [e["kind"] for e in entries]
+    assert kinds[0] == "reset" and entries[0]["as_of"] == datetime.combine(day, datetime.min.time())
+    assert kinds.count("label") == summary["labels_applied"] > 0
+    assert kinds.count("event") == summary["arrived_events"] + summary["sent"]
+    arrivals = [e["arrival"] for e in entries[1:] if e["arrival"] > e["event"]["event_timestamp"]]
+    assert arrivals == sorted(arrivals)  # late events and labels reach it in arrival order
+
     log = read_log(redis_client)
     assert len(log) == len(expected)
     assert log["request_id"].is_unique

@@ -23,6 +23,9 @@ CONTRACT = {
     "quality",
     "causes",
 }
+EXTRA = {"date", "threshold", "model_versions", "examples", "histograms"}
+QUALITY_KEYS = {"served_average_precision", "offline_average_precision"}
+QUALITY_KEYS |= {"served_recall", "offline_recall", "labelled", "frauds"}
 FEATURE_KEYS = {"match_rate", "mean_abs_diff", "p95_abs_diff", "js_divergence", "psi"}
 N = 40
 
@@ -71,8 +74,11 @@ def day_truth(env, serving_env):
     return day, truth
 
 
-def insert_log(cfg, truth: pd.DataFrame, mode: str, version: str, features=None) -> None:
-    """Writes one serving_log row per truth row, serving ``features`` (default: the truth's)."""
+def insert_log(
+    cfg, truth: pd.DataFrame, mode: str, version: str, features=None, threshold: float = 0.5
+) -> None:
+    """Writes one serving_log row per truth row, serving ``features`` (default: the truth's)
+    with the score ``truth["score"]`` (decline at ``threshold``)."""
     from models.datasets import feature_columns
     from skewless import warehouse
 
@@ -98,7 +104,7 @@ def insert_log(cfg, truth: pd.DataFrame, mode: str, version: str, features=None)
             "model_name": "fraud",
             "model_version": version,
             "fraud_probability": truth["score"],
-            "decision": np.where(truth["score"] >= 0.5, "decline", "approve"),
+            "decision": np.where(truth["score"] >= threshold, "decline", "approve"),
             "latency_ms": 1.0,
         }
     )
@@ -112,14 +118,22 @@ def insert_log(cfg, truth: pd.DataFrame, mode: str, version: str, features=None)
         con.close()
 
 
-def check_contract(report: dict) -> None:
-    assert set(report) == CONTRACT
+def check_contract(report: dict, *, printed: bool = False) -> None:
+    """The DESIGN section 6 keys, unchanged, plus this report's additions (``skewless skew-report
+    --json`` prints all but the plot data)."""
+    assert set(report) == CONTRACT | EXTRA - ({"histograms"} if printed else set())
     assert set(report["score"]) == {"mean_abs_drift", "p95_abs_drift"}
     assert set(report["decisions"]) == {"flipped", "missed_frauds", "false_alerts"}
-    assert set(report["quality"]) == {"served_average_precision", "offline_average_precision"}
+    assert set(report["quality"]) == QUALITY_KEYS
     assert set(report["causes"]) == {"late_arrival", "staleness", "logic"}
     for stats in report["features"].values():
         assert set(stats) == FEATURE_KEYS
+    examples = report["examples"]
+    assert set(examples) == {"features", "training", "serving", "impact"}
+    assert 0 < len(examples["impact"]) <= skew.measures.EXAMPLES
+    assert set(examples["features"]) <= set(report["features"])
+    if not printed:
+        assert set(report["histograms"]) == {"features", "score", "score_drift"}
     json.dumps(report, allow_nan=False)
 
 
@@ -213,8 +227,120 @@ def test_cli_json_and_table(env, serving_env, day_truth, capsys):
     insert_log(env, truth, "streaming", serving_env.model_version)
     assert cli.main(["skew-report", "--json", "--date", day.isoformat()]) == 0
     report = json.loads(capsys.readouterr().out)
-    check_contract(report)
+    check_contract(report, printed=True)
     assert report["mode"] == "streaming" and report["requests"] == N
     assert cli.main(["skew-report", "--mode", "streaming"]) == 0
     out = capsys.readouterr().out
     assert "customer_tx_count_7d" in out and "mismatch causes" in out
+    assert "prediction impact:" in out and "features at serving time:" in out
+
+
+def with_threshold(cfg, tmp_path, threshold: float):
+    """The settings with a copy of the model config whose fraud alert threshold is ``threshold``."""
+    import dataclasses
+
+    import yaml
+
+    config = yaml.safe_load(cfg.model_config.read_text())
+    config["fraud"]["alert_threshold"] = threshold
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return dataclasses.replace(cfg, model_config=path)
+
+
+def set_labels(cfg, labels: dict[str, int]) -> None:
+    from skewless import warehouse
+
+    con = warehouse.connect(cfg.warehouse_path)
+    try:
+        for transaction_id, label in labels.items():
+            con.execute(
+                "update raw.transactions set is_fraud = ? where transaction_id = ?",
+                [label, transaction_id],
+            )
+    finally:
+        con.close()
+
+
+@pytest.fixture
+def planted(env, serving_env, day_truth, tmp_path):
+    """Two planted flips: the top-scored transaction, made a fraud, is served a low score (a
+    missed fraud, with a skewed customer_tx_count_7d); the lowest-scored, made legit, is served a
+    high one (a false alert). The threshold is the top score, so nothing else flips."""
+    day, truth = day_truth
+    truth = truth.sort_values(["score", "transaction_id"]).reset_index(drop=True)
+    low, top = truth.index[0], truth.index[-1]
+    threshold = float(truth.at[top, "score"])
+    cfg = with_threshold(env, tmp_path, threshold)
+    set_labels(cfg, {truth.at[top, "transaction_id"]: 1, truth.at[low, "transaction_id"]: 0})
+    truth.loc[top, "is_fraud"], truth.loc[low, "is_fraud"] = 1, 0
+    served = truth.copy()
+    served.loc[top, "customer_tx_count_7d"] += 3
+    logged = truth.copy()
+    logged.loc[top, "score"], logged.loc[low, "score"] = 0.0, 0.99
+    insert_log(cfg, logged, "exact", serving_env.model_version, served, threshold=threshold)
+    return cfg, truth, logged, threshold, truth.loc[top], truth.loc[low]
+
+
+def test_planted_flips_are_counted_and_shown_in_the_three_tables(planted):
+    from models.datasets import feature_columns
+
+    cfg, truth, _, threshold, top, low = planted
+    report = skew.skew_report(cfg=cfg)
+    check_contract(report)
+    assert report["threshold"] == threshold
+    assert report["decisions"] == {"flipped": 2, "missed_frauds": 1, "false_alerts": 1}
+
+    examples = report["examples"]
+    impact = examples["impact"]
+    assert len(impact) == skew.measures.EXAMPLES
+    missed, alert = impact[0], impact[1]
+    assert missed["transaction_id"] == top["transaction_id"]
+    assert missed["consequence"] == "missed fraud" and missed["is_fraud"] == 1
+    assert (missed["offline_decision"], missed["served_decision"]) == ("decline", "approve")
+    assert missed["offline_score"] == pytest.approx(top["score"], abs=1e-12)
+    assert missed["served_score"] == 0.0
+    assert missed["score_drift"] == pytest.approx(-top["score"], abs=1e-12)
+    assert alert["transaction_id"] == low["transaction_id"]
+    assert alert["consequence"] == "false alert" and alert["served_decision"] == "decline"
+    assert alert["score_drift"] == pytest.approx(0.99 - low["score"], abs=1e-12)
+    assert all(r["consequence"] == "none" for r in impact[2:])
+
+    # the training and serving tables: the same transactions, measured feature values
+    assert [r["transaction_id"] for r in examples["training"]] == [
+        r["transaction_id"] for r in impact
+    ]
+    assert examples["features"][0] == "customer_tx_count_7d"
+    names = feature_columns("fraud")
+    training, serving = examples["training"][0], examples["serving"][0]
+    assert training["customer_tx_count_7d"] == top["customer_tx_count_7d"]
+    assert serving["customer_tx_count_7d"] == top["customer_tx_count_7d"] + 3
+    assert all(training[n] == serving[n] for n in names if n != "customer_tx_count_7d")
+    assert set(names) <= set(training) and set(names) <= set(serving)
+
+    text = skew.format_table(report)
+    assert "missed fraud" in text and "false alert" in text
+
+
+def test_recall_and_average_precision_match_sklearn(planted):
+    from sklearn.metrics import average_precision_score, recall_score
+
+    cfg, truth, logged, threshold, _, _ = planted
+    report = skew.skew_report(cfg=cfg)
+    known = truth["is_fraud"].notna()
+    y = truth.loc[known, "is_fraud"].astype(int)
+    q = report["quality"]
+    assert q["labelled"] == int(known.sum()) and q["frauds"] == int(y.sum())
+    assert q["served_recall"] == pytest.approx(
+        recall_score(y, logged.loc[known, "score"] >= threshold)
+    )
+    assert q["offline_recall"] == pytest.approx(
+        recall_score(y, truth.loc[known, "score"] >= threshold)
+    )
+    assert q["offline_recall"] > q["served_recall"]  # the missed fraud
+    assert q["served_average_precision"] == pytest.approx(
+        average_precision_score(y, logged.loc[known, "score"])
+    )
+    assert q["offline_average_precision"] == pytest.approx(
+        average_precision_score(y, truth.loc[known, "score"])
+    )

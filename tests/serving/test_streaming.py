@@ -1,0 +1,303 @@
+"""Streaming mode with real parts: `skewless stream-consumer` processes reading the session's Redis
+(a database of their own), real `feast apply`/push, and the sidecar reading the stream views."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from datetime import datetime, timedelta
+
+import pytest
+import redis
+
+from serving import stream
+from serving.readers import StreamingReader, feast_project
+from serving.state import ExactState
+from skewless import settings
+from skewless.evaluate import evaluate
+from skewless.features import FEATURE_SERVICES
+from tests.conftest import fresh_redis_db
+from tests.serving.conftest import stop_group, wait_until
+
+FRAUD_V1 = next(s for s in FEATURE_SERVICES if s.name == "fraud_v1")
+CUSTOMER, MERCHANT = FRAUD_V1.groups
+T = datetime(2025, 5, 1)  # after the warehouse's days: the reset test goes back in time
+US = timedelta(microseconds=1)
+pytestmark = pytest.mark.slow
+
+
+def _event(tx, at, customer="c1", merchant="m1", amount=10.0):
+    return {
+        "transaction_id": tx,
+        "customer_id": customer,
+        "merchant_id": merchant,
+        "amount": amount,
+        "event_timestamp": at,
+    }
+
+
+class Consumer:
+    """Starts and stops `skewless stream-consumer` processes on one Redis database."""
+
+    def __init__(self, serving_env, url, log_dir):
+        self.env = {**serving_env.subprocess_env(), "SKEWLESS_REDIS_URL": url}
+        self.client = redis.Redis.from_url(url)
+        self.log_dir = log_dir
+        self.proc = None
+        self.starts = 0
+
+    def start(self, *args: str) -> None:
+        self.client.hdel(stream.STATUS_KEY, "heartbeat")
+        self.starts += 1
+        log_path = self.log_dir / f"consumer-{self.starts}.log"
+        argv = [sys.executable, "-m", "skewless.cli", "stream-consumer", *args]
+        with log_path.open("wb") as log:
+            self.proc = subprocess.Popen(
+                argv,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+
+        def up():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"consumer exited: {log_path.read_text()[-3000:]}")
+            return self.client.hexists(stream.STATUS_KEY, "heartbeat")
+
+        wait_until(up, timeout=60, interval=0.1)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_group(self.proc)
+            self.proc = None
+
+    def add(self, event, *, kind="event", arrival=None) -> str:
+        return self.client.execute_command(
+            *stream.xadd_command(event, kind=kind, arrival=arrival)
+        ).decode()
+
+    def status(self) -> dict:
+        return stream.read_status(self.client) or {}
+
+    def wait_for(self, **counts: int) -> dict:
+        def reached():
+            status = self.status()
+            return status if all(int(status.get(k, 0)) == v for k, v in counts.items()) else None
+
+        return wait_until(reached, timeout=20, interval=0.05)
+
+
+@pytest.fixture(scope="module")
+def stream_url(redis_url):
+    return fresh_redis_db(redis_url)
+
+
+@pytest.fixture(scope="module")
+def consumer(serving_env, stream_url, tmp_path_factory):
+    runner = Consumer(serving_env, stream_url, tmp_path_factory.mktemp("stream-consumer"))
+    runner.start("--lag", "0", "--allowed-lateness", "600")
+    yield runner
+    runner.stop()
+    runner.client.close()
+
+
+@pytest.fixture(scope="module")
+def reader(stream_url):
+    client = redis.Redis.from_url(stream_url)
+    project, _ = feast_project(settings.PROJECT_ROOT / "feature_repo")
+    yield StreamingReader(client, FRAUD_V1, project)
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def feast_store(serving_env, stream_url):
+    from skewless import pipeline
+
+    return pipeline.feature_store(serving_env.cfg, stream_url)
+
+
+def _read(reader, customer, merchant):
+    return reader.read_raw({"customer_id": customer, "merchant_id": merchant})
+
+
+def _same(a, b) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    if isinstance(a, float) and math.isnan(a):
+        return isinstance(b, float) and math.isnan(b)
+    return a == b and type(a) is type(b)
+
+
+def test_lag_zero_streams_the_declared_features(consumer, reader, feast_store):
+    """Each update is pushed as of just after its event; the row equals skewless.evaluate over
+    the same events, and the direct reader returns what Feast's get_online_features returns."""
+    m = timedelta(minutes=1)
+    events = [
+        _event("a", T, amount=12.5),
+        _event("b", T + 5 * m, amount=40.0),
+        _event("c", T + 10 * m, merchant="m2", amount=7.25),
+    ]
+    for event in events[:2]:
+        consumer.add(event)
+    label = {**events[0], "is_fraud": 1, "label_timestamp": T + 7 * m}
+    consumer.add(label, kind="label", arrival=T + 7 * m)
+    consumer.add(events[2])
+    consumer.add(_event("tick", T + 20 * m, customer="tick", merchant="tick"))
+    # everything but the tick is due before the watermark (T+20m); the tick waits for a later one
+    status = consumer.wait_for(read=5, applied=4)
+    assert status["watermark"] == (T + 20 * m).isoformat() and status["dropped_late"] == "0"
+
+    raw = _read(reader, "c1", "m1")
+    ts, values = raw[CUSTOMER.name]
+    as_of = T + 10 * m + US  # just after its latest event, which counts
+    assert ts.replace(tzinfo=None) == as_of
+    assert values == evaluate(CUSTOMER, events, as_of)
+    assert values["customer_tx_count_1h"] == 3 and values["customer_merchant_distinct_1h"] == 2
+    ts, values = raw[MERCHANT.name]
+    as_of = T + 7 * m + US  # the label was its latest update
+    assert ts.replace(tzinfo=None) == as_of
+    labeled = [{**events[0], "is_fraud": 1, "label_timestamp": T + 7 * m}, events[1]]
+    labeled[1] = {**labeled[1], "is_fraud": None, "label_timestamp": None}
+    assert values == evaluate(MERCHANT, labeled, as_of)
+    assert values["merchant_fraud_rate_1d"] == 1.0 and values["merchant_tx_count_1d"] == 2
+    assert _read(reader, "tick", "tick")[CUSTOMER.name] == (None, None)  # not due yet
+
+    rows = [
+        {"customer_id": "c1", "merchant_id": "m1"},
+        {"customer_id": "c1", "merchant_id": "m2"},
+        {"customer_id": "nobody", "merchant_id": "tick"},
+    ]
+    refs = [
+        f"{stream.stream_view_name(g.name)}:{name}"
+        for g in FRAUD_V1.groups
+        for name in g.feature_names
+    ]
+    expected = feast_store.get_online_features(features=refs, entity_rows=rows).to_dict()
+    mismatches = []
+    for i, row in enumerate(rows):
+        got = {}
+        for _, group_values in _read(reader, row["customer_id"], row["merchant_id"]).values():
+            got.update(group_values or {})
+        for group in FRAUD_V1.groups:
+            for name in group.feature_names:
+                if not _same(got.get(name), expected[name][i]):
+                    mismatches.append((row, name, got.get(name), expected[name][i]))
+    assert mismatches == []
+
+
+def test_events_beyond_the_allowed_lateness_are_dropped_and_counted(consumer, reader):
+    mark = T + timedelta(minutes=20)
+    consumer.add(_event("too-late", mark - timedelta(seconds=601), customer="c2"))
+    consumer.add(_event("late-ok", mark - timedelta(seconds=300), customer="c3"))
+    consumer.add(_event("tick2", mark + timedelta(minutes=1), customer="tick", merchant="tick"))
+    consumer.wait_for(read=8, dropped_late=1, applied=6)
+    assert _read(reader, "c2", "m1")[CUSTOMER.name] == (None, None)
+    ts, values = _read(reader, "c3", "m1")[CUSTOMER.name]
+    assert values["customer_tx_count_1h"] == 1
+    # an entry that arrives behind the watermark is seen at the watermark: due then
+    assert ts.replace(tzinfo=None) == mark + US
+
+
+def test_sidecar_serves_the_streamed_features(consumer, reader, make_app, stream_url):
+    app = make_app(REDIS_URL=stream_url, SERVING_MODE="streaming")
+    client = app.test_client()
+    assert client.get("/readyz").status_code == 200
+    at = T + timedelta(minutes=30)
+    body = {"transaction_id": "s1", "customer_id": "c1", "merchant_id": "m1", "amount": 20.0}
+    response = client.post("/v1/fraud/score", json={**body, "event_timestamp": at.isoformat()})
+    assert response.status_code == 200, response.get_json()
+    served = response.get_json()
+    assert served["mode"] == "streaming" and served["features_missing"] == []
+    raw = _read(reader, "c1", "m1")
+    streamed = {**raw[CUSTOMER.name][1], **raw[MERCHANT.name][1]}
+    assert "customer_tx_count_1h" in served["features"]
+    for name, value in served["features"].items():
+        if name in streamed:
+            assert _same(value, streamed[name]), name
+    # the scored transaction went onto the event stream in the same round trip as the log
+    ((entry_id, fields),) = consumer.client.xrevrange(stream.STREAM, count=1)
+    assert stream.decode_entry(fields)["event"] == {**body, "event_timestamp": at}
+    unknown = client.post(
+        "/v1/fraud/score",
+        json={
+            **body,
+            "transaction_id": "s2",
+            "customer_id": "nobody",
+            "event_timestamp": at.isoformat(),
+        },
+    ).get_json()
+    assert unknown["features_missing"] == ["customer"]
+    assert unknown["features"]["customer_tx_count_1h"] == 0
+    consumer.wait_for(read=10)  # both scored transactions reached the consumer
+
+
+def test_a_consumer_that_never_ran_is_a_503(make_app):
+    app = make_app(SERVING_MODE="streaming")  # the serving tests' database: no consumer there
+    ready = app.test_client().get("/readyz")
+    assert ready.status_code == 503 and "skewless stream-consumer" in ready.get_json()["reason"]
+
+
+def test_a_restart_resumes_and_the_lag_holds_events_back(consumer, reader):
+    """Entries written while the consumer is down are read once after its restart (here with a
+    120 s lag): an event is applied only once the watermark has passed its arrival + lag."""
+    consumer.stop()
+    status = consumer.status()
+    read, applied = int(status["read"]), int(status["applied"])
+    assert consumer.client.zcard(stream.HELD_KEY) == 2  # the two scored transactions
+    t2 = T + timedelta(days=1)
+    s = timedelta(seconds=1)
+    first = _event("d1", t2, customer="c4", merchant="m4", amount=3.0)
+    consumer.add(first)
+    consumer.add(_event("d0", t2 + 100 * s, customer="c5", merchant="m4"))
+    last = consumer.add(_event("d2", t2 + 130 * s, customer="c4", merchant="m4", amount=4.0))
+
+    consumer.start("--lag", "120", "--allowed-lateness", "600")
+    # watermark t2+130s: the held transactions and d1 (due t2+120s) apply; d0 and d2 wait
+    consumer.wait_for(read=read + 3, applied=applied + 3)
+    ts, values = _read(reader, "c4", "m4")[CUSTOMER.name]
+    assert ts.replace(tzinfo=None) == t2 + 120 * s + US  # pushed when due, not when read
+    assert values == evaluate(CUSTOMER, [first], t2 + 120 * s + US)
+    assert _read(reader, "c5", "m4")[CUSTOMER.name] == (None, None)  # 30 s old, held back
+    assert consumer.client.zcard(stream.HELD_KEY) == 2
+    (group,) = consumer.client.xinfo_groups(stream.STREAM)
+    # every entry delivered once and acknowledged, the last one included
+    assert group["pending"] == 0 and group["last-delivered-id"].decode() == last
+
+
+def test_reset_restarts_from_the_warehouse_history(consumer, reader, serving_env, transactions):
+    """The replay's reset: the consumer's rows as of a day's start equal exact mode's features
+    after its bootstrap; newer rows of an earlier run are replaced, not kept."""
+    from serving.replay import bootstrap_state, reset_stream
+
+    day = transactions["event_timestamp"].max().date()
+    start = datetime.combine(day, datetime.min.time())
+    reset_id = reset_stream(consumer.client, day, wait=60)
+    status = consumer.status()
+    assert status["reset_id"] == reset_id and status["watermark"] == start.isoformat()
+    assert consumer.client.zcard(stream.HELD_KEY) == 0
+
+    exact = ExactState(consumer.client)
+    bootstrap_state(exact, serving_env.cfg, day)
+    before = transactions[transactions["arrival_timestamp"] < start]
+    pairs = before[["customer_id", "merchant_id"]].drop_duplicates().head(40)
+    for customer, merchant in pairs.itertuples(index=False):
+        raw = _read(reader, customer, merchant)
+        keys = [("customer", customer), ("merchant", merchant)]
+        known = dict(zip(("customer", "merchant"), exact.events_before(keys, start), strict=True))
+        for group in FRAUD_V1.groups:
+            ts, values = raw[group.name]
+            assert ts.replace(tzinfo=None) == start
+            assert values == evaluate(group, known[group.entity.name], start)
+    exact.clear()
+
+    # c1's rows (pushed as of May) are gone; an update after the reset is served
+    assert _read(reader, "c1", "m1")[CUSTOMER.name] == (None, None)
+    consumer.add(_event("e1", start + timedelta(hours=1), customer="c1"))
+    consumer.add(_event("tick-r", start + timedelta(hours=2), customer="tick", merchant="tick"))
+    consumer.wait_for(applied=int(status["applied"]) + 1)
+    ts, values = _read(reader, "c1", "m1")[CUSTOMER.name]
+    assert ts.replace(tzinfo=None) == start + timedelta(hours=1, seconds=120) + US
+    assert values["customer_tx_count_1h"] == 1

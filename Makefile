@@ -6,9 +6,18 @@ BIN := $(VENV)/bin
 export DO_NOT_TRACK := 1
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 
-.PHONY: setup lock test lint format bench demo airflow mlflow serve clean
+.PHONY: setup postgres lock test lint format bench demo airflow mlflow serve clean
 
-setup: $(BIN)/skewless
+setup: $(BIN)/skewless postgres
+
+# PostgreSQL server binaries (Debian's package) for tests/dbt/test_postgres.py, the second dbt
+# engine. Installed once when missing; without root or apt the test fails with this hint.
+postgres:
+	@if ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || command -v pg_ctl >/dev/null; then :; \
+	else sudo=""; [ "$$(id -u)" -eq 0 ] || sudo="sudo"; \
+	  $$sudo apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends postgresql \
+	  || echo "warning: could not install postgresql (apt-get install postgresql): tests/dbt/test_postgres.py will fail"; fi
 
 # uv installs the pinned set in seconds (plain pip takes ~1.5 minutes); it comes from PyPI too.
 # Bytecode is compiled at install: this environment sets PYTHONDONTWRITEBYTECODE, and without .pyc

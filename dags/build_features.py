@@ -63,7 +63,7 @@ def build_features():
         ),
         profile_config=ProfileConfig(
             profile_name="skewless",
-            target_name="duckdb",
+            target_name=_cfg.dbt_target,
             profiles_yml_filepath=_cfg.dbt_project_dir / "profiles.yml",
         ),
         # cautious: a model's build runs only the tests whose every parent is built by then

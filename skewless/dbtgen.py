@@ -10,7 +10,13 @@ How the SQL gets there, in one pass over each entity's rows:
   row exclude group` give exactly [t - w, t) on every row;
 - label-based rates cannot use a frame (whether an event counts depends on t through its label
   time), so each label contributes +1 from the moment it is known until its event leaves the window,
-  and an ASOF join reads the running sum of those steps at t. This stays O(n log n) for any merchant.
+  and the running sum of those steps is read at t. This stays O(n log n) for any merchant.
+
+The models run on DuckDB and PostgreSQL unchanged: what differs between engines goes through the
+adapter-dispatched macros of dbt_project/macros/cross_engine.sql (interval_of, seconds_between,
+type_double, day_series, running_sums_at: an ASOF join on DuckDB, one running sum over steps and
+points elsewhere). Engines without count(distinct) over a frame (supports_window_distinct) count
+distinct values with steps too. engine_macros() renders those macros outside dbt for tests.
 """
 
 from __future__ import annotations
@@ -25,10 +31,19 @@ from skewless import features as F
 HEADER = "-- Generated from skewless/features.py by `skewless dbtgen`. Do not edit by hand.\n"
 FEATURES_DIR = Path("models") / "marts" / "features"
 EXPORTS_DIR = Path("models") / "exports"
+# The engine-specific SQL the generated models call (adapter.dispatch); see engine_macros().
+MACROS_FILE = Path("macros") / "cross_engine.sql"
+
+ONE_US = "{{ interval_of(1, 'microsecond') }}"
+DOUBLE = "{{ type_double() }}"
 
 
 def _seconds(window: str) -> int:
     return int(F.window_length(window).total_seconds())
+
+
+def _span(window: str) -> str:
+    return f"{{{{ interval_of({_seconds(window)}, 'second') }}}}"
 
 
 def _frame(name: str, preceding: str) -> str:
@@ -36,6 +51,10 @@ def _frame(name: str, preceding: str) -> str:
         f"    {name} as (partition by entity_id order by event_timestamp\n"
         f"        range between {preceding} preceding and current row exclude group)"
     )
+
+
+def _since(start: str, end: str) -> str:
+    return f'{{{{ seconds_between("{start}", "{end}") }}}}'
 
 
 def _window_expr(aggregate: F.Aggregate, window: str | None) -> str:
@@ -46,81 +65,89 @@ def _window_expr(aggregate: F.Aggregate, window: str | None) -> str:
         F.Agg.SUM: f"coalesce(sum({col}) over {w}, 0)",
         F.Agg.AVG: f"avg({col}) over {w}",
         F.Agg.COUNT_DISTINCT: f"count(distinct {col}) over {w}",
-        F.Agg.SECONDS_SINCE_LAST: (
-            f"date_diff('microsecond', max(event_time) over {w}, event_timestamp) / 1e6"
-        ),
+        F.Agg.SECONDS_SINCE_LAST: _since(f"max(event_time) over {w}", "event_timestamp"),
     }[aggregate.agg]
 
 
-def _labeled_ctes(group: F.FeatureGroup) -> tuple[list[str], list[str], list[str]]:
-    """CTEs, the ASOF join and select expressions for the label-based aggregates.
+def _union(branches: list[tuple[str, dict[str, str], str]], columns: list[str]) -> str:
+    """union all of (ts expression, {column: value}, from/where) branches; other columns 0."""
+    selects = []
+    for ts, values, source in branches:
+        cols = ", ".join(f"{values.get(c, '0')} as {c}" for c in columns)
+        selects.append(
+            f"        select entity_id, {ts} as ts,\n            {cols}\n        {source}"
+        )
+    return "\n        union all\n".join(selects)
+
+
+def _label_steps(labeled) -> tuple[list[tuple[str, dict[str, str], str]], list[str]]:
+    """Steps of the label-based rates, and their select expressions (over `w`).
 
     A label counts at t when label_timestamp <= t and t - w <= event_timestamp < t. So it adds +1 at
     max(label_timestamp, event_timestamp + 1 us) and -1 at event_timestamp + w + 1 us (timestamps are
     microseconds, so "+ 1 us" turns "after" into "at or after"); labels known only after their event
-    left the window never count. One running sum of those steps per entity, read by one ASOF join.
+    left the window never count.
     """
-    labeled = [(a, w, n) for a, w, n in group.window_features() if a.agg is F.Agg.LABELED_RATE]
-    if not labeled:
-        return [], [], []
-    one_us = "to_microseconds(1)"
-    starts, ends, sums, running, selects = [], [], [], [], []
+    starts: dict[str, str] = {}
+    branches, selects = [], []
     for aggregate, window, name in labeled:
-        span = f"to_seconds({_seconds(window)})"
+        span = _span(window)
         valid = f"label_timestamp <= event_timestamp + {span}"
-        col = f"{aggregate.column}::double"
-        starts += [
-            f"({valid})::int as n_{name}",
-            f"case when {valid} then {col} else 0 end as y_{name}",
-        ]
-        zeros = ", ".join(
-            f"0 as n_{other}, 0 as y_{other}"
-            if other != name
-            else f"-1 as n_{name}, -{col} as y_{name}"
-            for _, _, other in labeled
+        col = f"cast({aggregate.column} as {DOUBLE})"
+        starts[f"n_{name}"] = f"cast({valid} as integer)"
+        starts[f"y_{name}"] = f"case when {valid} then {col} else 0 end"
+        branches.append(
+            (
+                f"event_timestamp + {span} + {ONE_US}",
+                {f"n_{name}": "-1", f"y_{name}": f"-{col}"},
+                f"from labels where {valid}",
+            )
         )
-        ends.append(
-            f"        select entity_id, event_timestamp + {span} + {one_us} as ts, {zeros}\n"
-            f"        from labels where {valid}"
-        )
-        sums += [f"sum(n_{name}) as n_{name}", f"sum(y_{name}) as y_{name}"]
-        running += [
-            f"sum(n_{name}) over running as n_{name}",
-            f"sum(y_{name}) over running as y_{name}",
-        ]
-        selects.append(f"labels_at_t.y_{name} / nullif(labels_at_t.n_{name}, 0) as {name}")
-    start_cols = ",\n            ".join(starts)
-    union = "\n        union all\n".join(
-        [
-            f"        select entity_id, greatest(label_timestamp, event_timestamp + {one_us}) as ts,\n"
-            f"            {start_cols}\n        from labels",
-            *ends,
-        ]
-    )
-    sum_cols = ",\n        ".join(sums)
-    running_cols = ",\n        ".join(running)
-    ctes = [
-        f"""label_steps as (
-    -- +1 when a label becomes usable, -1 when its event leaves the window (see skewless/dbtgen.py)
-    select entity_id, ts,
-        {sum_cols}
+        selects.append(f"w.y_{name} / nullif(w.n_{name}, 0) as {name}")
+    first = (f"greatest(label_timestamp, event_timestamp + {ONE_US})", starts, "from labels")
+    return [first, *branches], selects
+
+
+def _distinct_steps(distinct) -> tuple[list[str], list[tuple[str, dict[str, str], str]], list[str]]:
+    """For engines without count(distinct) over a frame: CTEs, steps and select expressions.
+
+    A value is counted at t when one of its events lies in [t - w, t). Each distinct (entity, value,
+    time) owns the times after it up to the earlier of its window end and the value's next time:
+    +1 at time + 1 us, -1 at least(time + w, next time) + 1 us.
+    """
+    ctes, branches, selects = [], [], []
+    for column in sorted({a.column for a, _, _ in distinct}):
+        ctes.append(
+            f"""{column}_visits as (
+    -- each distinct ({column}, time) of the entity and the next time of the same {column}
+    select entity_id, event_timestamp,
+        lead(event_timestamp) over (
+            partition by entity_id, {column} order by event_timestamp
+        ) as next_at
     from (
-{union}
-    ) as steps
-    group by entity_id, ts
-)""",
-        f"""label_running as (
-    select entity_id, ts,
-        {running_cols}
-    from label_steps
-    window running as (partition by entity_id order by ts rows unbounded preceding)
-)""",
-    ]
-    joins = [
-        "asof left join label_running as labels_at_t\n"
-        "    on w.entity_id = labels_at_t.entity_id and w.event_timestamp >= labels_at_t.ts"
-    ]
-    return ctes, joins, selects
+        select distinct entity_id, {column}, event_timestamp from events where {column} is not null
+    ) as visits
+)"""
+        )
+        features = [(w, n) for a, w, n in distinct if a.column == column]
+        branches.append(
+            (
+                f"event_timestamp + {ONE_US}",
+                {f"n_{n}": "1" for _, n in features},
+                f"from {column}_visits",
+            )
+        )
+        for window, name in features:
+            end = f"event_timestamp + {_span(window)}"
+            branches.append(
+                (
+                    f"least({end}, coalesce(next_at, {end})) + {ONE_US}",
+                    {f"n_{name}": "-1"},
+                    f"from {column}_visits",
+                )
+            )
+    selects = [f"cast(coalesce(w.n_{n}, 0) as bigint) as {n}" for _, _, n in distinct]
+    return ctes, branches, selects
 
 
 def render_group(group: F.FeatureGroup) -> str:
@@ -155,12 +182,12 @@ def _render_daily(group: F.FeatureGroup) -> str:
         frame = f"w_{window}" if window else "w_all"
         col = aggregate.column
         expr = {
-            F.Agg.COUNT: f"(sum(n) over {frame})::bigint",  # sum() of bigint is a hugeint
+            F.Agg.COUNT: f"cast(sum(n) over {frame} as bigint)",  # sum() of bigint is wider
             F.Agg.SUM: f"sum(sum_{col}) over {frame}",
-            F.Agg.AVG: f"sum(sum_{col}) over {frame} / nullif(sum(n) over {frame}, 0)",
-            F.Agg.SECONDS_SINCE_LAST: (
-                f"date_diff('microsecond', max(last_event_at) over {frame}, event_timestamp) / 1e6"
+            F.Agg.AVG: (
+                f"sum(sum_{col}) over {frame} / nullif(cast(sum(n) over {frame} as {DOUBLE}), 0)"
             ),
+            F.Agg.SECONDS_SINCE_LAST: _since(f"max(last_event_at) over {frame}", "event_timestamp"),
         }[aggregate.agg]
         exprs.append(f"{expr} as {name}")
     for window in group.windows:
@@ -175,6 +202,8 @@ def _render_daily(group: F.FeatureGroup) -> str:
     )
     expr_sql = ",\n        ".join(exprs)
     frames_sql = ",\n".join(frames)
+    one_day = "{{ interval_of(1, 'day') }}"
+    series = '{{ day_series("min(event_timestamp)", "max(cutoff.last_midnight)") }}'
     body = f"""with events as (
     select {key} as entity_id, event_timestamp, transaction_id{"".join(f", {c}" for c in columns)}
     from {{{{ ref('stg_raw__transactions') }}}}
@@ -186,19 +215,17 @@ cutoff as (
 
 days as (
     -- each day's events, keyed by the midnight after them: the first row that sees them
-    select entity_id, date_trunc('day', event_timestamp) + interval 1 day as event_timestamp,
+    select entity_id, date_trunc('day', event_timestamp) + {one_day} as event_timestamp,
         count(transaction_id) as n,
         max(event_timestamp) as last_event_at{day_sums}
     from events cross join cutoff
     where events.event_timestamp < cutoff.last_midnight
-    group by all
+    group by entity_id, date_trunc('day', event_timestamp)
 ),
 
 grid as (
     -- every midnight from the day after the entity's first event to the cutoff
-    select entity_id, unnest(generate_series(
-        min(event_timestamp), any_value(cutoff.last_midnight), interval 1 day
-    )) as event_timestamp
+    select entity_id, {series} as event_timestamp
     from days cross join cutoff
     group by entity_id
 ),
@@ -224,14 +251,14 @@ features as (
     return _finish(group, body)
 
 
-def _finish(group: F.FeatureGroup, body: str) -> str:
+def _finish(group: F.FeatureGroup, body: str, prelude: str = "") -> str:
     ratios = "".join(
-        f",\n    {r.numerator} / nullif({r.denominator}, 0) * {r.scale} as {r.name}"
+        f",\n    cast({r.numerator} as {DOUBLE}) / nullif({r.denominator}, 0) * {r.scale} as {r.name}"
         for r in group.ratios
     )
     sql = f"""{HEADER}-- {group.description}
 -- Grain: {group.grain.value}; entity: {group.entity.name}; windows: {", ".join(group.windows)}.
-
+{prelude}
 {body}
 
 select *{ratios}
@@ -241,13 +268,17 @@ from features
 
 
 def _render_transaction(group: F.FeatureGroup) -> str:
-    """Transaction grain: one pass over each entity's events plus its snapshot point."""
+    """Transaction grain: one pass over each entity's events plus its snapshot point.
+
+    Framed aggregates come from window frames over the stream; label rates (and, on engines
+    without count(distinct) over a frame, distinct counts) from steps read by running_sums_at.
+    """
     key = group.entity.join_key
     computed = group.window_features()
-    framed = [(a, w, n) for a, w, n in computed if a.agg is not F.Agg.LABELED_RATE]
+    distinct = [(a, w, n) for a, w, n in computed if a.agg is F.Agg.COUNT_DISTINCT]
     labeled = [(a, w, n) for a, w, n in computed if a.agg is F.Agg.LABELED_RATE]
+    framed = [(a, w, n) for a, w, n in computed if (a, w, n) not in distinct + labeled]
     columns = sorted({a.column for a, _, _ in computed if a.column})
-    label_ctes, label_joins, label_selects = _labeled_ctes(group)
 
     points = """query_points as (
     -- one snapshot row per entity at the cutoff: the state a batch materialization serves
@@ -255,37 +286,98 @@ def _render_transaction(group: F.FeatureGroup) -> str:
     from events cross join cutoff
     where events.event_timestamp < cutoff.snapshot_at
 )"""
-    ids = ["w.transaction_id", "w.transaction_id is null as is_snapshot"]
-
     value_cols = "".join(f", {c}" for c in columns)
     null_cols = "".join(f", null as {c}" for c in columns)
-    frames = [
-        _frame(f"w_{w}", f"to_seconds({_seconds(w)})")
-        for w in group.windows
-        if any(w == w2 for _, w2, _ in framed)
-    ]
+    framed_windows = {w for _, w, _ in framed + distinct}
+    frames = [_frame(f"w_{w}", _span(w)) for w in group.windows if w in framed_windows]
     if any(a.agg is F.Agg.SECONDS_SINCE_LAST for a, _, _ in framed):
         frames.append(_frame("w_all", "unbounded"))
-    frame_exprs = ",\n        ".join(f"{_window_expr(a, w)} as {n}" for a, w, n in framed)
+    frame_exprs = [f"{_window_expr(a, w)} as {n}" for a, w, n in framed]
+    distinct_exprs = [f"{_window_expr(a, w)} as {n}" for a, w, n in distinct]
 
-    blocks = []
-    if labeled:
-        label_cols = "".join(sorted({f", {a.column}" for a, _, _ in labeled}))
-        known = " and ".join(sorted({f"{a.column} is not null" for a, _, _ in labeled}))
-        blocks.append(
-            f"labels as (\n    select entity_id, event_timestamp, label_timestamp{label_cols}\n"
-            f"    from events\n    where {known}\n)"
-        )
-        blocks.extend(label_ctes)
-    final = [f"w.entity_id as {key}", "w.event_timestamp", *ids]
-    final += [f"w.{n}" for _, _, n in framed] + label_selects
-    select_list = ",\n        ".join(final)
-    joins = "".join(f"\n    {j}" for j in label_joins)
-    blocks.append(
-        f"features as (\n    select\n        {select_list}\n    from windowed as w{joins}\n)"
+    # Steps: always for label rates; for distinct counts only without window distinct.
+    label_branches, label_selects = _label_steps(labeled) if labeled else ([], [])
+    distinct_ctes, distinct_branches, distinct_selects = (
+        _distinct_steps(distinct) if distinct else ([], [], [])
     )
+    label_cols = [f"{p}_{n}" for _, _, n in labeled for p in ("n", "y")]
+    distinct_cols = [f"n_{n}" for _, _, n in distinct]
+
+    def steps_blocks(branches, step_cols, extra_ctes):
+        union = _union(branches, step_cols)
+        sums = ",\n        ".join(f"sum({c}) as {c}" for c in step_cols)
+        point_cols = ["entity_id", "event_timestamp", "transaction_id", "event_id"]
+        point_cols += [n for _, _, n in framed]
+        if not distinct_cols or distinct_cols[0] not in step_cols:
+            point_cols += [n for _, _, n in distinct]
+        return [
+            *extra_ctes,
+            f"""step_changes as (
+    -- +1 when an event starts to count, -1 when it stops (see skewless/dbtgen.py)
+    select entity_id, ts,
+        {sums}
+    from (
+{union}
+    ) as steps
+    group by entity_id, ts
+)""",
+            f"""windowed_steps as (
+    {{{{ running_sums_at('windowed', {point_cols!r}, 'step_changes', {step_cols!r}) }}}}
+)""",
+        ]
+
+    step_names = [n for _, _, n in distinct + labeled]
+
+    def features_block(source: str, selects: list[str]) -> str:
+        final = [f"w.entity_id as {key}", "w.event_timestamp", "w.transaction_id"]
+        final += ["w.transaction_id is null as is_snapshot"]
+        # in the order of the declaration, whichever way each feature is computed
+        by_name = {n: f"w.{n}" for _, _, n in framed} | dict(zip(step_names, selects, strict=True))
+        final += [by_name[n] for _, _, n in computed]
+        select_list = ",\n        ".join(final)
+        return f"features as (\n    select\n        {select_list}\n    from {source} as w\n)"
+
+    def tail(window_distinct: bool) -> str:
+        blocks = []
+        if labeled:
+            known = " and ".join(sorted({f"{a.column} is not null" for a, _, _ in labeled}))
+            label_src = "".join(sorted({f", {a.column}" for a, _, _ in labeled}))
+            blocks.append(
+                f"labels as (\n    select entity_id, event_timestamp, label_timestamp{label_src}\n"
+                f"    from events\n    where {known}\n)"
+            )
+        branches, cols, ctes = list(label_branches), list(label_cols), []
+        if distinct and not window_distinct:
+            branches += distinct_branches
+            cols += distinct_cols
+            ctes = distinct_ctes
+        if branches:
+            blocks += steps_blocks(branches, cols, ctes)
+        distinct_out = [f"w.{n}" for _, _, n in distinct] if window_distinct else distinct_selects
+        blocks.append(
+            features_block(
+                "windowed_steps" if branches else "windowed", distinct_out + label_selects
+            )
+        )
+        return ",\n\n".join(blocks)
+
+    def listed(exprs: list[str]) -> str:
+        return "".join(f",\n        {e}" for e in exprs)
+
     frames_sql = ",\n".join(frames)
-    rest_sql = ",\n\n".join(blocks)
+    prelude = ""
+    windowed_sql, rest_sql = listed(frame_exprs + distinct_exprs), tail(True)
+    if distinct:
+        # The only engine-dependent structure: count(distinct) over a frame, or steps.
+        prelude = "{%- set window_distinct = supports_window_distinct() %}\n"
+        windowed_sql = (
+            f"{listed(frame_exprs)}\n{{%- if window_distinct %}}{listed(distinct_exprs)}"
+            "\n{%- endif %}"
+        )
+        rest_sql = (
+            f"{{%- if window_distinct %}}\n\n{tail(True)}\n{{%- else %}}\n\n{tail(False)}"
+            "\n{%- endif %}"
+        )
     body = f"""with events as (
     select {key} as entity_id, event_timestamp, transaction_id, label_timestamp{value_cols}
     from {{{{ ref('stg_raw__transactions') }}}}
@@ -308,21 +400,65 @@ stream as (
 
 windowed as (
     select
-        entity_id, event_timestamp, transaction_id, event_id,
-        {frame_exprs}
+        entity_id, event_timestamp, transaction_id, event_id{windowed_sql}
     from stream
     window
 {frames_sql}
 ),
-
 {rest_sql}"""
-    return _finish(group, body)
+    return _finish(group, body, prelude)
+
+
+class _Returned(Exception):  # noqa: N818 - dbt's return() as plain Jinja sees it
+    def __init__(self, value):
+        self.value = value
+
+
+def _return(value):
+    raise _Returned(value)
+
+
+def engine_macros(engine: str = "duckdb", project_dir: Path | None = None) -> dict:
+    """The dispatched macros of macros/cross_engine.sql as plain Jinja callables for one engine.
+
+    Each name maps to its ``<engine>__`` variant (or ``default__``), so a generated model renders
+    outside dbt exactly as dbt renders it on that engine (the property test runs it on DuckDB).
+    """
+    import jinja2
+
+    from skewless.settings import PROJECT_ROOT
+
+    path = (project_dir or PROJECT_ROOT / "dbt_project") / MACROS_FILE
+    env = jinja2.Environment(extensions=["jinja2.ext.do"])
+    env.globals["return"] = _return
+    module = env.from_string(path.read_text()).module
+    out = {}
+    for name in dir(module):
+        if name.startswith("default__"):
+            base = name.removeprefix("default__")
+            macro = getattr(module, f"{engine}__{base}", None) or getattr(module, name)
+            out[base] = _returning(macro)
+    return out
+
+
+def _returning(macro):
+    def call(*args):
+        try:
+            return macro(*args)
+        except _Returned as returned:
+            return returned.value
+
+    return call
 
 
 def render_export(group: F.FeatureGroup) -> str:
-    """The Parquet file Feast reads (dbt-duckdb external materialization): timestamps as UTC."""
+    """The Parquet file Feast reads (dbt-duckdb external materialization): timestamps as UTC.
+
+    DuckDB only: other engines keep the feature tables, which Feast reads through its own
+    offline store for that engine (README, "Going to production")."""
     return (
-        f"{HEADER}-- The offline source of the Feast feature view {group.name}.\n\n"
+        f"{HEADER}-- The offline source of the Feast feature view {group.name} (DuckDB only).\n"
+        "{{ config(enabled=target.type == 'duckdb') }}\n\n"
         f"select * replace (event_timestamp::timestamptz as event_timestamp)\n"
         f"from {{{{ ref('{group.name}') }}}}\n"
     )

@@ -30,6 +30,7 @@ def dbt_environment(cfg: Settings) -> dict[str, str]:
         "SKEWLESS_WAREHOUSE": str(cfg.warehouse_path),
         "SKEWLESS_FEATURE_DIR": str(cfg.feature_export_dir),
         "SKEWLESS_FEAST_REGISTRY": str(cfg.feast_registry),
+        "SKEWLESS_DBT_TARGET": cfg.dbt_target,
         "DO_NOT_TRACK": "1",
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
         "DBT_TARGET_PATH": str(cfg.var_dir / "dbt" / "target"),

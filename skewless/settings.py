@@ -87,6 +87,21 @@ def _text(text: str) -> str:
     return text
 
 
+def _choice(*options: str):
+    def parse(text: str) -> str:
+        if text not in options:
+            raise ValueError("one of " + ", ".join(options))
+        return text
+
+    return parse
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise ValueError("a port number, e.g. 5432")
+    return int(text)
+
+
 def _redis_url(text: str) -> str:
     parts = urlsplit(text)
     if parts.scheme not in ("redis", "rediss") or not parts.hostname:
@@ -147,7 +162,7 @@ class Setting:
     parse: Callable[[str], Any]
     field: str | None = None  # attribute of Settings; None: read by another component (sidecar …)
     secret: bool = False  # masked by `skewless config` (passwords inside URLs, tokens)
-    component: str = "core"  # who reads it: core (settings.load), sidecar, gunicorn, stream
+    component: str = "core"  # who reads it: core (settings.load), dbt, sidecar, gunicorn, stream
     unset: str = ""  # what happens when it is unset and has no default
     deploy: bool = False  # its default only suits one machine: a deployment (compose) sets it
 
@@ -269,6 +284,33 @@ TABLE: tuple[Setting, ...] = (
         "pause between those tries",
         _number(0, what=_SECONDS),
         "dependency_delay",
+    ),
+    # Read by dbt's profile (dbt_project/profiles.yml); the PG ones only with the postgres target.
+    Setting(
+        "SKEWLESS_DBT_TARGET",
+        "duckdb",
+        "the dbt engine: duckdb (the embedded warehouse) or postgres",
+        _choice("duckdb", "postgres"),
+        "dbt_target",
+    ),
+    *(
+        Setting(
+            f"SKEWLESS_PG_{key}",
+            None,
+            description,
+            parse,
+            secret=key == "PASSWORD",
+            component="dbt",
+            unset="needed only with SKEWLESS_DBT_TARGET=postgres",
+        )
+        for key, description, parse in (
+            ("HOST", "PostgreSQL host of the dbt postgres target", _text),
+            ("PORT", "its port", _port),
+            ("USER", "its user", _text),
+            ("PASSWORD", "its password", _text),
+            ("DBNAME", "its database", _text),
+            ("SCHEMA", "the schema of the dbt tables there", _text),
+        )
     ),
     # Read by the sidecar (serving/app.py DEFAULTS, through Flask's from_prefixed_env).
     Setting(
@@ -410,6 +452,7 @@ class Settings:
     airflow_home: Path
     drop_dir: Path  # files landed here are ingested by the `ingest` DAG
     model_config: Path
+    dbt_target: str = "duckdb"
     max_quarantine_share: float = 0.05
     dependency_attempts: int = 10
     dependency_delay: float = 2.0

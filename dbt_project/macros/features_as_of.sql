@@ -4,6 +4,6 @@
 {%- if as_of -%}
     cast('{{ as_of }}' as timestamp)
 {%- else -%}
-    (select date_trunc('day', max(event_timestamp)) + interval 1 day from {{ ref('stg_raw__transactions') }})
+    (select date_trunc('day', max(event_timestamp)) + {{ interval_of(1, 'day') }} from {{ ref('stg_raw__transactions') }})
 {%- endif -%}
 {%- endmacro %}

@@ -1,7 +1,8 @@
 """Property test: the dbt SQL generated from the declaration equals the Python evaluator.
 
 The generated model text is rendered with a minimal Jinja context (ref -> a table, the cutoff -> a
-literal) and run on an in-memory DuckDB, so hypothesis can try hundreds of random event streams.
+literal, the cross-engine macros -> their DuckDB variants) and run on an in-memory DuckDB, so
+hypothesis can try hundreds of random event streams.
 tests/dbt/test_feature_pipeline.py runs the same comparison through a real `dbt build`.
 """
 
@@ -83,7 +84,9 @@ def run_model(group, events: list[dict], cutoff: datetime) -> list[dict]:
         "insert into stg values (?, ?, ?, ?, ?, ?, ?, ?)", [list(e.values()) for e in events]
     )
     sql = jinja2.Template(dbtgen.render_group(group)).render(
-        ref=lambda name: "stg", features_as_of=lambda: f"timestamp '{cutoff.isoformat(' ')}'"
+        ref=lambda name: "stg",
+        features_as_of=lambda: f"timestamp '{cutoff.isoformat(' ')}'",
+        **dbtgen.engine_macros("duckdb"),  # the cross-engine macros as dbt-duckdb renders them
     )
     cursor = con.execute(sql)
     names = [d[0] for d in cursor.description]

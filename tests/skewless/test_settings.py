@@ -141,11 +141,19 @@ def test_feature_store_and_dbt_profile_read_table_variables():
     for name, default in uses:
         setting = settings.BY_ENV.get(name)
         assert setting is not None, f"profiles.yml: {name} is not in settings.TABLE"
-        if default:  # relative to dbt_project/, the same file as the table's default
+        if default and isinstance(settings.get(name, {}), Path):
+            # relative to dbt_project/, the same file as the table's default
             assert (ROOT / "dbt_project" / default).resolve() == settings.get(name, {})
-    # and the pipeline passes them from the table
+        elif default:
+            assert default == settings.get(name, {}), f"profiles.yml: {name} default"
+    # and the pipeline passes the ones with a value from the table (the others come from the
+    # caller's environment only when set)
     env = pipeline.dbt_environment(settings.load({}))
-    assert all(env[name] == str(settings.get(name, {})) for name, _ in uses)
+    assert all(
+        env[name] == str(settings.get(name, {}))
+        for name, _ in uses
+        if settings.get(name, {}) is not None
+    )
 
 
 def test_readme_configuration_table_is_the_generated_one():

@@ -1,5 +1,6 @@
 -- Typed, deduplicated transactions with the defaults of DESIGN section 3 filled in:
 -- arrival_timestamp defaults to event_timestamp, label_timestamp to event_timestamp + label delay.
+-- Portable SQL: engine differences go through the macros in macros/cross_engine.sql.
 
 with source as (
     select * from {{ source('raw', 'transactions') }}
@@ -7,25 +8,38 @@ with source as (
 
 renamed as (
     select
-        transaction_id::varchar as transaction_id,
-        event_timestamp::timestamp as event_timestamp,
-        customer_id::varchar as customer_id,
-        merchant_id::varchar as merchant_id,
-        amount::double as amount,
-        is_fraud::tinyint as is_fraud,
-        coalesce(arrival_timestamp, event_timestamp)::timestamp as arrival_timestamp,
-        coalesce(
+        cast(transaction_id as {{ dbt.type_string() }}) as transaction_id,
+        cast(event_timestamp as timestamp) as event_timestamp,
+        cast(customer_id as {{ dbt.type_string() }}) as customer_id,
+        cast(merchant_id as {{ dbt.type_string() }}) as merchant_id,
+        cast(amount as {{ type_double() }}) as amount,
+        cast(is_fraud as {{ type_small_int() }}) as is_fraud,
+        cast(coalesce(arrival_timestamp, event_timestamp) as timestamp) as arrival_timestamp,
+        cast(coalesce(
             label_timestamp,
-            event_timestamp + to_seconds({{ var('label_delay_seconds') }})
-        )::timestamp as label_timestamp,
+            event_timestamp + {{ interval_of(var('label_delay_seconds'), 'second') }}
+        ) as timestamp) as label_timestamp,
         loaded_at
     from source
 ),
 
-deduplicated as (
-    select *
+ranked as (
+    select
+        *,
+        row_number() over (
+            partition by transaction_id order by loaded_at, event_timestamp
+        ) as occurrence
     from renamed
-    qualify row_number() over (partition by transaction_id order by loaded_at, event_timestamp) = 1
 )
 
-select * exclude (loaded_at) from deduplicated
+select
+    transaction_id,
+    event_timestamp,
+    customer_id,
+    merchant_id,
+    amount,
+    is_fraud,
+    arrival_timestamp,
+    label_timestamp
+from ranked
+where occurrence = 1

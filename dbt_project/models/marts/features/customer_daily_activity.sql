@@ -13,20 +13,18 @@ cutoff as (
 
 days as (
     -- each day's events, keyed by the midnight after them: the first row that sees them
-    select entity_id, date_trunc('day', event_timestamp) + interval 1 day as event_timestamp,
+    select entity_id, date_trunc('day', event_timestamp) + {{ interval_of(1, 'day') }} as event_timestamp,
         count(transaction_id) as n,
         max(event_timestamp) as last_event_at,
         sum(amount) as sum_amount
     from events cross join cutoff
     where events.event_timestamp < cutoff.last_midnight
-    group by all
+    group by entity_id, date_trunc('day', event_timestamp)
 ),
 
 grid as (
     -- every midnight from the day after the entity's first event to the cutoff
-    select entity_id, unnest(generate_series(
-        min(event_timestamp), any_value(cutoff.last_midnight), interval 1 day
-    )) as event_timestamp
+    select entity_id, {{ day_series("min(event_timestamp)", "max(cutoff.last_midnight)") }} as event_timestamp
     from days cross join cutoff
     group by entity_id
 ),
@@ -45,11 +43,11 @@ features as (
     select
         entity_id as customer_id,
         event_timestamp,
-        (sum(n) over w_30d)::bigint as customer_daily_tx_count_30d,
-        (sum(n) over w_90d)::bigint as customer_daily_tx_count_90d,
+        cast(sum(n) over w_30d as bigint) as customer_daily_tx_count_30d,
+        cast(sum(n) over w_90d as bigint) as customer_daily_tx_count_90d,
         sum(sum_amount) over w_30d as customer_daily_amount_sum_30d,
         sum(sum_amount) over w_90d as customer_daily_amount_sum_90d,
-        date_diff('microsecond', max(last_event_at) over w_all, event_timestamp) / 1e6 as customer_daily_seconds_since_last_tx
+        {{ seconds_between("max(last_event_at) over w_all", "event_timestamp") }} as customer_daily_seconds_since_last_tx
     from dense
     window
     w_30d as (partition by entity_id order by event_timestamp
@@ -61,5 +59,5 @@ features as (
 )
 
 select *,
-    customer_daily_tx_count_30d / nullif(customer_daily_tx_count_90d, 0) * 3.0 as customer_daily_tx_trend
+    cast(customer_daily_tx_count_30d as {{ type_double() }}) / nullif(customer_daily_tx_count_90d, 0) * 3.0 as customer_daily_tx_trend
 from features

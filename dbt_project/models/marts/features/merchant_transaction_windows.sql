@@ -36,21 +36,20 @@ windowed as (
     from stream
     window
     w_1d as (partition by entity_id order by event_timestamp
-        range between to_seconds(86400) preceding and current row exclude group),
+        range between {{ interval_of(86400, 'second') }} preceding and current row exclude group),
     w_7d as (partition by entity_id order by event_timestamp
-        range between to_seconds(604800) preceding and current row exclude group),
+        range between {{ interval_of(604800, 'second') }} preceding and current row exclude group),
     w_30d as (partition by entity_id order by event_timestamp
-        range between to_seconds(2592000) preceding and current row exclude group)
+        range between {{ interval_of(2592000, 'second') }} preceding and current row exclude group)
 ),
-
 labels as (
     select entity_id, event_timestamp, label_timestamp, is_fraud
     from events
     where is_fraud is not null
 ),
 
-label_steps as (
-    -- +1 when a label becomes usable, -1 when its event leaves the window (see skewless/dbtgen.py)
+step_changes as (
+    -- +1 when an event starts to count, -1 when it stops (see skewless/dbtgen.py)
     select entity_id, ts,
         sum(n_merchant_fraud_rate_1d) as n_merchant_fraud_rate_1d,
         sum(y_merchant_fraud_rate_1d) as y_merchant_fraud_rate_1d,
@@ -59,37 +58,27 @@ label_steps as (
         sum(n_merchant_fraud_rate_30d) as n_merchant_fraud_rate_30d,
         sum(y_merchant_fraud_rate_30d) as y_merchant_fraud_rate_30d
     from (
-        select entity_id, greatest(label_timestamp, event_timestamp + to_microseconds(1)) as ts,
-            (label_timestamp <= event_timestamp + to_seconds(86400))::int as n_merchant_fraud_rate_1d,
-            case when label_timestamp <= event_timestamp + to_seconds(86400) then is_fraud::double else 0 end as y_merchant_fraud_rate_1d,
-            (label_timestamp <= event_timestamp + to_seconds(604800))::int as n_merchant_fraud_rate_7d,
-            case when label_timestamp <= event_timestamp + to_seconds(604800) then is_fraud::double else 0 end as y_merchant_fraud_rate_7d,
-            (label_timestamp <= event_timestamp + to_seconds(2592000))::int as n_merchant_fraud_rate_30d,
-            case when label_timestamp <= event_timestamp + to_seconds(2592000) then is_fraud::double else 0 end as y_merchant_fraud_rate_30d
+        select entity_id, greatest(label_timestamp, event_timestamp + {{ interval_of(1, 'microsecond') }}) as ts,
+            cast(label_timestamp <= event_timestamp + {{ interval_of(86400, 'second') }} as integer) as n_merchant_fraud_rate_1d, case when label_timestamp <= event_timestamp + {{ interval_of(86400, 'second') }} then cast(is_fraud as {{ type_double() }}) else 0 end as y_merchant_fraud_rate_1d, cast(label_timestamp <= event_timestamp + {{ interval_of(604800, 'second') }} as integer) as n_merchant_fraud_rate_7d, case when label_timestamp <= event_timestamp + {{ interval_of(604800, 'second') }} then cast(is_fraud as {{ type_double() }}) else 0 end as y_merchant_fraud_rate_7d, cast(label_timestamp <= event_timestamp + {{ interval_of(2592000, 'second') }} as integer) as n_merchant_fraud_rate_30d, case when label_timestamp <= event_timestamp + {{ interval_of(2592000, 'second') }} then cast(is_fraud as {{ type_double() }}) else 0 end as y_merchant_fraud_rate_30d
         from labels
         union all
-        select entity_id, event_timestamp + to_seconds(86400) + to_microseconds(1) as ts, -1 as n_merchant_fraud_rate_1d, -is_fraud::double as y_merchant_fraud_rate_1d, 0 as n_merchant_fraud_rate_7d, 0 as y_merchant_fraud_rate_7d, 0 as n_merchant_fraud_rate_30d, 0 as y_merchant_fraud_rate_30d
-        from labels where label_timestamp <= event_timestamp + to_seconds(86400)
+        select entity_id, event_timestamp + {{ interval_of(86400, 'second') }} + {{ interval_of(1, 'microsecond') }} as ts,
+            -1 as n_merchant_fraud_rate_1d, -cast(is_fraud as {{ type_double() }}) as y_merchant_fraud_rate_1d, 0 as n_merchant_fraud_rate_7d, 0 as y_merchant_fraud_rate_7d, 0 as n_merchant_fraud_rate_30d, 0 as y_merchant_fraud_rate_30d
+        from labels where label_timestamp <= event_timestamp + {{ interval_of(86400, 'second') }}
         union all
-        select entity_id, event_timestamp + to_seconds(604800) + to_microseconds(1) as ts, 0 as n_merchant_fraud_rate_1d, 0 as y_merchant_fraud_rate_1d, -1 as n_merchant_fraud_rate_7d, -is_fraud::double as y_merchant_fraud_rate_7d, 0 as n_merchant_fraud_rate_30d, 0 as y_merchant_fraud_rate_30d
-        from labels where label_timestamp <= event_timestamp + to_seconds(604800)
+        select entity_id, event_timestamp + {{ interval_of(604800, 'second') }} + {{ interval_of(1, 'microsecond') }} as ts,
+            0 as n_merchant_fraud_rate_1d, 0 as y_merchant_fraud_rate_1d, -1 as n_merchant_fraud_rate_7d, -cast(is_fraud as {{ type_double() }}) as y_merchant_fraud_rate_7d, 0 as n_merchant_fraud_rate_30d, 0 as y_merchant_fraud_rate_30d
+        from labels where label_timestamp <= event_timestamp + {{ interval_of(604800, 'second') }}
         union all
-        select entity_id, event_timestamp + to_seconds(2592000) + to_microseconds(1) as ts, 0 as n_merchant_fraud_rate_1d, 0 as y_merchant_fraud_rate_1d, 0 as n_merchant_fraud_rate_7d, 0 as y_merchant_fraud_rate_7d, -1 as n_merchant_fraud_rate_30d, -is_fraud::double as y_merchant_fraud_rate_30d
-        from labels where label_timestamp <= event_timestamp + to_seconds(2592000)
+        select entity_id, event_timestamp + {{ interval_of(2592000, 'second') }} + {{ interval_of(1, 'microsecond') }} as ts,
+            0 as n_merchant_fraud_rate_1d, 0 as y_merchant_fraud_rate_1d, 0 as n_merchant_fraud_rate_7d, 0 as y_merchant_fraud_rate_7d, -1 as n_merchant_fraud_rate_30d, -cast(is_fraud as {{ type_double() }}) as y_merchant_fraud_rate_30d
+        from labels where label_timestamp <= event_timestamp + {{ interval_of(2592000, 'second') }}
     ) as steps
     group by entity_id, ts
 ),
 
-label_running as (
-    select entity_id, ts,
-        sum(n_merchant_fraud_rate_1d) over running as n_merchant_fraud_rate_1d,
-        sum(y_merchant_fraud_rate_1d) over running as y_merchant_fraud_rate_1d,
-        sum(n_merchant_fraud_rate_7d) over running as n_merchant_fraud_rate_7d,
-        sum(y_merchant_fraud_rate_7d) over running as y_merchant_fraud_rate_7d,
-        sum(n_merchant_fraud_rate_30d) over running as n_merchant_fraud_rate_30d,
-        sum(y_merchant_fraud_rate_30d) over running as y_merchant_fraud_rate_30d
-    from label_steps
-    window running as (partition by entity_id order by ts rows unbounded preceding)
+windowed_steps as (
+    {{ running_sums_at('windowed', ['entity_id', 'event_timestamp', 'transaction_id', 'event_id', 'merchant_tx_count_1d', 'merchant_tx_count_7d', 'merchant_tx_count_30d'], 'step_changes', ['n_merchant_fraud_rate_1d', 'y_merchant_fraud_rate_1d', 'n_merchant_fraud_rate_7d', 'y_merchant_fraud_rate_7d', 'n_merchant_fraud_rate_30d', 'y_merchant_fraud_rate_30d']) }}
 ),
 
 features as (
@@ -101,12 +90,10 @@ features as (
         w.merchant_tx_count_1d,
         w.merchant_tx_count_7d,
         w.merchant_tx_count_30d,
-        labels_at_t.y_merchant_fraud_rate_1d / nullif(labels_at_t.n_merchant_fraud_rate_1d, 0) as merchant_fraud_rate_1d,
-        labels_at_t.y_merchant_fraud_rate_7d / nullif(labels_at_t.n_merchant_fraud_rate_7d, 0) as merchant_fraud_rate_7d,
-        labels_at_t.y_merchant_fraud_rate_30d / nullif(labels_at_t.n_merchant_fraud_rate_30d, 0) as merchant_fraud_rate_30d
-    from windowed as w
-    asof left join label_running as labels_at_t
-    on w.entity_id = labels_at_t.entity_id and w.event_timestamp >= labels_at_t.ts
+        w.y_merchant_fraud_rate_1d / nullif(w.n_merchant_fraud_rate_1d, 0) as merchant_fraud_rate_1d,
+        w.y_merchant_fraud_rate_7d / nullif(w.n_merchant_fraud_rate_7d, 0) as merchant_fraud_rate_7d,
+        w.y_merchant_fraud_rate_30d / nullif(w.n_merchant_fraud_rate_30d, 0) as merchant_fraud_rate_30d
+    from windowed_steps as w
 )
 
 select *

@@ -7,7 +7,11 @@ with daily as (
 ),
 
 events as (
-    select customer_id, event_timestamp from {{ ref('stg_raw__transactions') }}
+    select customer_id as entity_id, event_timestamp from {{ ref('stg_raw__transactions') }}
+),
+
+days as (
+    select customer_id as entity_id, event_timestamp from daily
 ),
 
 observed as (
@@ -15,11 +19,7 @@ observed as (
 ),
 
 next_events as (
-    select daily.customer_id, daily.event_timestamp, events.event_timestamp as next_event_at
-    from daily
-    asof left join events
-        on daily.customer_id = events.customer_id
-        and daily.event_timestamp <= events.event_timestamp
+    {{ next_event_at('days', 'events') }}
 )
 
 select
@@ -27,13 +27,13 @@ select
     (
         next_events.next_event_at is null
         or next_events.next_event_at
-        >= daily.event_timestamp + to_days({{ var('churn_horizon_days') }})
+        >= daily.event_timestamp + {{ interval_of(var('churn_horizon_days'), 'day') }}
     ) as is_churned_30d
 from daily
 inner join next_events
-    on daily.customer_id = next_events.customer_id
+    on daily.customer_id = next_events.entity_id
     and daily.event_timestamp = next_events.event_timestamp
 cross join observed
 where
     daily.customer_daily_tx_count_90d > 0
-    and daily.event_timestamp + to_days({{ var('churn_horizon_days') }}) <= observed.last_event_at
+    and daily.event_timestamp + {{ interval_of(var('churn_horizon_days'), 'day') }} <= observed.last_event_at

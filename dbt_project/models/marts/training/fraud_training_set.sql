@@ -8,15 +8,15 @@ with transactions as (
 ),
 
 customer_windows as (
-    select * exclude (customer_id, event_timestamp, is_snapshot)
-    from {{ ref('customer_transaction_windows') }}
-    where not is_snapshot
+    select c.*
+    from {{ ref('customer_transaction_windows') }} as c
+    where not c.is_snapshot
 ),
 
 merchant_windows as (
-    select * exclude (merchant_id, event_timestamp, is_snapshot)
-    from {{ ref('merchant_transaction_windows') }}
-    where not is_snapshot
+    select m.*
+    from {{ ref('merchant_transaction_windows') }} as m
+    where not m.is_snapshot
 )
 
 select
@@ -25,8 +25,10 @@ select
     transactions.customer_id,
     transactions.merchant_id,
     transactions.amount,
-    customer_windows.* exclude (transaction_id),
-    merchant_windows.* exclude (transaction_id),
+    {{ star_except('customer_windows', ref('customer_transaction_windows'),
+        ['customer_id', 'event_timestamp', 'transaction_id', 'is_snapshot']) }},
+    {{ star_except('merchant_windows', ref('merchant_transaction_windows'),
+        ['merchant_id', 'event_timestamp', 'transaction_id', 'is_snapshot']) }},
     transactions.is_fraud,
     transactions.label_timestamp
 from transactions

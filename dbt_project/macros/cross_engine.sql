@@ -1,0 +1,193 @@
+{#-
+    The SQL that differs between engines, dispatched on the adapter (adapter.dispatch):
+    duckdb__ is the embedded warehouse, default__ is standard SQL as PostgreSQL runs it
+    (tests/dbt/test_postgres.py holds the two equal). Another engine (Spark, Trino, Snowflake)
+    needs only its own <adapter>__ variants where its SQL differs from default__.
+    The duckdb__ variants must not call other macros: the property test
+    (tests/skewless/test_feature_equivalence.py) renders them with plain Jinja.
+-#}
+
+{#- An interval of n units (microsecond, second, day). -#}
+{% macro interval_of(n, unit) -%}
+    {{ return(adapter.dispatch('interval_of', 'skewless')(n, unit)) }}
+{%- endmacro %}
+
+{% macro duckdb__interval_of(n, unit) -%}
+    to_{{ unit }}s({{ n }})
+{%- endmacro %}
+
+{% macro default__interval_of(n, unit) -%}
+    interval '{{ n }} {{ unit }}s'
+{%- endmacro %}
+
+{#- end - start in seconds, to the microsecond, as a double. -#}
+{% macro seconds_between(start, end) -%}
+    {{ return(adapter.dispatch('seconds_between', 'skewless')(start, end)) }}
+{%- endmacro %}
+
+{% macro duckdb__seconds_between(start, end) -%}
+    date_diff('microsecond', {{ start }}, {{ end }}) / 1e6
+{%- endmacro %}
+
+{% macro default__seconds_between(start, end) -%}
+    cast(extract(epoch from ({{ end }} - {{ start }})) as double precision)
+{%- endmacro %}
+
+{#- An 8-byte float (dbt.type_float() is a 4-byte float on DuckDB). -#}
+{% macro type_double() -%}
+    {{ return(adapter.dispatch('type_double', 'skewless')()) }}
+{%- endmacro %}
+
+{% macro duckdb__type_double() -%}
+    double
+{%- endmacro %}
+
+{% macro default__type_double() -%}
+    double precision
+{%- endmacro %}
+
+{#- The smallest integer type (a 0/1 label). -#}
+{% macro type_small_int() -%}
+    {{ return(adapter.dispatch('type_small_int', 'skewless')()) }}
+{%- endmacro %}
+
+{% macro duckdb__type_small_int() -%}
+    tinyint
+{%- endmacro %}
+
+{% macro default__type_small_int() -%}
+    smallint
+{%- endmacro %}
+
+{#- In a select list with group by: one row per midnight from start to end, inclusive. -#}
+{% macro day_series(start, end) -%}
+    {{ return(adapter.dispatch('day_series', 'skewless')(start, end)) }}
+{%- endmacro %}
+
+{% macro duckdb__day_series(start, end) -%}
+    unnest(generate_series({{ start }}, {{ end }}, interval 1 day))
+{%- endmacro %}
+
+{% macro default__day_series(start, end) -%}
+    generate_series({{ start }}, {{ end }}, interval '1 day')
+{%- endmacro %}
+
+{#- Whether count(distinct x) over a window frame exists (PostgreSQL has none). Without it the
+    feature models count distinct values with steps read by running_sums_at, like label rates. -#}
+{% macro supports_window_distinct() -%}
+    {{ return(adapter.dispatch('supports_window_distinct', 'skewless')()) }}
+{%- endmacro %}
+
+{% macro duckdb__supports_window_distinct() -%}
+    {{ return(true) }}
+{%- endmacro %}
+
+{% macro default__supports_window_distinct() -%}
+    {{ return(false) }}
+{%- endmacro %}
+
+{#-
+    Every row of `points` (its point_columns, the first two entity_id and event_timestamp) with,
+    for each of step_columns, the sum of that column over the rows of `steps` (entity_id, ts,
+    step_columns) of the same entity with ts <= event_timestamp. Null or 0 when there are none.
+    Both variants are O(n log n) in points + steps.
+-#}
+{% macro running_sums_at(points, point_columns, steps, step_columns) -%}
+    {{ return(adapter.dispatch('running_sums_at', 'skewless')(points, point_columns, steps, step_columns)) }}
+{%- endmacro %}
+
+{#- DuckDB: running sums of the steps, read at each point by an ASOF join. -#}
+{% macro duckdb__running_sums_at(points, point_columns, steps, step_columns) -%}
+    select
+        {% for c in point_columns %}p.{{ c }}, {% endfor %}
+        {%- for c in step_columns %}
+        r.{{ c }}{{ "," if not loop.last }}
+        {%- endfor %}
+    from {{ points }} as p
+    asof left join (
+        select entity_id, ts,
+            {%- for c in step_columns %}
+            sum({{ c }}) over running as {{ c }}{{ "," if not loop.last }}
+            {%- endfor %}
+        from {{ steps }}
+        window running as (partition by entity_id order by ts rows unbounded preceding)
+    ) as r
+        on p.entity_id = r.entity_id and p.event_timestamp >= r.ts
+{%- endmacro %}
+
+{#- Standard SQL: points and steps in one stream, steps before points at equal times, and a
+    running sum over it. -#}
+{% macro default__running_sums_at(points, point_columns, steps, step_columns) -%}
+    select {{ point_columns | join(', ') }}, {{ step_columns | join(', ') }}
+    from (
+        select {{ point_columns | join(', ') }}, is_point,
+            {%- for c in step_columns %}
+            sum({{ c }}) over running as {{ c }}{{ "," if not loop.last }}
+            {%- endfor %}
+        from (
+            select {{ point_columns | join(', ') }}, 1 as is_point
+                {%- for c in step_columns %}, 0 as {{ c }}{% endfor %}
+            from {{ points }}
+            union all
+            select entity_id, ts
+                {%- for c in point_columns[2:] %}, null{% endfor %}, 0
+                {%- for c in step_columns %}, {{ c }}{% endfor %}
+            from {{ steps }}
+        ) as merged
+        window running as (
+            partition by entity_id order by event_timestamp, is_point rows unbounded preceding
+        )
+    ) as read
+    where is_point = 1
+{%- endmacro %}
+
+{#- The columns of `relation` but `except`, each prefixed with `alias.`: DuckDB's `* exclude`. -#}
+{% macro star_except(alias, relation, except) -%}
+    {{ return(adapter.dispatch('star_except', 'skewless')(alias, relation, except)) }}
+{%- endmacro %}
+
+{% macro duckdb__star_except(alias, relation, except) -%}
+    {{ alias }}.* exclude ({{ except | join(', ') }})
+{%- endmacro %}
+
+{% macro default__star_except(alias, relation, except) -%}
+    {%- set names = [] -%}
+    {%- if execute -%}
+        {%- for column in adapter.get_columns_in_relation(relation) -%}
+            {%- if column.name | lower not in except -%}
+                {%- do names.append(alias ~ '.' ~ adapter.quote(column.name)) -%}
+            {%- endif -%}
+        {%- endfor -%}
+    {%- endif -%}
+    {{ names | join(', ') if names else alias ~ '.*' }}
+{%- endmacro %}
+
+{#- For each row of `points` (entity_id, event_timestamp), the entity's first event at or after
+    event_timestamp in `events` (entity_id, event_timestamp) as next_event_at. -#}
+{% macro next_event_at(points, events) -%}
+    {{ return(adapter.dispatch('next_event_at', 'skewless')(points, events)) }}
+{%- endmacro %}
+
+{% macro duckdb__next_event_at(points, events) -%}
+    select p.entity_id, p.event_timestamp, e.event_timestamp as next_event_at
+    from {{ points }} as p
+    asof left join {{ events }} as e
+        on p.entity_id = e.entity_id and p.event_timestamp <= e.event_timestamp
+{%- endmacro %}
+
+{% macro default__next_event_at(points, events) -%}
+    select entity_id, event_timestamp, next_event_at
+    from (
+        select entity_id, event_timestamp, is_point,
+            min(event_at) over (
+                partition by entity_id order by event_timestamp, is_point desc
+                rows between current row and unbounded following
+            ) as next_event_at
+        from (
+            select entity_id, event_timestamp, 1 as is_point, null as event_at from {{ points }}
+            union all
+            select entity_id, event_timestamp, 0, event_timestamp from {{ events }}
+        ) as merged
+    ) as read
+    where is_point = 1
+{%- endmacro %}

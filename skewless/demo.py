@@ -7,8 +7,9 @@
 3. print a summary: rows, features, model metrics, champion versions, the riskiest transactions
    of the day and the churn score distribution;
 4. the held-out last day: ingest it and rebuild the offline truth with dbt (Redis keeps the snapshot
-   materialized at the batch cutoff), start the sidecar under gunicorn, replay the day in `exact`
-   then `materialized` mode, flush the serving log and print the skew report of each mode.
+   materialized at the batch cutoff), start the sidecar under gunicorn and the streaming consumer,
+   replay the day in `exact`, `streaming` then `materialized` mode, flush the serving log and print
+   the skew report of each mode (and write its HTML page, logged to MLflow).
 """
 
 from __future__ import annotations
@@ -98,41 +99,46 @@ def realtime(cfg: settings.Settings, held_out: date, port: int) -> dict:
     ingest.land_day(held_out, cfg=cfg)
     pipeline.dbt(cfg, ["build"], as_of=orchestration.cutoff(held_out))
     url = f"http://127.0.0.1:{port}"
-    server = _start_sidecar(port, cfg.var_dir / "demo" / "sidecar.log")
+    log_dir = cfg.var_dir / "demo"
+    server = _start(["serve", "--port", str(port)], log_dir / "sidecar.log", lambda: _ready(port))
+    consumer = None
     reports = {}
     try:
+        consumer = _start(["stream-consumer"], log_dir / "stream-consumer.log", lambda: True)
         # exact first: every scored request also enters the exact-mode state, which must not
-        # already hold the day's events when the exact replay starts
-        for mode in ("exact", "materialized"):
-            sent = replay.replay(held_out, mode=mode, url=url, cfg=cfg, bootstrap=mode == "exact")
+        # already hold the day's events when the exact replay starts. The streaming replay
+        # bootstraps again: its reset makes the consumer restart from the state before the day.
+        for mode, bootstrap in (("exact", True), ("streaming", True), ("materialized", False)):
+            sent = replay.replay(held_out, mode=mode, url=url, cfg=cfg, bootstrap=bootstrap)
             print(f"  replay {mode:<12} {sent['ok']}/{sent['sent']} ok  p50 {sent['p50_ms']} ms")
         flush.flush_log(cfg)
-        for mode in ("exact", "materialized"):
+        for mode in ("exact", "streaming", "materialized"):
             reports[mode] = skew.skew_report(held_out, mode=mode, cfg=cfg)
     finally:
+        if consumer is not None:
+            processes.stop_group(consumer)
         processes.stop_group(server)
     return reports
 
 
-def _start_sidecar(port: int, log_path: Path) -> subprocess.Popen:
+def _start(argv: list[str], log_path: Path, ready) -> subprocess.Popen:
+    """``skewless <argv>`` in its own process group (gunicorn's workers stop with it), logging to
+    ``log_path``; returns once ``ready()`` is true."""
     skewless = str(Path(sys.executable).parent / "skewless")
     log = log_path.open("w")
     proc = subprocess.Popen(
-        [skewless, "serve", "--port", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # its own process group: gunicorn's workers stop with it
+        [skewless, *argv], stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
     log.close()
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise SystemExit(f"the sidecar exited ({proc.returncode}); log: {log_path}")
-        if _ready(port):
+            raise SystemExit(f"skewless {argv[0]} exited ({proc.returncode}); log: {log_path}")
+        if ready():
             return proc
         time.sleep(0.5)
     processes.stop_group(proc)
-    raise SystemExit(f"the sidecar was not ready after 120 s; log: {log_path}")
+    raise SystemExit(f"skewless {argv[0]} was not ready after 120 s; log: {log_path}")
 
 
 def _ready(port: int) -> bool:

@@ -6,9 +6,9 @@ BIN := $(VENV)/bin
 export DO_NOT_TRACK := 1
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 
-.PHONY: setup postgres lock test lint format bench demo airflow mlflow serve clean
+.PHONY: setup postgres chromium lock test lint format bench demo airflow mlflow serve clean
 
-setup: $(BIN)/skewless postgres
+setup: $(BIN)/skewless postgres chromium
 
 # PostgreSQL server binaries (Debian's package) for tests/dbt/test_postgres.py, the second dbt
 # engine. Installed once when missing; without root or apt the test fails with this hint.
@@ -18,6 +18,16 @@ postgres:
 	  $$sudo apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends postgresql \
 	  || echo "warning: could not install postgresql (apt-get install postgresql): tests/dbt/test_postgres.py will fail"; fi
+
+# Debian's chromium and its chromedriver for tests/serving/test_skew_browser.py, which renders the
+# skew report's page in a real headless browser. Installed once when missing (~50 s with apt-get
+# update); without root or apt the test fails with this hint.
+chromium:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	else sudo=""; [ "$$(id -u)" -eq 0 ] || sudo="sudo"; \
+	  $$sudo apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends chromium chromium-driver \
+	  || echo "warning: could not install chromium (apt-get install chromium chromium-driver): tests/serving/test_skew_browser.py will fail"; fi
 
 # uv installs the pinned set in seconds (plain pip takes ~1.5 minutes); it comes from PyPI too.
 # Bytecode is compiled at install: this environment sets PYTHONDONTWRITEBYTECODE, and without .pyc
@@ -60,8 +70,11 @@ mlflow: setup
 serve: setup
 	$(BIN)/skewless serve $(SERVE_ARGS)
 
+# Every benchmark by default (bench/README.md); one with e.g. `make bench BENCH=sidecar`, and its
+# options with BENCH_ARGS="--duration 30".
+BENCH ?= features sidecar
 bench: setup
-	$(BIN)/python -m bench.features
+	for name in $(BENCH); do $(BIN)/python -m bench.$$name $(BENCH_ARGS) || exit 1; done
 
 clean:
 	rm -rf var dbt_project/target dbt_project/logs

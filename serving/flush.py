@@ -3,13 +3,11 @@
 The sidecar never opens the warehouse (DESIGN section 8, DuckDB has one writer); this is the step
 that does, with one read-write connection, closed at the end. Rows go to ``serving.serving_log``,
 one per request id: an entry whose request id is already there is skipped, so re-flushing the
-same entries changes nothing. The JSON fields (features, features_missing, feature_timestamps)
-stay JSON text.
+same entries changes nothing. The entries are loaded as text, as the sidecar wrote them, and typed
+by DuckDB; the JSON fields (features, features_missing, feature_timestamps) stay JSON text.
 """
 
 from __future__ import annotations
-
-import json
 
 from serving import log
 
@@ -40,33 +38,49 @@ _DDL = (
 )
 # the log's fields, with the stream entry id after the request id (the table's column order)
 COLUMNS = ("request_id", "stream_id", *(f for f in log.FIELDS if f != "request_id"))
+_TYPES = {
+    "amount": "DOUBLE",
+    "event_timestamp": "TIMESTAMP",
+    "served_at": "TIMESTAMP",
+    "fraud_probability": "DOUBLE",
+    "latency_ms": "DOUBLE",
+}
 
 
-def _frame(entries):
-    """The read_log frame as table rows: JSON fields back to text, one row per request id
-    (the newest entry wins)."""
-    frame = entries.copy()
-    for name in log.JSON_FIELDS:
-        frame[name] = [json.dumps(v, separators=(",", ":"), sort_keys=True) for v in frame[name]]
-    frame = frame.drop_duplicates("request_id", keep="last")
-    return frame[list(COLUMNS)]
+def _select() -> str:
+    """The batch (text columns, ``position`` = stream order) as table rows: typed by DuckDB, one
+    row per request id (the newest entry wins)."""
+    typed = ", ".join(
+        f"CAST({name} AS {_TYPES[name]}) AS {name}" if name in _TYPES else name for name in COLUMNS
+    )
+    return (
+        f"SELECT {typed} FROM serving_log_batch "
+        "QUALIFY row_number() OVER (PARTITION BY request_id ORDER BY position DESC) = 1"
+    )
 
 
 def flush_log(cfg=None, *, redis_url: str | None = None) -> dict:
     """Reads the whole serving log and inserts the requests not yet in ``serving.serving_log``.
     Returns ``{"read", "inserted", "already_flushed", "table_rows"}``."""
+    import pyarrow as pa
     import redis
 
     from serving.replay import sidecar_redis_url
     from skewless import settings, warehouse
 
     cfg = cfg or settings.load()
-    client = redis.Redis.from_url(sidecar_redis_url(cfg, redis_url))
+    client = redis.Redis.from_url(sidecar_redis_url(cfg, redis_url), decode_responses=True)
     try:
-        entries = log.read_log(client)
+        columns = log.read_raw(client)
     finally:
         client.close()
-    rows = _frame(entries)
+    read = len(columns["stream_id"])
+    batch = pa.table(
+        {
+            **{name: pa.array(values, type=pa.string()) for name, values in columns.items()},
+            "position": pa.array(range(read), type=pa.int64()),
+        }
+    )
 
     con = warehouse.connect(cfg.warehouse_path)
     try:
@@ -74,22 +88,26 @@ def flush_log(cfg=None, *, redis_url: str | None = None) -> dict:
             con.execute(statement)
         con.execute("BEGIN")
         ((before,),) = con.execute(f"select count(*) from {TABLE}").fetchall()
-        if len(rows):
-            con.register("serving_log_batch", rows)
+        if read:
+            con.register("serving_log_batch", batch)
+            ((distinct,),) = con.execute(
+                "select count(distinct request_id) from serving_log_batch"
+            ).fetchall()
             con.execute(
-                f"INSERT INTO {TABLE} ({', '.join(COLUMNS)}) "
-                f"SELECT {', '.join(COLUMNS)} FROM serving_log_batch "
+                f"INSERT INTO {TABLE} ({', '.join(COLUMNS)}) {_select()} "
                 "ON CONFLICT (request_id) DO NOTHING"
             )
             con.unregister("serving_log_batch")
+        else:
+            distinct = 0
         ((after,),) = con.execute(f"select count(*) from {TABLE}").fetchall()
         con.execute("COMMIT")
     finally:
         con.close()
     return {
-        "read": len(entries),
+        "read": read,
         "inserted": after - before,
-        "already_flushed": len(rows) - (after - before),
+        "already_flushed": distinct - (after - before),
         "table_rows": after,
         "table": TABLE,
     }

@@ -65,6 +65,28 @@ def xadd_command(entry: Mapping, *, maxlen: int = DEFAULT_MAXLEN, stream: str = 
     return ("XADD", stream, "MAXLEN", "~", maxlen, "*", *fields)
 
 
+def read_raw(redis, *, start: str = "-", end: str = "+", batch: int = 20_000, stream: str = STREAM):
+    """The stream's entries as columns of text, untouched (JSON fields stay JSON): a dict of
+    ``stream_id`` and every field -> list of str (None where an entry lacks the field), in
+    stream order. What ``flush`` loads into the warehouse, which types the columns itself."""
+    columns: dict[str, list] = {name: [] for name in ("stream_id", *FIELDS)}
+    ids = columns["stream_id"]
+    values = [(name, columns[name]) for name in FIELDS]
+    cursor = start
+    while True:
+        chunk = redis.xrange(stream, min=cursor, max=end, count=batch)
+        for entry_id, fields in chunk:
+            ids.append(entry_id.decode() if isinstance(entry_id, bytes) else entry_id)
+            if fields and isinstance(next(iter(fields)), bytes):
+                fields = {k.decode(): v.decode() for k, v in fields.items()}
+            for name, column in values:
+                column.append(fields.get(name))
+        if len(chunk) < batch:
+            break
+        cursor = "(" + ids[-1]
+    return columns
+
+
 def read_log(redis, *, start: str = "-", end: str = "+", batch: int = 10_000, stream: str = STREAM):
     """The stream (or the [start, end] range of entry ids) as a DataFrame, one row per request.
 

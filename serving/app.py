@@ -69,14 +69,12 @@ def create_app(config: dict | None = None) -> Flask:
     def _observe(response):
         started = g.get("started")
         if started is not None:
-            metrics = app.extensions["skewless"].metrics
-            labels = (
+            app.extensions["skewless"].metrics.observe_request(
                 request.url_rule.rule if request.url_rule else "unmatched",
                 g.get("mode", ""),
                 str(response.status_code),
+                time.perf_counter() - started,
             )
-            metrics.requests.labels(*labels).inc()
-            metrics.latency.labels(*labels).observe(time.perf_counter() - started)
         return response
 
     return app

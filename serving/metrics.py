@@ -62,6 +62,29 @@ class Metrics:
             registry=self.registry,
         )
 
+        self._children: dict = {}
+
+    def observe_request(self, endpoint: str, mode: str, status: str, seconds: float) -> None:
+        """Counts one request and its latency (the labelled children are looked up once)."""
+        key = ("request", endpoint, mode, status)
+        children = self._children.get(key)
+        if children is None:
+            labels = (endpoint, mode, status)
+            children = (self.requests.labels(*labels), self.latency.labels(*labels))
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def observe_scoring(self, mode: str, read_seconds: float, decision: str) -> None:
+        """The feature-read time of a mode and the decision of one scored transaction."""
+        key = ("score", mode, decision)
+        children = self._children.get(key)
+        if children is None:
+            children = (self.feature_read.labels(mode), self.decisions.labels(decision))
+            self._children[key] = children
+        children[0].observe(read_seconds)
+        children[1].inc()
+
     def model_changed(self, old, new) -> None:
         if old is not None:
             self.model_info.labels(old.name, old.version).set(0)

@@ -124,7 +124,7 @@ class Sidecar:
         reader = self.readers[mode]
         read_started = time.perf_counter()
         read = reader.read(request)
-        self.metrics.feature_read.labels(mode).observe(time.perf_counter() - read_started)
+        read_seconds = time.perf_counter() - read_started
         values = read.values
         values.update(
             request_features(request.amount, request.event_timestamp, values[self.avg_7d])
@@ -166,7 +166,7 @@ class Sidecar:
             writes.insert(0, self.state.add_event_command(event))
             writes.append(stream.xadd_command(event, maxlen=self.event_stream_maxlen))
         self.round_trip(*writes)
-        self.metrics.decisions.labels(decision.value).inc()
+        self.metrics.observe_scoring(mode, read_seconds, decision.value)
         return {
             "transaction_id": request.transaction_id,
             "request_id": request_id,

@@ -3,7 +3,8 @@
 Files go to ``var/reports/skew_<mode>_<date>.{json,html}`` unless paths are given; a re-run for
 the same day and mode replaces them. The MLflow run is in the experiment ``skew_report`` (artifacts
 under the configured artifact root, like every experiment of models/registry.py): params date,
-mode, requests, model version and threshold; metrics per feature (``match_rate.<feature>``), score
+mode, requests, model version and threshold (one run per day and mode: a re-run replaces it);
+metrics per feature (``match_rate.<feature>``), score
 drift, decisions, quality and causes; the JSON and HTML as artifacts.
 """
 
@@ -49,13 +50,20 @@ def metrics(report: dict) -> dict[str, float]:
 
 
 def log_to_mlflow(report: dict, artifacts: list[Path], cfg) -> str:
-    """One run in the experiment ``skew_report``; returns its run id."""
+    """One run in the experiment ``skew_report`` per day and mode: an earlier run of the same day
+    and mode is deleted (a re-run replaces it, like the files). Returns the run id."""
     from models import registry
 
-    mlflow, _ = registry.connect(cfg)
+    mlflow, client = registry.connect(cfg)
     day, mode = report.get("date", ""), report["mode"]
+    experiment_id = registry.experiment(mlflow, cfg, EXPERIMENT)
+    earlier = client.search_runs(
+        [experiment_id], filter_string=f"tags.date = '{day}' and tags.mode = '{mode}'"
+    )
+    for run in earlier:
+        client.delete_run(run.info.run_id)
     with mlflow.start_run(
-        experiment_id=registry.experiment(mlflow, cfg, EXPERIMENT),
+        experiment_id=experiment_id,
         run_name=f"skew-{mode}-{day}",
         tags={"task": "fraud", "mode": mode, "date": day},
     ) as run:

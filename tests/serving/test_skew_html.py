@@ -152,6 +152,11 @@ def test_publish_writes_both_files_and_logs_an_mlflow_run(report):
     local = client.download_artifacts(out["run_id"], html_path.name)
     assert Path(local).read_text() == html_path.read_text()
 
+    again = skew_publish.publish(report, cfg)  # a re-run for the day and mode replaces the run
+    active = client.search_runs([run.info.experiment_id])
+    assert [r.info.run_id for r in active] == [again["run_id"]]
+    assert client.get_run(out["run_id"]).info.lifecycle_stage == "deleted"
+
 
 def test_cli_writes_html_and_logs_to_mlflow(planted, tmp_path, monkeypatch, capsys):
     from mlflow import MlflowClient

@@ -176,3 +176,17 @@ def test_replay_exact_day_then_flush(server, serving_env, transactions, redis_cl
     assert set(rows["mode"]) == {"exact"}
     assert rows["features"].str.startswith("{").all()  # the vector stays JSON text
     clear_sidecar_keys(redis_client)
+
+    # the skew report of the replayed day: exact mode can only differ by late arrival
+    from serving import skew
+
+    report = skew.skew_report(day, mode="exact", cfg=cfg)
+    assert report["requests"] == len(expected)
+    assert report["causes"]["staleness"] == 0 and report["causes"]["logic"] == 0, report["causes"]
+    if report["causes"]["late_arrival"] == 0:
+        assert all(s["match_rate"] == 1.0 for s in report["features"].values())
+        assert report["decisions"]["flipped"] == 0
+    q = report["quality"]
+    assert q["served_average_precision"] == q["offline_average_precision"] or (
+        report["causes"]["late_arrival"] > 0
+    )

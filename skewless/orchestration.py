@@ -61,7 +61,8 @@ def cutoff(day: date) -> datetime:
 
 
 def airflow_env(cfg: settings.Settings | None = None) -> dict[str, str]:
-    """Airflow on the embedded defaults; any AIRFLOW__* already set by the user wins."""
+    """Airflow on the embedded defaults; any AIRFLOW__* already set by the user wins. A PostgreSQL
+    metadata DB also gets its async URL (below) unless the user set one."""
     cfg = cfg or settings.load()
     home = cfg.airflow_home
     defaults = {
@@ -85,7 +86,20 @@ def airflow_env(cfg: settings.Settings | None = None) -> dict[str, str]:
         "SKEWLESS_VAR_DIR": str(cfg.var_dir),
         "OMP_NUM_THREADS": "1",
     }
-    return {key: os.environ.get(key, value) for key, value in defaults.items()}
+    env = {key: os.environ.get(key, value) for key, value in defaults.items()}
+    async_conn = _async_conn(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])
+    if async_conn and "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC" not in os.environ:
+        env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC"] = async_conn
+    return env
+
+
+def _async_conn(conn: str) -> str | None:
+    """The async metadata URL for a PostgreSQL one: Airflow 3 derives `postgresql+asyncpg://`,
+    a driver not installed here; psycopg 3 (requirements.txt) serves async connections too."""
+    scheme, sep, rest = conn.partition("://")
+    if not sep or scheme.split("+")[0] not in ("postgresql", "postgres"):
+        return None
+    return f"postgresql+psycopg://{rest}"
 
 
 def manifest_path(cfg: settings.Settings | None = None) -> Path:

@@ -10,15 +10,7 @@ relative (the skew report's tolerance).
 
 from __future__ import annotations
 
-import glob
 import math
-import os
-import pwd
-import shutil
-import signal
-import socket
-import subprocess
-import tempfile
 import time
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -27,14 +19,10 @@ import pandas as pd
 import pytest
 
 from skewless import importer, pipeline, schemas, settings, simulate, warehouse
+from tests.postgres import HOST, USER, private_postgres
 
 pytestmark = pytest.mark.slow
 
-INSTALL_HINT = (
-    "PostgreSQL server binaries (initdb, postgres) not found. Install Debian's package: "
-    "`apt-get install -y --no-install-recommends postgresql` (.ci/run does this), or put its "
-    "bin directory (pg_config --bindir) on PATH."
-)
 # The models compared: staging, the generated features, the training sets.
 MODELS = {
     "stg_raw__transactions": ["transaction_id"],
@@ -48,95 +36,19 @@ SELECT = ["path:models/staging", "path:models/marts"]
 PG_TYPES = {"TINYINT": "smallint", "DOUBLE": "double precision"}
 
 
-def _bin_dir() -> Path | None:
-    """Where initdb and postgres are: PATH, pg_config --bindir, else Debian's versioned folders."""
-    candidates = [str(Path(found).parent) for found in [shutil.which("initdb")] if found]
-    if shutil.which("pg_config"):
-        out = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True)
-        candidates.append(out.stdout.strip())
-    candidates += sorted(
-        glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name), reverse=True
-    )
-    for folder in candidates:
-        if folder and all((Path(folder) / b).is_file() for b in ("initdb", "postgres")):
-            return Path(folder)
-    return None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def postgres():
-    """A private PostgreSQL server on loopback in its own process group; yields its settings.
-
-    PostgreSQL refuses to run as root: under root, the data folder belongs to `nobody` and the
-    server runs as that user (setpriv)."""
-    bin_dir = _bin_dir()
-    if bin_dir is None:
-        pytest.fail(INSTALL_HINT, pytrace=False)
-    base = Path(tempfile.mkdtemp(prefix="skewless-pg-"))
-    as_user: list[str] = []
-    if os.geteuid() == 0:
-        nobody = pwd.getpwnam("nobody")
-        os.chown(base, nobody.pw_uid, nobody.pw_gid)
-        as_user = ["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}"]
-        as_user += ["--clear-groups", "--"]
-    data, port = base / "data", _free_port()
-    subprocess.run(
-        [*as_user, bin_dir / "initdb", "-D", data, "-U", "skewless", "--auth=trust"]
-        + ["--encoding=UTF8", "--no-locale", "--no-sync"],
-        check=True,
-        capture_output=True,
-        cwd=base,
-    )
-    log = open(base / "server.log", "wb")  # noqa: SIM115 - open while the server runs
-    server = subprocess.Popen(
-        [*as_user, bin_dir / "postgres", "-D", data, "-h", "127.0.0.1", "-p", str(port)]
-        + ["-k", str(base), "-c", "fsync=off", "-c", "synchronous_commit=off"]
-        + ["-c", "full_page_writes=off", "-c", "TimeZone=UTC"],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=base,
-        start_new_session=True,
-    )
-    import psycopg2
-
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                con = psycopg2.connect(
-                    host="127.0.0.1", port=port, user="skewless", dbname="postgres"
-                )
-                break
-            except psycopg2.OperationalError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError((base / "server.log").read_text()) from None
-                time.sleep(0.2)
-        con.autocommit = True
-        con.cursor().execute("create database skewless")
-        con.close()
+    """A private PostgreSQL server on loopback (tests/postgres.py) with the database `skewless`;
+    yields its settings."""
+    with private_postgres(databases=("skewless",)) as port:
         yield {
-            "SKEWLESS_PG_HOST": "127.0.0.1",
+            "SKEWLESS_PG_HOST": HOST,
             "SKEWLESS_PG_PORT": str(port),
-            "SKEWLESS_PG_USER": "skewless",
+            "SKEWLESS_PG_USER": USER,
             "SKEWLESS_PG_PASSWORD": "",
             "SKEWLESS_PG_DBNAME": "skewless",
             "SKEWLESS_PG_SCHEMA": "public",
         }
-    finally:
-        os.killpg(server.pid, signal.SIGINT)  # fast shutdown of the whole group
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-        log.close()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def _edge_cases(day: datetime) -> pd.DataFrame:

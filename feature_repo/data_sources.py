@@ -1,36 +1,92 @@
-"""Offline sources: the Parquet files dbt exports (models/exports), one per feature group; and a
-push source per group of the fraud service, fed by the stream consumer (serving/stream.py).
+"""Offline sources, one per feature group; and a push source per group of the fraud service, fed by
+the stream consumer (serving/stream.py).
 
-Feast never opens the DuckDB warehouse: it has one writer, and dbt is it.
+The offline store of the selected feature_store.yaml picks the source type:
+- duckdb (feature_store.yaml, the default): the Parquet files dbt exports (models/exports). Feast
+  never opens the DuckDB warehouse: it has one writer, and dbt is it.
+- postgres (feature_store.postgres.yaml): the dbt feature tables themselves, in the schema
+  SKEWLESS_PG_SCHEMA, read through a query that does what the export models do (event_timestamp
+  as timestamptz, UTC), so the feature values are the same.
 """
 
+import os
+from pathlib import Path
+
+import click
+import yaml
 from feast import FileSource, PushSource
 from feast.data_format import ParquetFormat
+from feast.utils import get_default_yaml_file_path
 
 from serving.stream import STREAM, push_source_name, streamed_groups
 from skewless import settings
-from skewless.features import GROUPS
+from skewless.features import GROUPS, FeatureGroup, Grain
 
-_export_dir = settings.load().feature_export_dir
+REPO = Path(__file__).resolve().parent
 
-SOURCES = {
-    group.name: FileSource(
+
+def offline_store_type() -> str:
+    """The offline store type of the feature_store.yaml Feast loaded for this repo: the CLI's
+    --feature-store-yaml when `feast` runs (click context), else FEAST_FS_YAML_FILE_PATH, else
+    feature_store.yaml (Feast's own resolution, feast.utils.get_default_yaml_file_path)."""
+    ctx = click.get_current_context(silent=True)
+    chosen = ctx.obj.get("FS_YAML_FILE") if ctx is not None and isinstance(ctx.obj, dict) else None
+    path = Path(chosen) if chosen else get_default_yaml_file_path(REPO)
+    store = (yaml.safe_load(path.read_text()) or {}).get("offline_store", "dask")
+    return store if isinstance(store, str) else store.get("type", "dask")
+
+
+def _file_source(group: FeatureGroup) -> FileSource:
+    return FileSource(
         name=f"{group.name}_source",
-        path=str(_export_dir / f"feast_{group.name}.parquet"),
+        path=str(settings.load().feature_export_dir / f"feast_{group.name}.parquet"),
         file_format=ParquetFormat(),
         timestamp_field="event_timestamp",
         description=f"dbt export of {group.name}: {group.description}",
         owner="ml-platform@skewless.dev",
         tags={"dbt_model": f"feast_{group.name}", "grain": group.grain.value},
     )
-    for group in GROUPS
-}
+
+
+def postgres_query(group: FeatureGroup, schema: str) -> str:
+    """The dbt table of ``group`` as its Parquet export has it: the same columns, event_timestamp
+    (a UTC `timestamp` in the table) as timestamptz, like the export's `::timestamptz`."""
+    columns = [
+        f'"{group.entity.join_key}"',
+        "event_timestamp at time zone 'UTC' as event_timestamp",
+    ]
+    if group.grain is Grain.TRANSACTION:
+        columns += ["transaction_id", "is_snapshot"]
+    columns += [f'"{name}"' for name in group.feature_names]
+    return f'select {", ".join(columns)} from "{schema}"."{group.name}"'
+
+
+def _postgres_source(group: FeatureGroup):
+    from feast.infra.offline_stores.contrib.postgres_offline_store.postgres_source import (
+        PostgreSQLSource,
+    )
+
+    schema = os.environ.get("SKEWLESS_PG_SCHEMA")
+    if not schema:
+        raise RuntimeError("the postgres offline store needs SKEWLESS_PG_SCHEMA (the dbt schema)")
+    return PostgreSQLSource(
+        name=f"{group.name}_source",
+        query=postgres_query(group, schema),
+        timestamp_field="event_timestamp",
+        description=f"dbt table {schema}.{group.name}: {group.description}",
+        owner="ml-platform@skewless.dev",
+        tags={"dbt_model": group.name, "grain": group.grain.value},
+    )
+
+
+_make_source = _postgres_source if offline_store_type() == "postgres" else _file_source
+SOURCES = {group.name: _make_source(group) for group in GROUPS}
 
 customer_transaction_windows_source = SOURCES["customer_transaction_windows"]
 merchant_transaction_windows_source = SOURCES["merchant_transaction_windows"]
 customer_daily_activity_source = SOURCES["customer_daily_activity"]
 
-# Feast requires a batch source behind a push source; it is the group's dbt export.
+# Feast requires a batch source behind a push source; it is the group's offline source.
 PUSH_SOURCES = {
     group.name: PushSource(
         name=push_source_name(group.name),

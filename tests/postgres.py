@@ -110,3 +110,57 @@ def private_postgres(databases: tuple[str, ...] = ()) -> Iterator[int]:
             server.wait()
         log.close()
         shutil.rmtree(base, ignore_errors=True)
+
+
+def settings_for(port: int, dbname: str = "skewless", schema: str = "public") -> dict[str, str]:
+    """The SKEWLESS_PG_* variables (dbt profile, feature_store.postgres.yaml) of a private
+    server started by private_postgres."""
+    return {
+        "SKEWLESS_PG_HOST": HOST,
+        "SKEWLESS_PG_PORT": str(port),
+        "SKEWLESS_PG_USER": USER,
+        "SKEWLESS_PG_PASSWORD": "",
+        "SKEWLESS_PG_DBNAME": dbname,
+        "SKEWLESS_PG_SCHEMA": schema,
+    }
+
+
+def connect(pg: dict[str, str]):
+    """A psycopg2 connection for the SKEWLESS_PG_* settings ``pg``."""
+    import psycopg2
+
+    return psycopg2.connect(
+        host=pg["SKEWLESS_PG_HOST"],
+        port=int(pg["SKEWLESS_PG_PORT"]),
+        user=pg["SKEWLESS_PG_USER"],
+        dbname=pg["SKEWLESS_PG_DBNAME"],
+    )
+
+
+PG_TYPES = {"TINYINT": "smallint", "DOUBLE": "double precision"}
+
+
+def copy_raw_transactions(duck_path: Path, pg: dict[str, str]) -> int:
+    """Copies raw.transactions from the DuckDB warehouse at ``duck_path`` into Postgres (same
+    schema and table), value for value; returns the number of rows."""
+    from psycopg2.extras import execute_values
+
+    from skewless import schemas, warehouse
+
+    con = warehouse.connect(duck_path, read_only=True)
+    names = list(schemas.RAW_TRANSACTION_COLUMNS) + ["source_file", "loaded_at"]
+    rows = con.execute(f"select {', '.join(names)} from {schemas.TRANSACTIONS_TABLE}").fetchall()
+    con.close()
+    typed = [f"{n} {PG_TYPES.get(t, t)}" for n, t in schemas.RAW_TRANSACTION_COLUMNS.items()] + [
+        "source_file varchar",
+        "loaded_at timestamp",
+    ]
+    pg_con = connect(pg)
+    with pg_con, pg_con.cursor() as cur:
+        cur.execute(f"create schema if not exists {schemas.RAW_SCHEMA}")
+        cur.execute(f"create table {schemas.TRANSACTIONS_TABLE} ({', '.join(typed)})")
+        execute_values(
+            cur, f"insert into {schemas.TRANSACTIONS_TABLE} ({', '.join(names)}) values %s", rows
+        )
+    pg_con.close()
+    return len(rows)

@@ -2,17 +2,29 @@
 
 feature_repo/feature_store.yaml is the embedded environment (duckdb over dbt's Parquet exports);
 feature_repo/feature_store.postgres.yaml puts the offline store on PostgreSQL. Feast's own
-FEAST_FS_YAML_FILE_PATH picks the file for the CLI and for FeatureStore(repo_path=...) alike.
+FEAST_FS_YAML_FILE_PATH picks the file for the CLI and for FeatureStore(repo_path=...) alike, and
+data_sources.py reads the same selection to declare Parquet or PostgreSQL sources.
+
+The slow test runs both for real: the same raw transactions in DuckDB and in a private PostgreSQL
+(tests/postgres.py), `dbt run` on both targets, `feast apply` with each file (one registry each),
+and point-in-time retrieval over fraud_v1 for the fraud_training_set's transactions from both
+offline stores; every feature value must agree, and equal the dbt training set.
 """
 
 from __future__ import annotations
 
+import math
+import time
+from datetime import date, datetime
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
 from skewless.settings import PROJECT_ROOT
+from tests.conftest import PLACEMENT_VARS
+from tests.postgres import copy_raw_transactions, private_postgres, settings_for
 
 REPO = PROJECT_ROOT / "feature_repo"
 PG_ENV = {
@@ -73,4 +85,174 @@ def test_the_environments_differ_only_in_the_offline_store():
 
     assert without_offline_store(REPO / "feature_store.yaml") == without_offline_store(
         REPO / "feature_store.postgres.yaml"
+    )
+
+
+# --- point-in-time retrieval from PostgreSQL, for real ------------------------------------------
+
+ENTITY_COLUMNS = ["transaction_id", "customer_id", "merchant_id", "event_timestamp"]
+
+
+def _fraud_features() -> dict[str, str]:
+    """Feature name -> declared dtype (int64 / float64) of the fraud_v1 service."""
+    from skewless.features import FEATURE_SERVICES
+
+    (service,) = [s for s in FEATURE_SERVICES if s.name == "fraud_v1"]
+    return {f.name: f.dtype for g in service.groups for f in g.features}
+
+
+@pytest.fixture(scope="module")
+def retrieved(tmp_path_factory, redis_db):
+    """The same raw rows in DuckDB and PostgreSQL, dbt on both, `feast apply` and
+    get_historical_features(fraud_v1) through each feature_store file. Yields the dbt
+    fraud_training_set (DuckDB) and the retrieved frame per offline store."""
+    from skewless import importer, pipeline, settings, simulate, warehouse
+    from tests.dbt.test_postgres import _edge_cases  # the window edges and ties of that test
+
+    base = tmp_path_factory.mktemp("feast-offline")
+    timings: dict[str, float] = {}
+    with private_postgres(databases=("skewless",)) as port, pytest.MonkeyPatch.context() as mp:
+        pg = settings_for(port)
+        mp.setenv("SKEWLESS_VAR_DIR", str(base / "var"))
+        for name in (*PLACEMENT_VARS, "FEAST_FS_YAML_FILE_PATH"):
+            mp.delenv(name, raising=False)
+        for key, value in pg.items():
+            mp.setenv(key, value)
+        cfg = settings.load()
+        frame = simulate.generate(
+            customers=300, days=30, seed=5, start=date(2025, 3, 1), tx_per_day=1.0, terminals=60
+        )
+        frame["is_fraud"] = frame["is_fraud"].astype("Int8")
+        frame = pd.concat([frame, _edge_cases(datetime(2025, 3, 5))], ignore_index=True)
+        raw = simulate.write(frame, base / "raw" / "transactions.parquet")
+        loaded = importer.import_transactions(raw)["rows_loaded"]
+        assert copy_raw_transactions(cfg.warehouse_path, pg) == loaded
+        for target in ("duckdb", "postgres"):  # dbt: Parquet exports on duckdb, tables on both
+            mp.setenv("SKEWLESS_DBT_TARGET", target)
+            started = time.perf_counter()
+            pipeline.dbt(settings.load(), ["run"])
+            timings[f"dbt run {target}"] = round(time.perf_counter() - started, 1)
+        con = warehouse.connect(cfg.warehouse_path, read_only=True)
+        training = con.execute("select * from fraud_training_set").fetchdf()
+        con.close()
+        entity_df = training[ENTITY_COLUMNS].copy()
+        entity_df["event_timestamp"] = entity_df["event_timestamp"].dt.tz_localize("UTC")
+
+        frames = {}
+        for store_type, yaml_file in (
+            ("duckdb", "feature_store.yaml"),
+            ("postgres", "feature_store.postgres.yaml"),
+        ):
+            mp.setenv("FEAST_FS_YAML_FILE_PATH", str(REPO / yaml_file))
+            mp.setenv("SKEWLESS_FEAST_REGISTRY", str(base / f"registry-{store_type}.db"))
+            cfg = settings.load()
+            started = time.perf_counter()
+            pipeline.feast_apply(cfg, redis_db)
+            store = pipeline.feature_store(cfg, redis_db)
+            source = store.get_data_source("customer_transaction_windows_source")
+            assert (
+                type(source).__name__
+                == {
+                    "duckdb": "FileSource",
+                    "postgres": "PostgreSQLSource",
+                }[store_type]
+            )
+            frames[store_type] = store.get_historical_features(
+                entity_df=entity_df, features=store.get_feature_service("fraud_v1")
+            ).to_df()
+            timings[f"feast {store_type}"] = round(time.perf_counter() - started, 1)
+    repeated = len(frames["postgres"]) - len(frames["postgres"].drop_duplicates())
+    print(f"seconds: {timings}; raw rows: {loaded}; entity rows: {len(entity_df)}")
+    print(f"rows repeated by Feast's PostgreSQL query (ties): {repeated}")
+    yield {"training": training, **frames}
+
+
+def _by_transaction(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per transaction_id. Feast's PostgreSQL point-in-time query repeats an entity row
+    once per feature row that ties at its latest timestamp (transactions at the same instant);
+    those copies are identical, so exact duplicates are dropped first, and nothing else may
+    repeat."""
+    unique = frame.drop_duplicates()
+    assert unique["transaction_id"].is_unique, "different features for one transaction"
+    return unique.set_index("transaction_id").sort_index()
+
+
+def differences(expected: pd.DataFrame, actual: pd.DataFrame, what: str) -> list[str]:
+    """Every fraud_v1 feature value that differs: integers exactly, floats to 1e-9 relative,
+    missing only where missing."""
+    expected, actual = _by_transaction(expected), _by_transaction(actual)
+    out = [f"{what}: transactions differ"] if not expected.index.equals(actual.index) else []
+    for name, dtype in _fraud_features().items():
+        for tx, a, b in zip(expected.index, expected[name], actual[name], strict=True):
+            a_missing, b_missing = pd.isna(a), pd.isna(b)
+            if a_missing or b_missing:
+                ok = a_missing and b_missing
+            elif dtype == "int64":
+                ok = float(a).is_integer() and float(b).is_integer() and int(a) == int(b)
+            else:
+                ok = math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-12)
+            if not ok:
+                out.append(f"{what} {tx} {name}: {a!r} != {b!r}")
+    return out
+
+
+@pytest.mark.slow
+def test_postgres_retrieval_equals_duckdb_retrieval(retrieved):
+    duck, pg = retrieved["duckdb"], retrieved["postgres"]
+    assert len(_by_transaction(duck)) == len(retrieved["training"]) > 1000
+    assert set(pg.columns) == set(duck.columns)
+    bad = differences(duck, pg, "duckdb vs postgres")
+    assert bad == [], f"{len(bad)} differences, first: {bad[:20]}"
+    values = len(duck) * len(_fraud_features())
+    print(f"{len(duck)} transactions x {len(_fraud_features())} features = {values} values equal")
+
+
+@pytest.mark.slow
+def test_postgres_retrieval_reproduces_the_fraud_training_set(retrieved):
+    training = retrieved["training"][list(_fraud_features()) + ["transaction_id"]]
+    bad = differences(training, retrieved["postgres"][training.columns], "training vs postgres")
+    assert bad == [], f"{len(bad)} differences, first: {bad[:20]}"
+
+
+def _data_sources():
+    """feature_repo/data_sources.py, imported the way `feast apply` does (repo on sys.path)."""
+    import importlib.util
+    import sys
+
+    sys.path.insert(0, str(REPO))
+    try:
+        spec = importlib.util.spec_from_file_location(
+            "skewless_data_sources", REPO / "data_sources.py"
+        )
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(REPO))
+
+
+def test_data_sources_follow_the_selected_offline_store(env):
+    import click
+    from feast import FileSource
+    from feast.infra.offline_stores.contrib.postgres_offline_store.postgres_source import (
+        PostgreSQLSource,
+    )
+
+    module = _data_sources()
+    assert module.offline_store_type() == "duckdb"
+    assert all(isinstance(s, FileSource) for s in module.SOURCES.values())
+    # `feast -f feature_store.postgres.yaml apply`: the CLI's choice, from its click context
+    with click.Context(
+        click.Command("apply"), obj={"FS_YAML_FILE": REPO / "feature_store.postgres.yaml"}
+    ):
+        assert module.offline_store_type() == "postgres"
+    env.setenv("FEAST_FS_YAML_FILE_PATH", str(REPO / "feature_store.postgres.yaml"))
+    module = _data_sources()
+    assert all(isinstance(s, PostgreSQLSource) for s in module.SOURCES.values())
+    source = module.SOURCES["customer_daily_activity"]
+    assert source.get_table_query_string().startswith('(select "customer_id", event_timestamp at')
+    assert source.get_table_query_string().endswith('from "marts"."customer_daily_activity")')
+    assert (
+        module.PUSH_SOURCES["customer_transaction_windows"].batch_source
+        is module.SOURCES["customer_transaction_windows"]
     )

@@ -18,8 +18,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from skewless import importer, pipeline, schemas, settings, simulate, warehouse
-from tests.postgres import HOST, USER, private_postgres
+from skewless import importer, pipeline, settings, simulate, warehouse
+from tests.postgres import connect, copy_raw_transactions, private_postgres, settings_for
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +33,6 @@ MODELS = {
     "churn_training_set": ["customer_id", "event_timestamp"],
 }
 SELECT = ["path:models/staging", "path:models/marts"]
-PG_TYPES = {"TINYINT": "smallint", "DOUBLE": "double precision"}
 
 
 @pytest.fixture(scope="module")
@@ -41,14 +40,7 @@ def postgres():
     """A private PostgreSQL server on loopback (tests/postgres.py) with the database `skewless`;
     yields its settings."""
     with private_postgres(databases=("skewless",)) as port:
-        yield {
-            "SKEWLESS_PG_HOST": HOST,
-            "SKEWLESS_PG_PORT": str(port),
-            "SKEWLESS_PG_USER": USER,
-            "SKEWLESS_PG_PASSWORD": "",
-            "SKEWLESS_PG_DBNAME": "skewless",
-            "SKEWLESS_PG_SCHEMA": "public",
-        }
+        yield settings_for(port)
 
 
 def _edge_cases(day: datetime) -> pd.DataFrame:
@@ -111,44 +103,8 @@ def raw(tmp_path_factory) -> Path:
     return simulate.write(frame, tmp_path_factory.mktemp("raw") / "transactions.parquet")
 
 
-def _load_postgres(duck_path: Path, pg: dict) -> int:
-    """Copies raw.transactions from the DuckDB warehouse into Postgres, value for value."""
-    import psycopg2
-    from psycopg2.extras import execute_values
-
-    con = warehouse.connect(duck_path, read_only=True)
-    names = list(schemas.RAW_TRANSACTION_COLUMNS) + ["source_file", "loaded_at"]
-    rows = con.execute(f"select {', '.join(names)} from {schemas.TRANSACTIONS_TABLE}").fetchall()
-    con.close()
-    typed = [f"{n} {PG_TYPES.get(t, t)}" for n, t in schemas.RAW_TRANSACTION_COLUMNS.items()] + [
-        "source_file varchar",
-        "loaded_at timestamp",
-    ]
-    pg_con = psycopg2.connect(
-        host=pg["SKEWLESS_PG_HOST"],
-        port=int(pg["SKEWLESS_PG_PORT"]),
-        user=pg["SKEWLESS_PG_USER"],
-        dbname=pg["SKEWLESS_PG_DBNAME"],
-    )
-    with pg_con, pg_con.cursor() as cur:
-        cur.execute(f"create schema if not exists {schemas.RAW_SCHEMA}")
-        cur.execute(f"create table {schemas.TRANSACTIONS_TABLE} ({', '.join(typed)})")
-        execute_values(
-            cur, f"insert into {schemas.TRANSACTIONS_TABLE} ({', '.join(names)}) values %s", rows
-        )
-    pg_con.close()
-    return len(rows)
-
-
 def _read_postgres(pg: dict, table: str) -> tuple[list[str], list[tuple]]:
-    import psycopg2
-
-    con = psycopg2.connect(
-        host=pg["SKEWLESS_PG_HOST"],
-        port=int(pg["SKEWLESS_PG_PORT"]),
-        user=pg["SKEWLESS_PG_USER"],
-        dbname=pg["SKEWLESS_PG_DBNAME"],
-    )
+    con = connect(pg)
     with con.cursor() as cur:
         cur.execute(f"select * from public.{table}")
         names = [d[0] for d in cur.description]
@@ -168,7 +124,7 @@ def built(raw, postgres, tmp_path_factory):
             mp.delenv(name, raising=False)
         cfg = settings.load()
         loaded = importer.import_transactions(raw)["rows_loaded"]
-        assert _load_postgres(cfg.warehouse_path, postgres) == loaded
+        assert copy_raw_transactions(cfg.warehouse_path, postgres) == loaded
         for target in ("duckdb", "postgres"):
             mp.setenv("SKEWLESS_DBT_TARGET", target)
             for key, value in postgres.items():

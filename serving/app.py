@@ -27,6 +27,7 @@ DEFAULTS = {
     "LOAD_MODEL": True,  # load the champion at startup (gunicorn --preload: once, in the master)
     "RECORD_EVENTS": True,  # every scored transaction enters the exact-mode state
     "SERVING_LOG_MAXLEN": 1_000_000,  # XADD MAXLEN ~ of skewless:serving_log
+    "EVENT_STREAM_MAXLEN": 1_000_000,  # XADD MAXLEN ~ of the event stream skewless:events
     "TASK": "fraud",  # models/config.yaml section and feature service of the scoring endpoint
 }
 

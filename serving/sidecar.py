@@ -86,7 +86,7 @@ class Sidecar:
         self.default_mode = str(conf["SERVING_MODE"])
         self.record_events = bool(conf["RECORD_EVENTS"])
         self.log_maxlen = int(conf["SERVING_LOG_MAXLEN"])
-        self.event_stream_maxlen = int(conf.get("EVENT_STREAM_MAXLEN", stream.DEFAULT_MAXLEN))
+        self.event_stream_maxlen = int(conf["EVENT_STREAM_MAXLEN"])
         _, self.avg_7d = _avg_7d_feature(self.service)
         if conf["LOAD_MODEL"]:
             self.model._refresh_quietly()

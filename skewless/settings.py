@@ -388,6 +388,13 @@ TABLE: tuple[Setting, ...] = (
         component="sidecar",
     ),
     Setting(
+        "SKEWLESS_EVENT_STREAM_MAXLEN",
+        "1000000",
+        "`XADD MAXLEN ~` of the event stream `skewless:events` (streaming mode)",
+        _integer(1, "a whole number >= 1"),
+        component="sidecar",
+    ),
+    Setting(
         "SKEWLESS_TASK",
         "fraud",
         "models/config.yaml section and feature service of the scoring endpoint",

@@ -590,6 +590,8 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from skewless import settings
+
     parser = argparse.ArgumentParser(prog="python -m bench.sidecar", description=__doc__)
     size = parser.add_argument_group("data")
     size.add_argument("--customers", type=int, default=5000)
@@ -614,7 +616,12 @@ def main(argv: list[str] | None = None) -> int:
     load.add_argument("--calibration-seconds", type=float, default=6.0)
     load.add_argument("--check-requests", type=int, default=100, help="chain vs sidecar scores")
     load.add_argument("--workers", type=int, default=2, help="sidecar gunicorn workers")
-    load.add_argument("--threads", type=int, default=4, help="threads per sidecar worker")
+    load.add_argument(
+        "--threads",
+        type=int,
+        default=settings.get("SKEWLESS_THREADS"),
+        help="threads per sidecar worker (default: SKEWLESS_THREADS, as `skewless serve`)",
+    )
     load.add_argument("--feast-workers", type=int, default=2)
     load.add_argument("--mlflow-workers", type=int, default=2)
     parser.add_argument("--skew-requests", type=int, default=100_000)

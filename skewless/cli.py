@@ -415,7 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--mode", choices=["materialized", "streaming", "exact"], help="default feature mode"
     )
     p.add_argument("--workers", type=int, help="gunicorn worker processes (SKEWLESS_WORKERS, 2)")
-    p.add_argument("--threads", type=int, help="threads per worker, gthread (SKEWLESS_THREADS, 4)")
+    p.add_argument("--threads", type=int, help="threads per worker, gthread (SKEWLESS_THREADS, 1)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("replay", help="send a day's transactions to the sidecar over HTTP")

@@ -418,8 +418,8 @@ TABLE: tuple[Setting, ...] = (
     ),
     Setting(
         "SKEWLESS_THREADS",
-        "4",
-        "threads per gunicorn worker",
+        "1",
+        "threads per gunicorn worker (more only pay off when Redis is remote)",
         _integer(1, "a whole number >= 1"),
         component="gunicorn",
     ),

@@ -420,8 +420,8 @@ BREAKAGES = {
         "${AIRFLOW_EXECUTOR_TYPE} has no default and is not documented",
     ),
     "unknown SKEWLESS variable": (
-        "SKEWLESS_THREADS: ${SKEWLESS_THREADS:-4}",
-        "SKEWLESS_THREAD: ${SKEWLESS_THREADS:-4}",
+        "SKEWLESS_THREADS: ${SKEWLESS_THREADS:-1}",
+        "SKEWLESS_THREAD: ${SKEWLESS_THREADS:-1}",
         "sets SKEWLESS_THREAD, which no code reads",
     ),
     "malformed setting": (

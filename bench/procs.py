@@ -21,6 +21,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from skewless import processes
+
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -85,16 +87,11 @@ class Server:
 
 
 def stop(server: Server, grace: float = 10.0) -> None:
-    """SIGTERM to the group, wait, SIGKILL to the group: no worker survives."""
+    """Resumes a paused group (it handles its SIGTERM only when running), then stops it as every
+    server of the project is stopped: SIGTERM, wait, SIGKILL to what is left of the group."""
     with contextlib.suppress(ProcessLookupError):
-        os.killpg(server.pgid, signal.SIGTERM)
-        os.killpg(server.pgid, signal.SIGCONT)  # a paused group handles its SIGTERM only then
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        server.proc.wait(timeout=grace)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(server.pgid, signal.SIGKILL)  # workers that outlived their master
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        server.proc.wait(timeout=5)
+        os.killpg(server.pgid, signal.SIGCONT)
+    processes.stop_group(server.proc, grace)
 
 
 def pause(server: Server) -> None:

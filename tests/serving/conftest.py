@@ -8,9 +8,13 @@ log, exact-mode state, churn scores) while Feast's keys stay.
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from skewless.processes import stop_group  # noqa: F401 - re-exported for the serving tests
+from skewless.processes import stop_group
 from tests.conftest import PLACEMENT_VARS, fresh_redis_db
 
 
@@ -154,6 +158,47 @@ def score_body(row, **overrides) -> dict:
 
 
 # -- processes ----------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def running_sidecar(serving_env: ServingEnv, tmp_path_factory, name: str):
+    """`skewless serve` (gunicorn, 2 workers) on a free loopback port, in its own process group,
+    with its own Prometheus dir and log; yields (port, proc, log path) once /readyz answers 200,
+    and stops the whole group on exit."""
+    port = free_port()
+    metrics_dir = tmp_path_factory.mktemp(f"prometheus-{name}")
+    log_path = tmp_path_factory.mktemp(f"gunicorn-{name}") / "server.log"
+    env = serving_env.subprocess_env(PROMETHEUS_MULTIPROC_DIR=str(metrics_dir))
+    argv = [sys.executable, "-m", "skewless.cli", "serve", "--port", str(port), "--workers", "2"]
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            argv,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    try:
+
+        def ready():
+            if proc.poll() is not None:
+                raise RuntimeError(
+                    f"server exited {proc.returncode}: {log_path.read_text()[-3000:]}"
+                )
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            try:
+                conn.request("GET", "/readyz")
+                return conn.getresponse().status == 200
+            except OSError:
+                return False
+            finally:
+                conn.close()
+
+        wait_until(ready, timeout=90, interval=0.2)
+        yield port, proc, log_path
+    finally:
+        stop_group(proc)
 
 
 def free_port() -> int:

@@ -6,17 +6,13 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
 from tests.serving.conftest import (
     clear_sidecar_keys,
-    free_port,
+    running_sidecar,
     score_body,
-    stop_group,
-    wait_until,
 )
 
 pytestmark = pytest.mark.slow
@@ -24,43 +20,15 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def server(serving_env, tmp_path_factory):
-    port = free_port()
-    metrics_dir = tmp_path_factory.mktemp("prometheus")
-    log_path = tmp_path_factory.mktemp("gunicorn") / "server.log"
-    env = serving_env.subprocess_env(PROMETHEUS_MULTIPROC_DIR=str(metrics_dir))
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "skewless.cli", "serve", "--port", str(port), "--workers", "2"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    try:
-
-        def ready():
-            if proc.poll() is not None:
-                raise RuntimeError(
-                    f"server exited {proc.returncode}: {log_path.read_text()[-3000:]}"
-                )
-            try:
-                status, _ = _get(port, "/readyz")
-            except OSError:
-                return False
-            return status == 200
-
-        wait_until(ready, timeout=90, interval=0.2)
+    with running_sidecar(serving_env, tmp_path_factory, "gunicorn") as (port, proc, log_path):
         yield {"port": port, "proc": proc, "log": log_path}
-    finally:
-        stop_group(proc)
-        with pytest.raises(ProcessLookupError):
-            os.killpg(proc.pid, 0)  # no worker survived its master
-        import redis
+    with pytest.raises(ProcessLookupError):
+        os.killpg(proc.pid, 0)  # no worker survived its master
+    import redis
 
-        client = redis.Redis.from_url(serving_env.redis_url)
-        clear_sidecar_keys(client)
-        client.close()
+    client = redis.Redis.from_url(serving_env.redis_url)
+    clear_sidecar_keys(client)
+    client.close()
 
 
 def _get(port: int, path: str) -> tuple[int, bytes]:

@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-import subprocess
-import sys
 from datetime import datetime, timedelta
 
 import pandas as pd
 import pytest
-import requests
 
 from serving.replay import ReplayError, build_timeline, replay
-from tests.serving.conftest import clear_sidecar_keys, free_port, stop_group, wait_until
+from tests.serving.conftest import (
+    clear_sidecar_keys,
+    free_port,
+    running_sidecar,
+)
 
 D = datetime(2025, 3, 10)
 
@@ -84,37 +85,8 @@ def test_unreachable_sidecar_is_a_clear_error(serving_env):
 
 @pytest.fixture(scope="module")
 def server(serving_env, tmp_path_factory):
-    port = free_port()
-    metrics_dir = tmp_path_factory.mktemp("prometheus-replay")
-    log_path = tmp_path_factory.mktemp("gunicorn-replay") / "server.log"
-    env = serving_env.subprocess_env(PROMETHEUS_MULTIPROC_DIR=str(metrics_dir))
-    argv = [sys.executable, "-m", "skewless.cli", "serve", "--port", str(port), "--workers", "2"]
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            argv,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-
-        def ready():
-            if proc.poll() is not None:
-                raise RuntimeError(
-                    f"server exited {proc.returncode}: {log_path.read_text()[-3000:]}"
-                )
-            try:
-                return requests.get(f"{url}/readyz", timeout=2).status_code == 200
-            except requests.ConnectionError:
-                return False
-
-        wait_until(ready, timeout=90, interval=0.2)
-        yield url
-    finally:
-        stop_group(proc)
+    with running_sidecar(serving_env, tmp_path_factory, "replay") as (port, _, _):
+        yield f"http://127.0.0.1:{port}"
 
 
 @pytest.mark.slow

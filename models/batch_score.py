@@ -249,7 +249,7 @@ def score_churn(day: date, *, cfg=None, redis_url: str | None = None) -> dict:
     if is_latest and len(out):
         url = redis_url or redis_server.resolve_url(cfg.redis_url, cfg.redis_dir)
         keys_written = write_churn_to_redis(
-            url, out["customer_id"].to_numpy(), scores, version, day
+            url, out["customer_id"].to_numpy(), scores, version, day, cluster=cfg.redis_cluster
         )
     pushed = time.perf_counter()
     return {
@@ -273,16 +273,21 @@ def score_churn(day: date, *, cfg=None, redis_url: str | None = None) -> dict:
     }
 
 
-def write_churn_to_redis(url: str, customer_ids, scores, version: str, day: date) -> int:
+def write_churn_to_redis(
+    url: str, customer_ids, scores, version: str, day: date, *, cluster: bool = False
+) -> int:
     """HSET skewless:churn_30d:<id> churn_probability <p> model_version <v> score_date <d>.
 
     Pipelined in batches of REDIS_BATCH commands: each batch is packed as RESP in one buffer, sent
     with one write and its replies read back (an error reply raises). Packing the commands here
-    instead of through redis-py's Pipeline is ~2x faster (120K hashes: 0.6 s vs 1.3-1.5 s).
+    instead of through redis-py's Pipeline is ~2x faster (120K hashes: 0.6 s vs 1.3-1.5 s). On a
+    Redis Cluster the keys live on several nodes: redis-py's cluster pipeline routes each batch.
     """
-    import redis
+    from skewless import redis_server
 
-    client = redis.Redis.from_url(url)
+    if cluster:
+        return _write_churn_to_cluster(url, customer_ids, scores, version, day)
+    client = redis_server.connect(url, cluster=False)
     tail = b"$13\r\nmodel_version\r\n%s$10\r\nscore_date\r\n%s" % (
         _bulk(str(version).encode()),
         _bulk(day.isoformat().encode()),
@@ -318,6 +323,29 @@ def write_churn_to_redis(url: str, customer_ids, scores, version: str, day: date
         raise
     finally:
         client.connection_pool.release(connection)
+        client.close()
+    return written
+
+
+def _write_churn_to_cluster(url: str, customer_ids, scores, version: str, day: date) -> int:
+    from skewless import redis_server
+
+    client = redis_server.connect(url, cluster=True)
+    written = 0
+    try:
+        for start in range(0, len(customer_ids), REDIS_BATCH):
+            pipe = client.pipeline(transaction=False)
+            ids = customer_ids[start : start + REDIS_BATCH]
+            values = scores[start : start + REDIS_BATCH].tolist()
+            for customer_id, value in zip(ids, values, strict=True):
+                mapping = {
+                    "churn_probability": repr(value),
+                    "model_version": str(version),
+                    "score_date": day.isoformat(),
+                }
+                pipe.hset(f"{CHURN_KEY_PREFIX}{customer_id}", mapping=mapping)
+            written += len(pipe.execute())
+    finally:
         client.close()
     return written
 

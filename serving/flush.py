@@ -63,13 +63,14 @@ def flush_log(cfg=None, *, redis_url: str | None = None) -> dict:
     """Reads the whole serving log and inserts the requests not yet in ``serving.serving_log``.
     Returns ``{"read", "inserted", "already_flushed", "table_rows"}``."""
     import pyarrow as pa
-    import redis
 
     from serving.replay import sidecar_redis_url
-    from skewless import settings, warehouse
+    from skewless import redis_server, settings, warehouse
 
     cfg = cfg or settings.load()
-    client = redis.Redis.from_url(sidecar_redis_url(cfg, redis_url), decode_responses=True)
+    client = redis_server.connect(
+        sidecar_redis_url(cfg, redis_url), cluster=cfg.redis_cluster, decode_responses=True
+    )
     try:
         columns = log.read_raw(client)
     finally:

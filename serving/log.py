@@ -98,9 +98,9 @@ def read_log(redis, *, start: str = "-", end: str = "+", batch: int = 10_000, st
     import pandas as pd
 
     if isinstance(redis, str):
-        import redis as redis_module
+        from skewless import redis_server
 
-        redis = redis_module.Redis.from_url(redis)
+        redis = redis_server.connect(redis)
     rows = []
     cursor = start
     while True:

@@ -153,7 +153,7 @@ class StreamingReader(MaterializedReader):
 
     An entity with no streamed row is served the features of an empty history and named in
     ``features_missing``, as in the other modes. Only when the consumer has never written its
-    status (``skewless:stream:consumer``) is every request a 503."""
+    status (``skewless:{stream}:consumer``) is every request a 503."""
 
     mode = "streaming"
 

@@ -17,7 +17,7 @@ known by then), and during the day the replay feeds it, in time order between re
 
 The scored transactions themselves enter the state through the sidecar (``RECORD_EVENTS``).
 
-The same labels and arriving events go to the event stream ``skewless:events`` (in the same round
+The same labels and arriving events go to the event stream ``skewless:{stream}:events`` (in the same round
 trip as the state update), with their arrival time, for the streaming consumer
 (``serving/stream.py``); the sidecar adds the scored transactions. Before the day, a ``reset``
 entry asks the consumer to restart from the same history; in ``streaming`` mode the replay waits
@@ -269,11 +269,12 @@ def replay(
             raise ReplayError(f"no transactions on {day.isoformat()} in the warehouse")
 
         if bootstrap:
-            import redis
-
             from serving.state import ExactState
+            from skewless import redis_server
 
-            client = redis.Redis.from_url(sidecar_redis_url(cfg, redis_url))
+            client = redis_server.connect(
+                sidecar_redis_url(cfg, redis_url), cluster=cfg.redis_cluster
+            )
             state = ExactState(client)
             boot_summary, history = bootstrap_state(state, cfg, day)
             wait = stream_timeout if served_mode == Mode.STREAMING.value else None
@@ -291,14 +292,14 @@ def replay(
             if kind in (_LABEL, _LATE_LABEL):
                 # the label is known at `at`: it reaches the stream then
                 state.round_trip(
-                    state.add_event_command(payload),
+                    *state.add_event_commands(payload),
                     stream.xadd_command(payload, kind="label", arrival=_py(at)),
                 )
                 labels += 1
                 continue
             if kind == _EVENT:
                 state.round_trip(
-                    state.add_event_command(payload),
+                    *state.add_event_commands(payload),
                     stream.xadd_command(payload, arrival=_py(at)),
                 )
                 events += 1

@@ -24,7 +24,7 @@ from serving import stream
 from serving.metrics import Metrics
 from serving.model import ChampionModel
 from serving.readers import ExactReader, MaterializedReader, StreamingReader, feast_project
-from serving.redisio import RoundTrips, client
+from serving.redisio import client, round_trips
 from serving.schemas import Decision, ScoreRequest
 from serving.state import ExactState
 from skewless import redis_server
@@ -61,8 +61,13 @@ class Sidecar:
             self.cfg.redis_url, self.cfg.redis_dir, start_if_needed=False
         )
         self.redis_url = url
-        self.redis = client(url, float(conf["REDIS_TIMEOUT"]), float(conf["REDIS_CONNECT_TIMEOUT"]))
-        self.round_trip = RoundTrips(self.redis)
+        self.redis = client(
+            url,
+            float(conf["REDIS_TIMEOUT"]),
+            float(conf["REDIS_CONNECT_TIMEOUT"]),
+            cluster=self.cfg.redis_cluster,
+        )
+        self.round_trip = round_trips(self.redis)
         self.metrics = Metrics()
         self.task = conf["TASK"]
         self.service = get_task(self.task).service
@@ -97,7 +102,9 @@ class Sidecar:
     def close(self) -> None:
         self.round_trip.close()
         self.redis.close()
-        self.redis.connection_pool.disconnect()
+        pool = getattr(self.redis, "connection_pool", None)  # a RedisCluster closes its nodes
+        if pool is not None:
+            pool.disconnect()
 
     # -- readiness ---------------------------------------------------------------------------------
     def not_ready(self) -> str | None:
@@ -163,7 +170,7 @@ class Sidecar:
                 "event_timestamp": request.event_timestamp,
                 "amount": request.amount,
             }
-            writes.insert(0, self.state.add_event_command(event))
+            writes[:0] = self.state.add_event_commands(event)
             writes.append(stream.xadd_command(event, maxlen=self.event_stream_maxlen))
         self.round_trip(*writes)
         self.metrics.observe_scoring(mode, read_seconds, decision.value)

@@ -12,7 +12,7 @@ Bound: an entity keeps the events within the longest window of its groups in the
 
 Labels: events carry ``is_fraud`` and ``label_timestamp`` when known; label-based features count a
 label only once ``label_timestamp <= t``. ``add_event`` is an upsert by (transaction_id, event
-time): a label feed re-adds the event with its label; a scored transaction (label unknown) never
+time), one atomic script per entity set (each set is one key, so this works on a Redis Cluster): a label feed re-adds the event with its label; a scored transaction (label unknown) never
 overwrites a known label.
 """
 
@@ -36,31 +36,29 @@ _ID_LENGTH = struct.Struct("<H")
 # Offset of the is_fraud byte after the transaction-id prefix (1-based, for Lua's string.byte).
 _IS_FRAUD_OFFSET = 8 + 8 + 8 + 1
 
-# Upsert one event into each entity's set and trim it (one round trip, atomic).
-# KEYS: entity sets. ARGV: score, member, transaction prefix, has_label (0/1), only_existing (0/1:
-# update the event only where it is already kept, never add it), then one trim cutoff per key:
-# events scored below it go, except the newest of them.
+# Upsert one event into one entity's set and trim it (atomic). One command per entity key, so each
+# touches one hash slot (Redis Cluster). KEYS[1]: the entity set. ARGV: score, member, transaction
+# prefix, has_label (0/1), only_existing (0/1: update the event only where it is already kept, never
+# add it), trim cutoff: events scored below it go, except the newest of them.
 _ADD_EVENT = f"""
-local score, member, prefix, has_label = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-for i, key in ipairs(KEYS) do
-  local keep_old, found = false, false
-  for _, old in ipairs(redis.call('ZRANGEBYSCORE', key, score, score)) do
-    if string.sub(old, 1, #prefix) == prefix then
-      found = true
-      if old ~= member then
-        if has_label == '0' and string.byte(old, #prefix + {_IS_FRAUD_OFFSET}) ~= 255 then
-          keep_old = true
-        else
-          redis.call('ZREM', key, old)
-        end
+local key, score, member, prefix, has_label = KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local keep_old, found = false, false
+for _, old in ipairs(redis.call('ZRANGEBYSCORE', key, score, score)) do
+  if string.sub(old, 1, #prefix) == prefix then
+    found = true
+    if old ~= member then
+      if has_label == '0' and string.byte(old, #prefix + {_IS_FRAUD_OFFSET}) ~= 255 then
+        keep_old = true
+      else
+        redis.call('ZREM', key, old)
       end
     end
   end
-  if not keep_old and (found or ARGV[5] == '0') then redis.call('ZADD', key, score, member) end
-  local old = redis.call('ZCOUNT', key, '-inf', '(' .. ARGV[5 + i])
-  if old > 1 then redis.call('ZREMRANGEBYRANK', key, 0, old - 2) end
 end
-return #KEYS
+if not keep_old and (found or ARGV[5] == '0') then redis.call('ZADD', key, score, member) end
+local old = redis.call('ZCOUNT', key, '-inf', '(' .. ARGV[6])
+if old > 1 then redis.call('ZREMRANGEBYRANK', key, 0, old - 2) end
+return 1
 """
 
 _TRIM = """
@@ -164,22 +162,32 @@ class ExactState:
     def add_event(self, event: Mapping) -> None:
         """Upserts one event (transaction_id, customer_id, merchant_id, event_timestamp, amount,
         optional is_fraud / label_timestamp) into each entity's set."""
-        self.round_trip(self.add_event_command(event))
+        self.round_trip(*self.add_event_commands(event))
 
-    def add_event_command(self, event: Mapping, *, only_existing: bool = False) -> tuple:
-        """add_event() as one Redis command, to send along with others in one round trip.
-        ``only_existing``: update the event (a label) only in the sets that keep it already."""
+    def add_event_commands(self, event: Mapping, *, only_existing: bool = False) -> list[tuple]:
+        """add_event() as Redis commands (one per entity set), to send along with others in one
+        round trip. ``only_existing``: update the event (a label) only in the sets that keep it
+        already."""
         member = pack(event)
         at = event["event_timestamp"]
-        keys, cutoffs = [], []
-        for entity, join_key in self.join_keys.items():
-            keys.append(state_key(entity, str(event[join_key]), self.prefix))
-            cutoffs.append(str(to_micros(at - self.retention[entity])))
+        score = str(to_micros(at))
         has_label = "1" if event.get("is_fraud") is not None else "0"
         transaction = _prefix(event["transaction_id"])
-        flags = [has_label, "1" if only_existing else "0"]
-        args = [str(to_micros(at)), member, transaction, *flags, *cutoffs]
-        return ("EVAL", _ADD_EVENT, len(keys), *keys, *args)
+        flags = (has_label, "1" if only_existing else "0")
+        return [
+            (
+                "EVAL",
+                _ADD_EVENT,
+                1,
+                state_key(entity, str(event[join_key]), self.prefix),
+                score,
+                member,
+                transaction,
+                *flags,
+                str(to_micros(at - self.retention[entity])),
+            )
+            for entity, join_key in self.join_keys.items()
+        ]
 
     def set_label(self, event: Mapping) -> None:
         """A label became known: the event (with its ids and event time) gets is_fraud and
@@ -234,17 +242,18 @@ class ExactState:
             score = to_micros(record["event_timestamp"])
             for entity, join_key in self.join_keys.items():
                 per_key[state_key(entity, str(record[join_key]), self.prefix)][member] = score
-        pipe = self.redis.pipeline(transaction=False)
-        queued = 0
+        commands: list[tuple] = []
         for key, members in per_key.items():
-            pipe.zadd(key, members)
             entity = key[len(self.prefix) :].split(":", 1)[0]
-            pipe.eval(_TRIM, 1, key, str(to_micros(as_of - self.retention[entity])))
-            queued += 2
-            if queued >= 5000:
-                pipe.execute()
-                queued = 0
-        pipe.execute()
+            cutoff = str(to_micros(as_of - self.retention[entity]))
+            pairs = [part for member, score in members.items() for part in (score, member)]
+            commands.append(("ZADD", key, *pairs))
+            commands.append(("EVAL", _TRIM, 1, key, cutoff))
+            if len(commands) >= 5000:
+                self.round_trip(*commands)
+                commands = []
+        if commands:
+            self.round_trip(*commands)
         return {"events": len(records), "keys": len(per_key), "as_of": as_of.isoformat()}
 
     # -- reading ---------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """``streaming`` mode's pipeline: a Redis Stream of transaction events, a consumer that keeps
 windowed features with a processing lag and allowed lateness, and Feast push sources.
 
-Producers append to the stream ``skewless:events`` (``xadd_command``): the sidecar, for every
+Producers append to the stream ``skewless:{stream}:events`` (``xadd_command``): the sidecar, for every
 scored transaction (in the round trip that writes the serving log), and ``skewless replay``, for
 earlier days' events arriving late, labels as they become known, and a ``reset`` before a day.
 
@@ -28,8 +28,8 @@ never the wall clock, so a replay gives the same rows whatever its speed:
   arrived before the day (labels known by then, as exact mode's bootstrap), every entity pushed as
   of the day's start, and W set to it.
 
-Held entries wait in a sorted set (``skewless:stream:held``, score = due time), the watermark and
-counters in the hash ``skewless:stream:consumer`` (also the heartbeat the sidecar checks), so
+Held entries wait in a sorted set (``skewless:{stream}:held``, score = due time), the watermark and
+counters in the hash ``skewless:{stream}:consumer`` (also the heartbeat the sidecar checks), so
 nothing is lost across a restart; applying is an upsert, so redoing it after a crash is harmless.
 """
 
@@ -47,11 +47,13 @@ from skewless.features import FEATURE_SERVICES, Agg, FeatureGroup
 
 logger = logging.getLogger(__name__)
 
-STREAM = "skewless:events"
+# The consumer changes the stream, its held set and its status in one transaction: the hash tag
+# {stream} keeps the three in one slot of a Redis Cluster.
+STREAM = "skewless:{stream}:events"
 GROUP = "skewless-stream-consumer"
 CONSUMER = "consumer-1"
-STATUS_KEY = "skewless:stream:consumer"
-HELD_KEY = "skewless:stream:held"
+STATUS_KEY = "skewless:{stream}:consumer"
+HELD_KEY = "skewless:{stream}:held"
 STATE_PREFIX = "skewless:stream:events:"
 SERVICE = "fraud_v1"
 DEFAULT_MAXLEN = 1_000_000
@@ -230,7 +232,7 @@ def read_status(redis_client) -> dict | None:
 
 
 class StreamConsumer:
-    """Reads ``skewless:events``, applies due events to its state and pushes updated entities'
+    """Reads ``skewless:{stream}:events``, applies due events to its state and pushes updated entities'
     features through Feast (``store``: a ``feast.FeatureStore`` on the same Redis)."""
 
     def __init__(
@@ -404,7 +406,7 @@ class StreamConsumer:
         for score, _, _, item in items:
             event = _from_plain(item)
             label = item["kind"] == "label"
-            commands.append(self.state.add_event_command(event, only_existing=label))
+            commands.extend(self.state.add_event_commands(event, only_existing=label))
             at = from_micros(score)
             for group in self.label_groups if label else self.groups:
                 touched[(group.name, str(event[group.entity.join_key]))] = at
@@ -554,17 +556,15 @@ def main(
     """``skewless stream-consumer``: runs until SIGTERM or SIGINT."""
     import signal
 
-    import redis
-
     from serving.replay import sidecar_redis_url
-    from skewless import dependencies, pipeline, settings
+    from skewless import dependencies, pipeline, redis_server, settings
 
     lag = seconds_setting(LAG_VAR, DEFAULT_LAG_SECONDS, lag)
     lateness = seconds_setting(LATENESS_VAR, DEFAULT_ALLOWED_LATENESS_SECONDS, allowed_lateness)
     cfg = settings.load()
     url = sidecar_redis_url(cfg, redis_url)
     dependencies.wait_for_redis(url)  # bounded and logged: a dead Redis is an exit, not a hang
-    client = redis.Redis.from_url(url)
+    client = redis_server.connect(url, cluster=cfg.redis_cluster)
     store = pipeline.feature_store(cfg, url)
     consumer = StreamConsumer(
         client, store, lag=lag, allowed_lateness=lateness, batch=batch, name=name, cfg=cfg

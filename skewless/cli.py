@@ -115,7 +115,10 @@ def cmd_redis(args: argparse.Namespace) -> int:
         print(f"REDIS_URL is set ({cfg.redis_url}); skewless starts no server. reachable: {alive}")
         return 0 if alive or args.action != "status" else 1
     if args.action == "start":
-        print(redis_server.start(cfg.redis_dir).url)
+        server = redis_server.start(cfg.redis_dir, cluster=cfg.redis_cluster)
+        print(server.url)
+        if server.cluster:
+            print(f"a Redis Cluster of {len(server.ports)} primaries on ports {server.ports}")
     elif args.action == "stop":
         print("stopped" if redis_server.stop(cfg.redis_dir) else "not running")
     else:

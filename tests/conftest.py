@@ -58,6 +58,31 @@ def fresh_redis_db(redis_url: str) -> str:
     return url
 
 
+@pytest.fixture(scope="session")
+def redis_cluster_url(tmp_path_factory):
+    """A real Redis Cluster (three redis-server primaries, each its own process group) for the
+    session, stopped at the end. A cluster has only database 0: users empty it first
+    (fresh_cluster) and must not run side by side."""
+    from skewless import redis_server
+
+    directory = tmp_path_factory.mktemp("redis-cluster")
+    server = redis_server.start(directory, cluster=True)
+    yield server.url
+    redis_server.stop(directory)
+
+
+def fresh_cluster(url: str) -> str:
+    """Empties every primary of the cluster at ``url``; returns the URL."""
+    from skewless import redis_server
+
+    client = redis_server.connect(url, cluster=True)
+    try:
+        client.flushall(target_nodes=client.PRIMARIES)
+    finally:
+        client.close()
+    return url
+
+
 @pytest.fixture(scope="module")
 def redis_db(redis_url):
     """A database of its own for one test module (see fresh_redis_db)."""

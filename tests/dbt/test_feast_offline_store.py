@@ -41,6 +41,7 @@ PG_ENV = {
 def env(monkeypatch, tmp_path):
     monkeypatch.setenv("SKEWLESS_FEAST_REGISTRY", str(tmp_path / "registry.db"))
     monkeypatch.setenv("SKEWLESS_FEAST_REDIS", "127.0.0.1:6379,db=0")
+    monkeypatch.setenv("SKEWLESS_FEAST_REDIS_TYPE", "redis")
     monkeypatch.delenv("FEAST_FS_YAML_FILE_PATH", raising=False)
     for name, value in PG_ENV.items():
         monkeypatch.setenv(name, value)

@@ -42,6 +42,7 @@ class ServingEnv:
         env.update(
             SKEWLESS_VAR_DIR=str(self.var_dir),
             SKEWLESS_REDIS_URL=self.redis_url,
+            SKEWLESS_REDIS_CLUSTER=str(self.cfg.redis_cluster).lower(),
             OMP_NUM_THREADS="1",
             **extra,
         )

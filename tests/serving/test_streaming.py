@@ -1,23 +1,27 @@
 """Streaming mode with real parts: `skewless stream-consumer` processes reading the session's Redis
-(a database of their own), real `feast apply`/push, and the sidecar reading the stream views."""
+(a database of their own), real `feast apply`/push, and the sidecar reading the stream views.
+
+Every test runs twice: on a single Redis server and on a real three-node Redis Cluster
+(SKEWLESS_REDIS_CLUSTER=true), where the consumer's transactions, Feast's pushes and the
+sidecar's reads cross nodes."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import subprocess
 import sys
 from datetime import datetime, timedelta
 
 import pytest
-import redis
 
 from serving import stream
 from serving.readers import StreamingReader, feast_project
 from serving.state import ExactState
-from skewless import settings
+from skewless import redis_server, settings
 from skewless.evaluate import evaluate
 from skewless.features import FEATURE_SERVICES
-from tests.conftest import fresh_redis_db
+from tests.conftest import fresh_cluster, fresh_redis_db
 from tests.serving.conftest import stop_group, wait_until
 
 FRAUD_V1 = next(s for s in FEATURE_SERVICES if s.name == "fraud_v1")
@@ -40,9 +44,11 @@ def _event(tx, at, customer="c1", merchant="m1", amount=10.0):
 class Consumer:
     """Starts and stops `skewless stream-consumer` processes on one Redis database."""
 
-    def __init__(self, serving_env, url, log_dir):
-        self.env = {**serving_env.subprocess_env(), "SKEWLESS_REDIS_URL": url}
-        self.client = redis.Redis.from_url(url)
+    def __init__(self, stream_env, log_dir):
+        self.env = stream_env.subprocess_env()
+        self.client = redis_server.connect(
+            stream_env.redis_url, cluster=stream_env.cfg.redis_cluster
+        )
         self.log_dir = log_dir
         self.proc = None
         self.starts = 0
@@ -90,14 +96,21 @@ class Consumer:
         return wait_until(reached, timeout=20, interval=0.05)
 
 
-@pytest.fixture(scope="module")
-def stream_url(redis_url):
-    return fresh_redis_db(redis_url)
+@pytest.fixture(scope="module", params=["server", "cluster"])
+def stream_env(request, serving_env):
+    """The serving env on a Redis of its own: a fresh database of the session's server, or the
+    session's cluster, emptied."""
+    if request.param == "cluster":
+        url = fresh_cluster(request.getfixturevalue("redis_cluster_url"))
+        cfg = dataclasses.replace(serving_env.cfg, redis_cluster=True)
+        return dataclasses.replace(serving_env, cfg=cfg, redis_url=url)
+    url = fresh_redis_db(request.getfixturevalue("redis_url"))
+    return dataclasses.replace(serving_env, redis_url=url)
 
 
 @pytest.fixture(scope="module")
-def consumer(serving_env, stream_url, tmp_path_factory):
-    runner = Consumer(serving_env, stream_url, tmp_path_factory.mktemp("stream-consumer"))
+def consumer(stream_env, tmp_path_factory):
+    runner = Consumer(stream_env, tmp_path_factory.mktemp("stream-consumer"))
     runner.start("--lag", "0", "--allowed-lateness", "600")
     yield runner
     runner.stop()
@@ -105,18 +118,18 @@ def consumer(serving_env, stream_url, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def reader(stream_url):
-    client = redis.Redis.from_url(stream_url)
+def reader(stream_env):
+    client = redis_server.connect(stream_env.redis_url, cluster=stream_env.cfg.redis_cluster)
     project, _ = feast_project(settings.PROJECT_ROOT / "feature_repo")
     yield StreamingReader(client, FRAUD_V1, project)
     client.close()
 
 
 @pytest.fixture(scope="module")
-def feast_store(serving_env, stream_url):
+def feast_store(stream_env):
     from skewless import pipeline
 
-    return pipeline.feature_store(serving_env.cfg, stream_url)
+    return pipeline.feature_store(stream_env.cfg, stream_env.redis_url)
 
 
 def _read(reader, customer, merchant):
@@ -201,8 +214,10 @@ def test_events_beyond_the_allowed_lateness_are_dropped_and_counted(consumer, re
     assert ts.replace(tzinfo=None) == mark + US
 
 
-def test_sidecar_serves_the_streamed_features(consumer, reader, make_app, stream_url):
-    app = make_app(REDIS_URL=stream_url, SERVING_MODE="streaming")
+def test_sidecar_serves_the_streamed_features(consumer, reader, make_app, stream_env):
+    app = make_app(
+        REDIS_URL=stream_env.redis_url, SETTINGS=stream_env.cfg, SERVING_MODE="streaming"
+    )
     client = app.test_client()
     assert client.get("/readyz").status_code == 200
     at = T + timedelta(minutes=30)
@@ -267,7 +282,7 @@ def test_a_restart_resumes_and_the_lag_holds_events_back(consumer, reader):
     assert group["pending"] == 0 and group["last-delivered-id"].decode() == last
 
 
-def test_reset_restarts_from_the_warehouse_history(consumer, reader, serving_env, transactions):
+def test_reset_restarts_from_the_warehouse_history(consumer, reader, stream_env, transactions):
     """The replay's reset: the consumer's rows as of a day's start equal exact mode's features
     after its bootstrap; newer rows of an earlier run are replaced, not kept."""
     from serving.replay import bootstrap_state, reset_stream
@@ -280,7 +295,7 @@ def test_reset_restarts_from_the_warehouse_history(consumer, reader, serving_env
     assert consumer.client.zcard(stream.HELD_KEY) == 0
 
     exact = ExactState(consumer.client)
-    bootstrap_state(exact, serving_env.cfg, day)
+    bootstrap_state(exact, stream_env.cfg, day)
     before = transactions[transactions["arrival_timestamp"] < start]
     pairs = before[["customer_id", "merchant_id"]].drop_duplicates().head(40)
     for customer, merchant in pairs.itertuples(index=False):

@@ -56,3 +56,39 @@ def test_feast_connection_string(url, expected):
 def test_feast_connection_string_rejects_other_schemes():
     with pytest.raises(ValueError, match="REDIS_URL"):
         redis_server.feast_connection_string("http://localhost:6379")
+
+
+def test_feast_connection_string_of_a_cluster_has_no_database():
+    url = "rediss://:pw@node-1.cache.example:6379/0"
+    assert redis_server.feast_connection_string(url, cluster=True) == (
+        "node-1.cache.example:6379,password=pw,ssl=true"
+    )
+    with pytest.raises(ValueError, match="only database 0"):
+        redis_server.feast_connection_string("redis://node:6379/2", cluster=True)
+
+
+def test_private_cluster_start_status_stop_leaves_nothing_running(tmp_path):
+    """SKEWLESS_REDIS_CLUSTER=true without REDIS_URL: a real three-primary cluster, every node in
+    its own process group, refused as a single server and stopped whole."""
+    from redis.cluster import RedisCluster
+
+    url = redis_server.resolve_url(None, tmp_path, cluster=True)
+    server = redis_server.status(tmp_path)
+    try:
+        assert server.cluster and server.url == url and len(server.pids) == 3
+        client = redis_server.connect(url, cluster=True)
+        assert isinstance(client, RedisCluster) and len(client.get_primaries()) == 3
+        keys = [f"k{i}" for i in range(20)]
+        for key in keys:
+            client.set(key, key)
+        assert [client.get(k) for k in keys] == [k.encode() for k in keys]
+        client.close()
+        with pytest.raises(redis_server.RedisUnavailable, match="is a cluster but"):
+            redis_server.resolve_url(None, tmp_path, cluster=False)
+        assert redis_server.resolve_url(None, tmp_path, cluster=True) == url  # no second one
+    finally:
+        assert redis_server.stop(tmp_path)
+    for pid in server.pids:
+        with pytest.raises(ProcessLookupError):
+            os.killpg(pid, 0)
+    assert redis_server.status(tmp_path) is None

@@ -1,0 +1,234 @@
+"""The sidecar, the replay, the serving log and the churn scores on a real Redis Cluster: three
+redis-server primaries, SKEWLESS_REDIS_CLUSTER=true. What one server serves, the cluster serves,
+through a resharding too. The stream consumer on a cluster: test_streaming.py."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from datetime import date
+
+import numpy as np
+import pytest
+import redis
+
+from serving import feast_layout
+from serving.readers import MaterializedReader, feast_project
+from serving.redisio import ClusterRoundTrips, round_trips
+from skewless import dependencies, redis_server, settings
+from skewless.features import FEATURE_SERVICES
+from tests.conftest import fresh_cluster
+from tests.serving.conftest import clear_sidecar_keys, running_sidecar, score_body
+
+FRAUD_V1 = next(s for s in FEATURE_SERVICES if s.name == "fraud_v1")
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def cluster_env(serving_env, redis_cluster_url):
+    """The serving env on the emptied cluster, with the same features materialized into it."""
+    from skewless import pipeline
+
+    url = fresh_cluster(redis_cluster_url)
+    cfg = dataclasses.replace(serving_env.cfg, redis_cluster=True)
+    pipeline.materialize(cfg, end=serving_env.cutoff, redis_url=url)
+    yield dataclasses.replace(serving_env, cfg=cfg, redis_url=url)
+    fresh_cluster(url)
+
+
+@pytest.fixture
+def cluster_client(cluster_env):
+    client = redis_server.connect(cluster_env.redis_url, cluster=True)
+    clear_sidecar_keys(client)
+    yield client
+    clear_sidecar_keys(client)
+    client.close()
+
+
+def _primaries(client) -> list[redis.Redis]:
+    return [redis.Redis(host=n.host, port=n.port) for n in client.get_primaries()]
+
+
+def test_features_spread_over_the_nodes_and_read_as_on_one_server(
+    cluster_env, serving_env, cluster_client, transactions
+):
+    nodes = _primaries(cluster_client)
+    assert len(nodes) == 3
+    assert all(node.dbsize() > 0 for node in nodes)  # Feast's keys landed on every primary
+    project, _ = feast_project(settings.PROJECT_ROOT / "feature_repo")
+    single = redis.Redis.from_url(serving_env.redis_url)
+    on_server = MaterializedReader(single, FRAUD_V1, project)
+    on_cluster = MaterializedReader(cluster_client, FRAUD_V1, project)
+    assert isinstance(on_cluster.round_trip, ClusterRoundTrips)
+    pairs = transactions[["customer_id", "merchant_id"]].drop_duplicates().head(60)
+    slots = set()
+    for customer, merchant in pairs.itertuples(index=False):
+        keys = {"customer_id": customer, "merchant_id": merchant}
+        expected = on_server.read_raw(keys)
+        assert all(values is not None for _, values in expected.values())
+        assert on_cluster.read_raw(keys) == expected
+        slots.add(cluster_client.keyslot(feast_layout.entity_key("customer_id", customer, project)))
+    assert len(slots) > 1
+    single.close()
+    for node in nodes:
+        node.close()
+
+
+def test_a_batch_crosses_nodes_in_order_and_an_error_reply_raises(cluster_client):
+    trips = round_trips(cluster_client)
+    keys = [f"skewless:test:{i}" for i in range(30)]
+    assert len({cluster_client.keyslot(k) for k in keys}) > 3
+    replies = trips(*[("SET", k, i) for i, k in enumerate(keys)], *[("GET", k) for k in keys])
+    assert replies[30:] == [str(i).encode() for i in range(30)]
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        trips(("SET", keys[0], "x"), ("HGET", keys[0], "f"), ("SET", keys[1], "y"))
+    assert trips(("GET", keys[1])) == [b"y"]  # every reply was read: the connection is usable
+    with pytest.raises(ValueError, match="span hash slots"):
+        trips(("EVAL", "return 1", 2, keys[0], keys[1]))
+    trips.close()
+
+
+def _node_id(node: redis.Redis) -> str:
+    return node.execute_command("CLUSTER", "MYID").decode()
+
+
+def _migrate_slot(client, slot: int) -> tuple[redis.Redis, redis.Redis]:
+    """Starts moving a hash slot to another primary as ``redis-cli --cluster reshard`` does:
+    IMPORTING on the target, MIGRATING on the source, MIGRATE its keys. Until _assign_slot the
+    source answers ASK for the moved keys. Returns (source, target)."""
+    owner = client.nodes_manager.get_node_from_slot(slot)
+    nodes = _primaries(client)
+    source = next(n for n in nodes if n.connection_pool.connection_kwargs["port"] == owner.port)
+    target = next(n for n in nodes if n is not source)
+    source_id, target_id = _node_id(source), _node_id(target)
+    target.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
+    source.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
+    keys = source.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 1000)
+    kwargs = target.connection_pool.connection_kwargs
+    source.execute_command("MIGRATE", kwargs["host"], kwargs["port"], "", 0, 5000, "KEYS", *keys)
+    for node in nodes:
+        if node not in (source, target):
+            node.close()
+    return source, target
+
+
+def _assign_slot(client, slot: int, target: redis.Redis) -> None:
+    """Ends a migration: every primary learns the slot's new owner (the target first)."""
+    target_id = _node_id(target)
+    target.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
+    for node in _primaries(client):
+        node.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
+        node.close()
+
+
+def test_the_sidecar_follows_a_resharding(make_app, cluster_env, cluster_client, transactions):
+    """The customer's Feast hash moves to another node while the sidecar serves: mid-migration
+    the old owner answers ASK, afterwards MOVED; either way the same features are served."""
+    app = make_app(REDIS_URL=cluster_env.redis_url, SETTINGS=cluster_env.cfg)
+    client = app.test_client()
+    row = transactions.iloc[len(transactions) // 2]
+    project, _ = feast_project(settings.PROJECT_ROOT / "feature_repo")
+    key = feast_layout.entity_key("customer_id", str(row["customer_id"]), project)
+    slot = cluster_client.keyslot(key)
+
+    def served(n: int) -> dict:
+        body = score_body(row, transaction_id=f"reshard-{n}")
+        response = client.post("/v1/fraud/score", json=body)
+        assert response.status_code == 200, response.get_json()
+        result = response.get_json()
+        assert result["mode"] == "materialized" and result["features_missing"] == []
+        return result["features"]
+
+    before = served(0)
+    source, target = _migrate_slot(cluster_client, slot)
+
+    def count(node):  # EXISTS would be answered by ASK / MOVED mid-migration
+        return node.execute_command("CLUSTER", "COUNTKEYSINSLOT", slot)
+
+    assert count(source) == 0 and count(target) >= 1
+    assert served(1) == before  # ASK: ASKING + HMGET on the importing node
+    _assign_slot(cluster_client, slot, target)
+    assert served(2) == before  # MOVED: the slot map is reloaded
+    owner = app.extensions["skewless"].redis.nodes_manager.get_node_from_slot(slot)
+    assert owner.port == target.connection_pool.connection_kwargs["port"]
+    source.close()
+    target.close()
+
+
+@pytest.fixture(scope="module")
+def sidecars(serving_env, cluster_env, tmp_path_factory):
+    """`skewless serve` on the single server and on the cluster, side by side."""
+    with (
+        running_sidecar(serving_env, tmp_path_factory, "on-server") as (server_port, _, _),
+        running_sidecar(cluster_env, tmp_path_factory, "on-cluster") as (cluster_port, _, _),
+    ):
+        yield {
+            "server": f"http://127.0.0.1:{server_port}",
+            "cluster": f"http://127.0.0.1:{cluster_port}",
+        }
+
+
+@pytest.mark.parametrize("mode", ["exact", "materialized"])
+def test_a_replayed_day_is_served_alike_on_the_cluster(
+    mode, sidecars, serving_env, cluster_env, redis_client, cluster_client, tmp_path
+):
+    """The same day replayed through both sidecars: per transaction the same features, score,
+    decision and missing entities. The cluster's log flushes and reports like a server's."""
+    from serving import skew
+    from serving.flush import flush_log
+    from serving.log import read_log
+    from serving.replay import replay
+
+    logs = {}
+    for name, env, client in (
+        ("server", serving_env, redis_client),
+        ("cluster", cluster_env, cluster_client),
+    ):
+        summary = replay(mode=mode, url=sidecars[name], cfg=env.cfg, redis_url=env.redis_url)
+        assert summary["sent"] == summary["ok"] > 10 and summary["errors"] == {}, summary
+        logs[name] = read_log(client).set_index("transaction_id").sort_index()
+    server, cluster = logs["server"], logs["cluster"]
+    assert list(cluster.index) == list(server.index)
+    for column in ("features", "features_missing", "fraud_probability", "decision", "mode"):
+        assert cluster[column].tolist() == server[column].tolist(), column
+
+    copy = tmp_path / "warehouse.duckdb"
+    shutil.copy(cluster_env.cfg.warehouse_path, copy)
+    cfg = dataclasses.replace(cluster_env.cfg, warehouse_path=copy)
+    flushed = flush_log(cfg, redis_url=cluster_env.redis_url)
+    assert flushed["inserted"] == flushed["table_rows"] == len(cluster)
+    if mode == "exact":
+        day = date.fromisoformat(summary["day"])
+        report = skew.skew_report(day, mode="exact", cfg=cfg)
+        assert report["requests"] == len(cluster)
+        assert report["causes"]["staleness"] == 0 and report["causes"]["logic"] == 0
+
+
+def test_churn_scores_are_written_across_nodes_and_served(make_app, cluster_env, cluster_client):
+    from models.batch_score import CHURN_KEY_PREFIX, write_churn_to_redis
+
+    ids = np.array([f"churner-{i}" for i in range(500)])
+    scores = np.linspace(0.0, 1.0, len(ids))
+    written = write_churn_to_redis(
+        cluster_env.redis_url, ids, scores, "7", date(2025, 4, 14), cluster=True
+    )
+    assert written == len(ids)
+    assert all(node.keys(f"{CHURN_KEY_PREFIX}*") for node in _primaries(cluster_client))
+    app = make_app(REDIS_URL=cluster_env.redis_url, SETTINGS=cluster_env.cfg)
+    answer = app.test_client().get("/v1/customers/churner-250/churn")
+    assert answer.status_code == 200
+    assert answer.get_json()["churn_probability"] == pytest.approx(scores[250])
+    assert answer.get_json()["model"]["version"] == "7"
+
+
+def test_a_redis_of_the_other_kind_is_refused_by_name(cluster_env, serving_env):
+    with pytest.raises(dependencies.DependencyUnavailable, match="SKEWLESS_REDIS_CLUSTER=true"):
+        dependencies.check_redis_mode(cluster_env.redis_url, cluster=False)
+    with pytest.raises(dependencies.DependencyUnavailable, match="SKEWLESS_REDIS_CLUSTER=false"):
+        dependencies.check_redis_mode(serving_env.redis_url, cluster=True)
+    dependencies.wait_for_redis(cluster_env.redis_url, attempts=1, delay=0, cluster=True)
+    with pytest.raises(ValueError, match="only database 0"):
+        redis_server.connect(cluster_env.redis_url.rsplit("/", 1)[0] + "/3", cluster=True)
+    single_db0 = serving_env.redis_url.rsplit("/", 1)[0] + "/0"
+    with pytest.raises(redis.ConnectionError, match="SKEWLESS_REDIS_CLUSTER=true"):
+        redis_server.connect(single_db0, cluster=True)  # "Cluster mode is not enabled"

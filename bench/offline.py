@@ -37,9 +37,11 @@ def served_entries(client) -> dict[str, list[dict]]:
 
 def write_log(client, entries: list[dict], count: int, prefix: str) -> None:
     """A fresh serving log of ``count`` entries: ``entries`` repeated, each with its own request
-    id. Sent as packed XADD batches on one connection (redis-py's pipeline is ~5x slower)."""
+    id. Sent as packed XADD batches (serving.redisio; redis-py's pipeline is ~5x slower)."""
+    from serving.redisio import round_trips
+
     client.delete(serving_log.STREAM)
-    connection = client.connection_pool.get_connection()
+    trips = round_trips(client)  # a single server or a cluster
     try:
         for start in range(0, count, COPY_BATCH):
             commands = []
@@ -47,25 +49,19 @@ def write_log(client, entries: list[dict], count: int, prefix: str) -> None:
                 fields = {**entries[k % len(entries)], b"request_id": f"{prefix}-{k}".encode()}
                 flat = [part for item in fields.items() for part in item]
                 commands.append(("XADD", serving_log.STREAM, "MAXLEN", "~", 2 * count, "*", *flat))
-            connection.send_packed_command(connection.pack_commands(commands))
-            for _ in commands:
-                connection.read_response()
-    except BaseException:
-        connection.disconnect()  # replies may be left unread on it
-        raise
+            trips(*commands)
     finally:
-        client.connection_pool.release(connection)
+        trips.close()
 
 
 def skew(cfg, redis_url: str, day: date, *, requests: int) -> dict:
     """Per mode served in the runs: a serving log of ``requests`` entries of that mode, then timed
     ``flush_log`` (into the warehouse) + ``skew_report`` for that day and mode."""
-    import redis
-
     from serving import flush
     from serving import skew as skew_module
+    from skewless import redis_server
 
-    client = redis.Redis.from_url(redis_url)
+    client = redis_server.connect(redis_url, cluster=cfg.redis_cluster)
     out = {}
     try:
         for mode, entries in served_entries(client).items():

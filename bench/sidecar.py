@@ -105,6 +105,7 @@ def server_env(base: dict, cfg, redis_url: str, **extra: str) -> dict[str, str]:
         MLFLOW_REGISTRY_URI=cfg.mlflow_tracking_uri,
         XDG_CACHE_HOME=str(cfg.var_dir / "cache"),
         MLFLOW_ENV_ROOT=str(cfg.var_dir / "cache" / "mlflow-envs"),
+        SKEWLESS_REDIS_CLUSTER=str(cfg.redis_cluster).lower(),
         **extra,
     )
     return env
@@ -475,9 +476,9 @@ class Realtime:
 
 
 def redis_client(url: str):
-    import redis
+    from skewless import redis_server
 
-    return redis.Redis.from_url(url)
+    return redis_server.connect(url)  # a RedisCluster with --redis-cluster
 
 
 # -- the whole run --------------------------------------------------------------------------------
@@ -489,6 +490,7 @@ def run(args: argparse.Namespace) -> dict:
     for name in [k for k in os.environ if k.startswith("SKEWLESS_")]:
         os.environ.pop(name)
     os.environ.update(SKEWLESS_VAR_DIR=str(RUN_DIR), DO_NOT_TRACK="1", FEAST_USAGE="False")
+    os.environ["SKEWLESS_REDIS_CLUSTER"] = str(args.redis_cluster).lower()
     base_env = dict(os.environ)  # before feast's import adds its PROMETHEUS_* variables
     from bench import offline
     from skewless import pipeline, redis_server, settings
@@ -514,7 +516,7 @@ def run(args: argparse.Namespace) -> dict:
     skipped: dict[str, str] = {}
     modes = [m for m in MODES if m.name in args.modes]
     with procs.sigterm_as_interrupt():
-        redis = redis_server.start(cfg.redis_dir)
+        redis = redis_server.start(cfg.redis_dir, cluster=cfg.redis_cluster)
         try:
             env = server_env(base_env, cfg, redis.url)
             with procs.Servers(RUN_DIR / "logs") as servers:
@@ -628,6 +630,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-days", type=int, default=7)
     parser.add_argument(
         "--profile", type=int, default=0, help="in-process profiled requests per mode, e.g. 500"
+    )
+    parser.add_argument(
+        "--redis-cluster",
+        action="store_true",
+        help="run on a private three-primary Redis Cluster instead of one server",
     )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="the JSON report")
     parser.add_argument("--keep", action="store_true", help=f"keep {RUN_DIR} after the run")

@@ -185,7 +185,9 @@ def print_table(report: dict) -> None:
         print(" | ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
         if i == 0:
             print("-+-".join("-" * w for w in widths))
-    print(f"{report['machine']['nproc']} cores; {report.get('seconds')} s in all. Conditions:")
+    redis = "a 3-primary Redis Cluster" if report["parameters"].get("redis_cluster") else "1 Redis"
+    print(f"{report['machine']['nproc']} cores, {redis}; {report.get('seconds')} s in all.")
+    print("Conditions:")
     for c in report.get("conditions", []):
         busy = f", CPU busy {c['busy_pct']}%, steal {c['steal_pct']}%" if "busy_pct" in c else ""
         load = ", ".join(f"{v:.1f}" for v in c["loadavg"])

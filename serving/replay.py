@@ -2,7 +2,8 @@
 
 ``replay(day)`` (``skewless replay``) reads the day's transactions from ``stg_raw__transactions``
 (read-only; DuckDB has one writer) and POSTs each to ``{url}/v1/fraud/score`` on one keep-alive
-session, optionally paced to ``rate`` requests per second.
+session, optionally paced to ``rate`` requests per second. Several URLs (sidecar replicas on the same
+Redis) take the requests in turn, as a round-robin load balancer would.
 
 Arrival is not event time (DESIGN section 8): the feed is ordered by ``arrival_timestamp``. A
 transaction that reached the system late is sent when it arrives, and its request carries its
@@ -31,6 +32,7 @@ import json
 import os
 import time
 from collections import Counter
+from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -221,7 +223,7 @@ def replay(
     *,
     mode: str | None = None,
     rate: float | None = None,
-    url: str = DEFAULT_URL,
+    url: str | Sequence[str] = DEFAULT_URL,
     cfg=None,
     token: str | None = None,
     bootstrap: bool = True,
@@ -230,7 +232,8 @@ def replay(
     stream_timeout: float = 120.0,
 ) -> dict:
     """Sends the day's transactions to the sidecar in arrival order (see the module docstring).
-    Returns a JSON-able summary: sent, ok, errors (by status), latency percentiles, seconds."""
+    ``url``: one sidecar, or several (requests in turn). Returns a JSON-able summary: sent, ok,
+    errors (by status), latency percentiles, seconds."""
     import requests
 
     from serving import stream
@@ -243,7 +246,10 @@ def replay(
         raise ReplayError(f"mode={mode!r}: expected one of {modes}")
     if rate is not None and rate <= 0:
         raise ReplayError(f"rate={rate}: expected requests per second > 0")
-    url = url.rstrip("/")
+    urls = [u.rstrip("/") for u in ([url] if isinstance(url, str) else url)]
+    if not urls:
+        raise ReplayError("url: expected at least one sidecar URL")
+    url = urls[0]
     token = token if token is not None else os.environ.get("SKEWLESS_API_TOKEN") or None
     day = day or warehouse.last_event_day(cfg.warehouse_path)
 
@@ -253,12 +259,13 @@ def replay(
     if token:
         session.headers["Authorization"] = f"Bearer {token}"
     try:
-        try:
-            session.get(f"{url}/healthz", timeout=timeout).raise_for_status()
-        except requests.ConnectionError as exc:
-            raise _unreachable(url, exc) from None
-        except requests.RequestException as exc:
-            raise ReplayError(f"sidecar at {url} is not healthy: {exc}") from None
+        for replica in urls:
+            try:
+                session.get(f"{replica}/healthz", timeout=timeout).raise_for_status()
+            except requests.ConnectionError as exc:
+                raise _unreachable(replica, exc) from None
+            except requests.RequestException as exc:
+                raise ReplayError(f"sidecar at {replica} is not healthy: {exc}") from None
         served_mode = mode
         if served_mode is None:
             ready = session.get(f"{url}/readyz", timeout=timeout)
@@ -285,6 +292,7 @@ def replay(
 
         statuses: Counter = Counter()
         served_modes: Counter = Counter()
+        ok_per_url: Counter = Counter()
         latencies: list[float] = []
         labels = events = sent = 0
         started = time.perf_counter()
@@ -309,16 +317,18 @@ def replay(
                 if wait > 0:
                     time.sleep(wait)
             body = _body(payload, mode)
+            target = urls[sent % len(urls)]
             before = time.perf_counter()
             try:
-                response = session.post(f"{url}{SCORE_PATH}", data=body, timeout=timeout)
+                response = session.post(f"{target}{SCORE_PATH}", data=body, timeout=timeout)
             except requests.ConnectionError as exc:
-                raise _unreachable(url, exc) from None
+                raise _unreachable(target, exc) from None
             latencies.append((time.perf_counter() - before) * 1000)
             sent += 1
             statuses[response.status_code] += 1
             if response.status_code == 200:
                 served_modes[response.json().get("mode")] += 1
+                ok_per_url[target] += 1
             else:
                 response.content  # noqa: B018 - drain the body, keep the connection
         seconds = time.perf_counter() - started
@@ -332,7 +342,8 @@ def replay(
     return {
         "day": day.isoformat(),
         "mode": mode if mode is not None else (next(iter(served_modes)) if served_modes else None),
-        "url": url,
+        "url": url if len(urls) == 1 else urls,
+        "ok_per_url": {u: ok_per_url[u] for u in urls},
         "sent": sent,
         "ok": statuses.get(200, 0),
         "errors": {str(k): v for k, v in sorted(statuses.items()) if k != 200},

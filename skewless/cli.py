@@ -429,7 +429,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--rate", type=float, help="requests per second (default: as fast as it answers)"
     )
-    p.add_argument("--url", default="http://127.0.0.1:8000", help="the sidecar's base URL")
+    p.add_argument(
+        "--url",
+        nargs="+",
+        default=["http://127.0.0.1:8000"],
+        help="the sidecar's base URL; several replicas take the requests in turn",
+    )
     p.add_argument(
         "--no-bootstrap", action="store_true", help="leave the exact-mode state as it is"
     )

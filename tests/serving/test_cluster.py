@@ -157,14 +157,15 @@ def test_the_sidecar_follows_a_resharding(make_app, cluster_env, cluster_client,
 
 @pytest.fixture(scope="module")
 def sidecars(serving_env, cluster_env, tmp_path_factory):
-    """`skewless serve` on the single server and on the cluster, side by side."""
+    """`skewless serve` on the single server; two replicas of it on the cluster."""
     with (
-        running_sidecar(serving_env, tmp_path_factory, "on-server") as (server_port, _, _),
-        running_sidecar(cluster_env, tmp_path_factory, "on-cluster") as (cluster_port, _, _),
+        running_sidecar(serving_env, tmp_path_factory, "on-server") as (server, _, _),
+        running_sidecar(cluster_env, tmp_path_factory, "on-cluster-a") as (replica_a, _, _),
+        running_sidecar(cluster_env, tmp_path_factory, "on-cluster-b") as (replica_b, _, _),
     ):
         yield {
-            "server": f"http://127.0.0.1:{server_port}",
-            "cluster": f"http://127.0.0.1:{cluster_port}",
+            "server": [f"http://127.0.0.1:{server}"],
+            "cluster": [f"http://127.0.0.1:{port}" for port in (replica_a, replica_b)],
         }
 
 
@@ -172,7 +173,8 @@ def sidecars(serving_env, cluster_env, tmp_path_factory):
 def test_a_replayed_day_is_served_alike_on_the_cluster(
     mode, sidecars, serving_env, cluster_env, redis_client, cluster_client, tmp_path
 ):
-    """The same day replayed through both sidecars: per transaction the same features, score,
+    """The same day replayed through one sidecar on a server and through two replicas on the
+    cluster taking turns (a round-robin balancer): per transaction the same features, score,
     decision and missing entities. The cluster's log flushes and reports like a server's."""
     from serving import skew
     from serving.flush import flush_log
@@ -187,6 +189,10 @@ def test_a_replayed_day_is_served_alike_on_the_cluster(
         summary = replay(mode=mode, url=sidecars[name], cfg=env.cfg, redis_url=env.redis_url)
         assert summary["sent"] == summary["ok"] > 10 and summary["errors"] == {}, summary
         logs[name] = read_log(client).set_index("transaction_id").sort_index()
+        if name == "cluster":
+            per_replica = summary["ok_per_url"]
+            assert sorted(per_replica) == sorted(sidecars["cluster"]), per_replica
+            assert min(per_replica.values()) >= summary["sent"] // 2
     server, cluster = logs["server"], logs["cluster"]
     assert list(cluster.index) == list(server.index)
     for column in ("features", "features_missing", "fraud_probability", "decision", "mode"):

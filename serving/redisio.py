@@ -10,7 +10,8 @@ use (Redis restarted) is re-opened once, immediately; nothing else is retried.
 command's key slot, written to every node first and then read, so a request still waits for one
 round trip (the slowest node's). A MOVED reply (the slot moved: resharding, failover) refreshes
 the slot map and resends only the redirected commands; an ASK reply resends the command to the
-importing node after ASKING. Every command must name its key first (EVAL: its keys, all in one slot).
+importing node after ASKING. Every command must name its key first (EVAL: its keys, all in one
+slot).
 """
 
 from __future__ import annotations

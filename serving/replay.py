@@ -2,8 +2,8 @@
 
 ``replay(day)`` (``skewless replay``) reads the day's transactions from ``stg_raw__transactions``
 (read-only; DuckDB has one writer) and POSTs each to ``{url}/v1/fraud/score`` on one keep-alive
-session, optionally paced to ``rate`` requests per second. Several URLs (sidecar replicas on the same
-Redis) take the requests in turn, as a round-robin load balancer would.
+session, optionally paced to ``rate`` requests per second. Several URLs (sidecar replicas on the
+same Redis) take the requests in turn, as a round-robin load balancer would.
 
 Arrival is not event time (DESIGN section 8): the feed is ordered by ``arrival_timestamp``. A
 transaction that reached the system late is sent when it arrives, and its request carries its
@@ -18,8 +18,8 @@ known by then), and during the day the replay feeds it, in time order between re
 
 The scored transactions themselves enter the state through the sidecar (``RECORD_EVENTS``).
 
-The same labels and arriving events go to the event stream ``skewless:{stream}:events`` (in the same round
-trip as the state update), with their arrival time, for the streaming consumer
+The same labels and arriving events go to the event stream ``skewless:{stream}:events`` (in the same
+round trip as the state update), with their arrival time, for the streaming consumer
 (``serving/stream.py``); the sidecar adds the scored transactions. Before the day, a ``reset``
 entry asks the consumer to restart from the same history; in ``streaming`` mode the replay waits
 (``stream_timeout`` seconds) until the consumer has done it, so no request sees the state of an

@@ -12,8 +12,9 @@ Bound: an entity keeps the events within the longest window of its groups in the
 
 Labels: events carry ``is_fraud`` and ``label_timestamp`` when known; label-based features count a
 label only once ``label_timestamp <= t``. ``add_event`` is an upsert by (transaction_id, event
-time), one atomic script per entity set (each set is one key, so this works on a Redis Cluster): a label feed re-adds the event with its label; a scored transaction (label unknown) never
-overwrites a known label.
+time), one atomic script per entity set (each set is one key, so it works on a Redis Cluster): a
+label feed re-adds the event with its label; a scored transaction (label unknown) never overwrites
+a known label.
 """
 
 from __future__ import annotations

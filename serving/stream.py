@@ -1,9 +1,9 @@
 """``streaming`` mode's pipeline: a Redis Stream of transaction events, a consumer that keeps
 windowed features with a processing lag and allowed lateness, and Feast push sources.
 
-Producers append to the stream ``skewless:{stream}:events`` (``xadd_command``): the sidecar, for every
-scored transaction (in the round trip that writes the serving log), and ``skewless replay``, for
-earlier days' events arriving late, labels as they become known, and a ``reset`` before a day.
+Producers append to the stream ``skewless:{stream}:events`` (``xadd_command``): the sidecar, for
+every scored transaction (in the round trip that writes the serving log), and ``skewless replay``,
+for earlier days' events arriving late, labels as they become known, and a ``reset`` before a day.
 
 The consumer (``skewless stream-consumer``, one process) reads the stream with a consumer group,
 so a restart resumes where it stopped. All its clocks are in event/arrival time ("replay time"),
@@ -232,8 +232,8 @@ def read_status(redis_client) -> dict | None:
 
 
 class StreamConsumer:
-    """Reads ``skewless:{stream}:events``, applies due events to its state and pushes updated entities'
-    features through Feast (``store``: a ``feast.FeatureStore`` on the same Redis)."""
+    """Reads ``skewless:{stream}:events``, applies due events to its state and pushes updated
+    entities' features through Feast (``store``: a ``feast.FeatureStore`` on the same Redis)."""
 
     def __init__(
         self,

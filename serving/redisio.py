@@ -178,7 +178,7 @@ class ClusterRoundTrips:
                 connection.disconnect()
                 again.update((i, None) for i, _ in items)
                 refresh, error = True, exc
-        for connection, items in sent:
+        for k, (connection, items) in enumerate(sent):
             for n, (i, asking) in enumerate(items):
                 try:
                     if asking:
@@ -196,7 +196,8 @@ class ClusterRoundTrips:
                     refresh, error = True, exc
                     break
                 except BaseException:
-                    connection.disconnect()  # replies may be left unread on it
+                    for unread, _ in sent[k:]:  # replies may be left unread on these
+                        unread.disconnect()
                     raise
         return again, refresh, error
 

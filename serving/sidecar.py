@@ -110,7 +110,10 @@ class Sidecar:
     def not_ready(self) -> str | None:
         """Why the sidecar cannot serve now, or None."""
         try:
-            self.redis.ping()
+            if self.cfg.redis_cluster:  # every primary: each holds a share of the keys
+                self.redis.ping(target_nodes=self.redis.PRIMARIES)
+            else:
+                self.redis.ping()
         except redis.RedisError as exc:
             return f"redis: {exc}"
         if self.model.current is None:

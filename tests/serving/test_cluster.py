@@ -5,7 +5,10 @@ through a resharding too. The stream consumer on a cluster: test_streaming.py.""
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
+import signal
+import subprocess
 from datetime import date
 
 import numpy as np
@@ -18,9 +21,21 @@ from serving.redisio import ClusterRoundTrips, round_trips
 from skewless import dependencies, redis_server, settings
 from skewless.features import FEATURE_SERVICES
 from tests.conftest import fresh_cluster
-from tests.serving.conftest import clear_sidecar_keys, running_sidecar, score_body
+from tests.serving.conftest import (
+    clear_sidecar_keys,
+    running_sidecar,
+    score_body,
+    stop_group,
+    wait_until,
+)
 
 FRAUD_V1 = next(s for s in FEATURE_SERVICES if s.name == "fraud_v1")
+FAULT_BODY = {
+    "customer_id": "c-fault",
+    "merchant_id": "m-fault",
+    "amount": 25.0,
+    "event_timestamp": "2025-04-14T12:00:00Z",
+}
 pytestmark = pytest.mark.slow
 
 
@@ -238,3 +253,58 @@ def test_a_redis_of_the_other_kind_is_refused_by_name(cluster_env, serving_env):
     single_db0 = serving_env.redis_url.rsplit("/", 1)[0] + "/0"
     with pytest.raises(redis.ConnectionError, match="SKEWLESS_REDIS_CLUSTER=true"):
         redis_server.connect(single_db0, cluster=True)  # "Cluster mode is not enabled"
+
+
+def test_a_frozen_or_dead_node_is_a_503_and_the_cluster_recovers(make_app, cluster_env, tmp_path):
+    """On a cluster of its own: the node holding the customer's events freezes (SIGSTOP), then
+    dies, then restarts on its port with its cluster config. Meanwhile the sidecar answers 503
+    with a Redis reason (never a 500, never a hang); afterwards 200 again, without a restart."""
+    directory = tmp_path / "cluster"
+    server = redis_server.start(directory, cluster=True)
+    restarted = None
+    try:
+        app = make_app(
+            REDIS_URL=server.url, SETTINGS=cluster_env.cfg, SERVING_MODE="exact", REDIS_TIMEOUT=0.1
+        )
+        client = app.test_client()
+        statuses = []
+
+        def score(n: int):
+            body = {**FAULT_BODY, "transaction_id": f"fault-{n}"}
+            response = client.post("/v1/fraud/score", json=body)
+            statuses.append(response.status_code)
+            return response
+
+        assert score(0).status_code == 200
+        key = f"skewless:events:customer:{FAULT_BODY['customer_id']}"
+        slot = app.extensions["skewless"].redis.keyslot(key)
+        owner = app.extensions["skewless"].redis.nodes_manager.get_node_from_slot(slot)
+        pid = server.pids[server.ports.index(owner.port)]
+
+        os.killpg(pid, signal.SIGSTOP)  # accepts connections, never answers: the reply timeout
+        try:
+            frozen = score(1)
+        finally:
+            os.killpg(pid, signal.SIGCONT)
+        assert frozen.status_code == 503 and frozen.get_json()["reason"].startswith("redis:")
+        wait_until(lambda: score(2).status_code == 200, timeout=10)
+
+        stop_group(pid)  # refused connections: the slot map is reloaded once, then a 503
+        down = score(3)
+        assert down.status_code == 503 and down.get_json()["reason"].startswith("redis:")
+        assert client.get("/readyz").status_code == 503
+
+        node_dir = directory / f"node-{owner.port}"
+        restarted = subprocess.Popen(
+            [redis_server.find_binary(), "--bind", "127.0.0.1", "--port", str(owner.port),
+             "--save", "", "--appendonly", "no", "--dir", str(node_dir), "--cluster-enabled",
+             "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "5000"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+        wait_until(lambda: score(4).status_code == 200, timeout=60, interval=0.2)
+        assert client.get("/readyz").status_code == 200
+        assert set(statuses) == {200, 503}  # never a 500
+    finally:
+        if restarted is not None:
+            stop_group(restarted)
+        redis_server.stop(directory)

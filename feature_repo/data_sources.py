@@ -1,5 +1,5 @@
 """Offline sources, one per feature group; and a push source per group of the fraud service, fed by
-the stream consumer (serving/stream.py).
+the stream consumer (serving/stream_consumer.py).
 
 The offline store of the selected feature_store.yaml picks the source type:
 - duckdb (feature_store.yaml, the default): the Parquet files dbt exports (models/exports). Feast
@@ -92,8 +92,8 @@ PUSH_SOURCES = {
         name=push_source_name(group.name),
         batch_source=SOURCES[group.name],
         description=(
-            f"{group.name} windows pushed by the stream consumer (serving/stream.py) from the "
-            f"Redis Stream {STREAM}"
+            f"{group.name} windows pushed by the stream consumer (serving/stream_consumer.py) "
+            f"from the Redis Stream {STREAM}"
         ),
         owner="ml-platform@skewless.dev",
         tags={"producer": "skewless stream-consumer", "stream": STREAM},

@@ -5,7 +5,7 @@ batch cutoff, so point-in-time joins reproduce the training rows and materializa
 entity) serves the state as of the cutoff. ttl=0: a row stays valid until the next one.
 
 STREAM_VIEWS (``<group>_stream``) hold the same features of the fraud service's groups as the
-stream consumer (serving/stream.py) computes them and pushes them through the groups' push
+stream consumer (serving/stream_consumer.py) computes them and pushes them through the groups' push
 sources. Their batch source is the group's dbt export, so `feast materialize` of every view also
 backfills them as of the batch cutoff; the consumer replaces those rows when it resets.
 """

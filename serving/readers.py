@@ -147,9 +147,9 @@ class ExactReader:
 
 
 class StreamingReader(MaterializedReader):
-    """``streaming`` mode: the rows the stream consumer (``serving/stream.py``) pushed through
-    Feast push sources into the ``<group>_stream`` views, read like ``MaterializedReader`` reads
-    the batch views, in the same single round trip as a check that the consumer has ever run.
+    """``streaming`` mode: the rows the stream consumer (``serving/stream_consumer.py``) pushed
+    through Feast push sources into the ``<group>_stream`` views, read like ``MaterializedReader``
+    reads the batch views, in the same single round trip as a check that the consumer has ever run.
 
     An entity with no streamed row is served the features of an empty history and named in
     ``features_missing``, as in the other modes. Only when the consumer has never written its

@@ -279,16 +279,17 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_stream_consumer(args: argparse.Namespace) -> int:
-    """Runs the streaming consumer (serving/stream.py) in the foreground until SIGTERM/SIGINT."""
+    """Runs the streaming consumer (serving/stream_consumer.py) in the foreground until
+    SIGTERM/SIGINT."""
     import logging
 
-    from serving import stream
+    from serving import stream_consumer
     from skewless import redis_server
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("feast").setLevel(logging.WARNING)  # a line per registry refresh otherwise
     try:
-        return stream.main(
+        return stream_consumer.main(
             lag=args.lag, allowed_lateness=args.allowed_lateness, batch=args.batch, name=args.name
         )
     except (RuntimeError, redis_server.RedisUnavailable) as exc:

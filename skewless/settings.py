@@ -74,15 +74,6 @@ def _boolean(text: str) -> bool:
     raise ValueError("true or false")
 
 
-def _choice(*choices: str):
-    def parse(text: str) -> str:
-        if text not in choices:
-            raise ValueError(f"one of {', '.join(choices)}")
-        return text
-
-    return parse
-
-
 def _text(text: str) -> str:
     return text
 

@@ -370,18 +370,9 @@ def _files() -> tuple[str, str, str]:
 
 
 def test_compose_file_agrees_with_the_code():
-    problems = compose_problems(*_files())
-    if "stream-consumer" not in skewless_subcommands():
-        # serving/stream.py and its subcommand are being written; checked once they exist
-        problems = [p for p in problems if "stream-consumer" not in p]
-    assert problems == []
+    assert compose_problems(*_files()) == []
 
 
-@pytest.mark.xfail(
-    "stream-consumer" not in _subparsers(cli.build_parser()),
-    reason="`skewless stream-consumer` is being written (serving/stream.py)",
-    strict=True,
-)
 def test_stream_consumer_command_exists():
     compose = yaml.safe_load(COMPOSE.read_text())
     argv = _argv(compose["services"]["stream-consumer"]["command"])

@@ -110,13 +110,13 @@ def test_gunicorn_and_gate_defaults_agree_with_the_table():
     for name, default in found.items():
         assert settings.BY_ENV[name].default == default
     assert settings.get("SKEWLESS_MAX_QUARANTINE_SHARE", {}) == gates.DEFAULT_MAX_QUARANTINE_SHARE
-    stream = (ROOT / "serving" / "stream.py").read_text()
+    stream = (ROOT / "serving" / "stream_consumer.py").read_text()
     for constant, name in (
         ("DEFAULT_LAG_SECONDS", "SKEWLESS_STREAM_LAG_SECONDS"),
         ("DEFAULT_ALLOWED_LATENESS_SECONDS", "SKEWLESS_STREAM_ALLOWED_LATENESS_SECONDS"),
     ):
         value = re.search(rf"^{constant} = ([0-9.]+)$", stream, re.M)
-        assert value, f"serving/stream.py: {constant} not found"
+        assert value, f"serving/stream_consumer.py: {constant} not found"
         assert float(value.group(1)) == settings.get(name, {}), name
 
 

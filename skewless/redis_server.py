@@ -212,9 +212,17 @@ def _log_tail(directory: Path) -> str:
     return path.read_text(errors="replace")[-500:] if path.exists() else ""
 
 
-def start(directory: Path, *, cluster: bool = False, timeout: float = 20.0) -> PrivateRedis:
-    """Starts the private server, or with ``cluster`` a Redis Cluster of CLUSTER_NODES primaries
-    (or returns the one already running: of the same kind, else RedisUnavailable)."""
+def start(
+    directory: Path,
+    *,
+    cluster: bool = False,
+    replicas: int = 0,
+    node_timeout_ms: int = 5000,
+    timeout: float = 30.0,
+) -> PrivateRedis:
+    """Starts the private server, or with ``cluster`` a Redis Cluster of CLUSTER_NODES primaries,
+    each with ``replicas`` replicas (failover after ``node_timeout_ms`` without a primary). Returns
+    the one already running if it is of the same kind, else raises RedisUnavailable."""
     running = status(directory)
     if running:
         if running.cluster != cluster:
@@ -226,7 +234,7 @@ def start(directory: Path, *, cluster: bool = False, timeout: float = 20.0) -> P
         return running
     directory.mkdir(parents=True, exist_ok=True)
     ports: list[int] = []
-    for _ in range(CLUSTER_NODES if cluster else 1):
+    for _ in range(CLUSTER_NODES * (1 + replicas) if cluster else 1):
         ports.append(_free_cluster_port(ports) if cluster else _free_port())
     procs: list[subprocess.Popen] = []
     deadline = time.monotonic() + timeout
@@ -235,7 +243,7 @@ def start(directory: Path, *, cluster: bool = False, timeout: float = 20.0) -> P
             node_dir = directory / f"node-{port}" if cluster else directory
             extra = (
                 ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                 "--cluster-node-timeout", "5000"]
+                 "--cluster-node-timeout", str(node_timeout_ms)]
                 if cluster
                 else []
             )  # fmt: skip
@@ -250,7 +258,7 @@ def start(directory: Path, *, cluster: bool = False, timeout: float = 20.0) -> P
                     )
                 time.sleep(0.05)
         if cluster:
-            _form_cluster(ports, deadline)
+            _form_cluster(ports[:CLUSTER_NODES], ports[CLUSTER_NODES:], deadline)
     except BaseException:
         for proc in procs:
             processes.stop_group(proc, grace=5.0)
@@ -262,33 +270,51 @@ def start(directory: Path, *, cluster: bool = False, timeout: float = 20.0) -> P
     return server
 
 
-def _form_cluster(ports: list[int], deadline: float) -> None:
-    """Splits the slots evenly over the nodes, introduces them, waits for ``cluster_state:ok``
-    on every node (what ``redis-cli --cluster create`` does, without replicas)."""
+def _form_cluster(primaries: list[int], replicas: list[int], deadline: float) -> None:
+    """Splits the slots evenly over the primaries, introduces every node, makes replica k follow
+    primary k mod n, and waits for ``cluster_state:ok`` and every replica in sync on every node
+    (what ``redis-cli --cluster create`` does)."""
     import redis
 
-    clients = [redis.Redis(host="127.0.0.1", port=port) for port in ports]
+    nodes = {port: redis.Redis(host="127.0.0.1", port=port) for port in [*primaries, *replicas]}
     try:
-        share = CLUSTER_SLOTS // len(ports)
-        for i, client in enumerate(clients):
+        share = CLUSTER_SLOTS // len(primaries)
+        for i, port in enumerate(primaries):
             first = i * share
-            last = CLUSTER_SLOTS if i == len(ports) - 1 else first + share
-            client.execute_command("CLUSTER", "SET-CONFIG-EPOCH", i + 1)
-            client.execute_command("CLUSTER", "ADDSLOTS", *range(first, last))
-        for port in ports[1:]:
-            clients[0].execute_command("CLUSTER", "MEET", "127.0.0.1", port)
-        while True:
-            states = [c.execute_command("CLUSTER", "INFO") for c in clients]
-            texts = [s.decode() if isinstance(s, bytes) else str(s) for s in states]
-            known = [int(_info_field(t, "cluster_known_nodes")) for t in texts]
-            if all("cluster_state:ok" in t for t in texts) and all(k == len(ports) for k in known):
-                return
-            if time.monotonic() > deadline:
-                raise RedisUnavailable(f"the private Redis Cluster did not form: {texts[0]}")
-            time.sleep(0.1)
+            last = CLUSTER_SLOTS if i == len(primaries) - 1 else first + share
+            nodes[port].execute_command("CLUSTER", "SET-CONFIG-EPOCH", i + 1)
+            nodes[port].execute_command("CLUSTER", "ADDSLOTS", *range(first, last))
+        first = nodes[primaries[0]]
+        for port in [*primaries[1:], *replicas]:
+            first.execute_command("CLUSTER", "MEET", "127.0.0.1", port)
+        _wait(deadline, "every node to know the others", lambda: all(
+            int(_info_field(_cluster_info(n), "cluster_known_nodes")) == len(nodes)
+            for n in nodes.values()
+        ))  # fmt: skip
+        for k, port in enumerate(replicas):
+            primary = nodes[primaries[k % len(primaries)]]
+            primary_id = primary.execute_command("CLUSTER", "MYID")
+            nodes[port].execute_command("CLUSTER", "REPLICATE", primary_id)
+        _wait(deadline, "cluster_state:ok with every replica in sync", lambda: all(
+            "cluster_state:ok" in _cluster_info(n) for n in nodes.values()
+        ) and all(
+            nodes[p].info("replication").get("master_link_status") == "up" for p in replicas
+        ))  # fmt: skip
     finally:
-        for client in clients:
+        for client in nodes.values():
             client.close()
+
+
+def _cluster_info(client) -> str:
+    info = client.execute_command("CLUSTER", "INFO")
+    return info.decode() if isinstance(info, bytes) else str(info)
+
+
+def _wait(deadline: float, what: str, done) -> None:
+    while not done():
+        if time.monotonic() > deadline:
+            raise RedisUnavailable(f"the private Redis Cluster did not form: waited for {what}")
+        time.sleep(0.1)
 
 
 def _info_field(text: str, name: str) -> str:

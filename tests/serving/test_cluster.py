@@ -9,7 +9,7 @@ import os
 import shutil
 import signal
 import subprocess
-from datetime import date
+from datetime import date, datetime, timedelta
 
 import numpy as np
 import pytest
@@ -307,4 +307,59 @@ def test_a_frozen_or_dead_node_is_a_503_and_the_cluster_recovers(make_app, clust
     finally:
         if restarted is not None:
             stop_group(restarted)
+        redis_server.stop(directory)
+
+
+def test_failovers_are_followed_without_a_restart(make_app, cluster_env, tmp_path):
+    """A cluster with a replica per primary (node timeout 1 s). The primary holding the customer's
+    events hands over to its replica (CLUSTER FAILOVER, as in maintenance); then that new primary
+    dies and the cluster promotes the old one by itself. The sidecar follows both without a
+    restart (503s only while no node owns the slot), and the events recorded before each failover
+    are still there."""
+    directory = tmp_path / "cluster"
+    server = redis_server.start(directory, cluster=True, replicas=1, node_timeout_ms=1000)
+    nodes = []
+    try:
+        app = make_app(
+            REDIS_URL=server.url, SETTINGS=cluster_env.cfg, SERVING_MODE="exact", REDIS_TIMEOUT=0.1
+        )
+        client = app.test_client()
+        statuses = []
+        start = datetime(2025, 4, 14, 12)
+
+        def score(n: int):
+            at = (start + timedelta(seconds=n)).isoformat() + "Z"
+            body = {**FAULT_BODY, "transaction_id": f"failover-{n}", "event_timestamp": at}
+            response = client.post("/v1/fraud/score", json=body)
+            statuses.append(response.status_code)
+            return response
+
+        assert score(0).status_code == 200
+        sidecar = app.extensions["skewless"]
+        slot = sidecar.redis.keyslot(f"skewless:events:customer:{FAULT_BODY['customer_id']}")
+        owner = sidecar.redis.nodes_manager.get_node_from_slot(slot)
+        primary = redis.Redis(host=owner.host, port=owner.port)
+        replica = redis.Redis(host=owner.host, port=primary.info("replication")["slave0"]["port"])
+        nodes += [primary, replica]
+
+        assert primary.execute_command("WAIT", 1, 5000) == 1  # the event reached the replica
+        replica.execute_command("CLUSTER", "FAILOVER")
+        wait_until(lambda: replica.info("replication")["role"] == "master", timeout=20)
+        handed_over = score(1)
+        assert handed_over.status_code == 200, handed_over.get_json()
+        assert handed_over.get_json()["features"]["customer_tx_count_1h"] == 1
+
+        assert replica.execute_command("WAIT", 1, 5000) == 1
+        port = replica.connection_pool.connection_kwargs["port"]
+        stop_group(server.pids[server.ports.index(port)])
+        n = iter(range(2, 100_000))
+        last = wait_until(
+            lambda: (r := score(next(n))).status_code == 200 and r, timeout=60, interval=0.2
+        )
+        assert last.get_json()["features"]["customer_tx_count_1h"] == 2  # both survived
+        assert primary.info("replication")["role"] == "master"  # promoted back
+        assert set(statuses) <= {200, 503}  # never a 500
+    finally:
+        for node in nodes:
+            node.close()
         redis_server.stop(directory)

@@ -18,12 +18,12 @@ known by then), and during the day the replay feeds it, in time order between re
 
 The scored transactions themselves enter the state through the sidecar (``RECORD_EVENTS``).
 
-The same labels and arriving events go to the event stream ``skewless:{stream}:events`` (in the same
-round trip as the state update), with their arrival time, for the streaming consumer
+The same labels and arriving events go to the event stream ``skewless:{stream}:events`` (in the
+same round trip as the state update), with their arrival time, for the streaming consumer
 (``serving/stream_consumer.py``); the sidecar adds the scored transactions. Before the day, a
-``reset`` entry asks the consumer to restart from the same history; in ``streaming`` mode the replay waits
-(``stream_timeout`` seconds) until the consumer has done it, so no request sees the state of an
-earlier run.
+``reset`` entry asks the consumer to restart from the same history; in ``streaming`` mode the
+replay waits (``stream_timeout`` seconds) until the consumer has done it, so no request sees the
+state of an earlier run.
 """
 
 from __future__ import annotations

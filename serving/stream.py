@@ -99,6 +99,18 @@ def decode_entry(fields: Mapping) -> dict:
         raise ValueError(f"stream entry field kind={kind!r}: expected one of {KINDS}")
     if kind == "reset":
         return {"kind": kind, "as_of": datetime.fromisoformat(raw["as_of"])}
+    event = event_from_text(raw, labeled=kind == "label")
+    arrival = raw.get("arrival_timestamp")
+    return {
+        "kind": kind,
+        "event": event,
+        "arrival": datetime.fromisoformat(arrival) if arrival else event["event_timestamp"],
+    }
+
+
+def event_from_text(raw: Mapping, *, labeled: bool) -> dict:
+    """An event from its text fields (an entry's, or a held member's JSON): ids, amount, event
+    time and, when ``labeled``, is_fraud and label_timestamp."""
     event = {
         "transaction_id": raw["transaction_id"],
         "customer_id": raw["customer_id"],
@@ -106,15 +118,10 @@ def decode_entry(fields: Mapping) -> dict:
         "amount": float(raw["amount"]),
         "event_timestamp": datetime.fromisoformat(raw["event_timestamp"]),
     }
-    if kind == "label":
+    if labeled:
         event["is_fraud"] = int(raw["is_fraud"])
         event["label_timestamp"] = datetime.fromisoformat(raw["label_timestamp"])
-    arrival = raw.get("arrival_timestamp")
-    return {
-        "kind": kind,
-        "event": event,
-        "arrival": datetime.fromisoformat(arrival) if arrival else event["event_timestamp"],
-    }
+    return event
 
 
 def as_text(value) -> str:

@@ -46,6 +46,7 @@ from serving.stream import (
     Status,
     as_text,
     decode_entry,
+    event_from_text,
     iso_time,
     push_source_name,
     stream_view_name,
@@ -397,17 +398,7 @@ def _plain(event: Mapping) -> dict:
 
 
 def _from_plain(item: Mapping) -> dict:
-    event = {
-        "transaction_id": item["transaction_id"],
-        "customer_id": item["customer_id"],
-        "merchant_id": item["merchant_id"],
-        "amount": float(item["amount"]),
-        "event_timestamp": datetime.fromisoformat(item["event_timestamp"]),
-    }
-    if item.get("label_timestamp"):
-        event["is_fraud"] = int(item["is_fraud"])
-        event["label_timestamp"] = datetime.fromisoformat(item["label_timestamp"])
-    return event
+    return event_from_text(item, labeled=bool(item.get("label_timestamp")))
 
 
 def main(

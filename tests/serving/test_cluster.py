@@ -1,6 +1,7 @@
 """The sidecar, the replay, the serving log and the churn scores on a real Redis Cluster: three
-redis-server primaries, SKEWLESS_REDIS_CLUSTER=true. What one server serves, the cluster serves,
-through a resharding too. The stream consumer on a cluster: test_streaming.py."""
+redis-server primaries, SKEWLESS_REDIS_CLUSTER=true. What one server serves, the cluster serves:
+through two replicas, a resharding, a node frozen, killed and restarted, and failovers (on clusters
+of their own, with replicas). The stream consumer on a cluster: test_streaming.py."""
 
 from __future__ import annotations
 
@@ -234,7 +235,10 @@ def test_churn_scores_are_written_across_nodes_and_served(make_app, cluster_env,
         cluster_env.redis_url, ids, scores, "7", date(2025, 4, 14), cluster=True
     )
     assert written == len(ids)
-    assert all(node.keys(f"{CHURN_KEY_PREFIX}*") for node in _primaries(cluster_client))
+    nodes = _primaries(cluster_client)
+    assert all(node.keys(f"{CHURN_KEY_PREFIX}*") for node in nodes)  # spread over every primary
+    for node in nodes:
+        node.close()
     app = make_app(REDIS_URL=cluster_env.redis_url, SETTINGS=cluster_env.cfg)
     answer = app.test_client().get("/v1/customers/churner-250/churn")
     assert answer.status_code == 200

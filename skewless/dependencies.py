@@ -136,7 +136,9 @@ def wait_for_redis(
     """Redis answers PING (a cluster: and is ready), and is a cluster exactly when ``cluster``
     (default: the SKEWLESS_REDIS_CLUSTER setting) says so."""
     if cluster is None:
-        cluster = settings.get("SKEWLESS_REDIS_CLUSTER")
+        from skewless.redis_server import cluster_enabled
+
+        cluster = cluster_enabled()
     wait_for("Redis", url, redis_probe(url, cluster=cluster), attempts=attempts, delay=delay)
     check_redis_mode(url, cluster)
 

@@ -45,7 +45,7 @@ def _cluster_url(url: str) -> str:
     db = parts.path.lstrip("/") or "0"
     if db != "0":
         raise ValueError(
-            f"REDIS_URL={mask(url)!r}: a Redis Cluster has only database 0, not /{db} "
+            f"REDIS_URL={settings.mask(url)!r}: a Redis Cluster has only database 0, not /{db} "
             f"({CLUSTER_VAR}=true)"
         )
     return urlunsplit(parts._replace(path=""))
@@ -67,12 +67,8 @@ def connect(url: str, *, cluster: bool | None = None, **kwargs):
         return RedisCluster.from_url(_cluster_url(url), **kwargs)
     except (RedisClusterException, redis.RedisError) as exc:
         raise redis.ConnectionError(
-            f"Redis Cluster at {mask(url)} ({CLUSTER_VAR}=true): {exc}"
+            f"Redis Cluster at {settings.mask(url)} ({CLUSTER_VAR}=true): {exc}"
         ) from None
-
-
-def mask(url: str) -> str:
-    return settings.mask(url) or url
 
 
 def find_binary() -> str:
@@ -357,7 +353,9 @@ def feast_connection_string(url: str, *, cluster: bool = False) -> str:
     or for a cluster ``host:port,...`` (no database; Feast discovers the other nodes)."""
     parsed = urlparse(url)
     if parsed.scheme not in ("redis", "rediss"):
-        raise ValueError(f"REDIS_URL={mask(url)!r}: expected redis://host:port/db or rediss://…")
+        raise ValueError(
+            f"REDIS_URL={settings.mask(url)!r}: expected redis://host:port/db or rediss://…"
+        )
     parts = [f"{parsed.hostname or 'localhost'}:{parsed.port or 6379}"]
     if cluster:
         _cluster_url(url)  # database 0 only

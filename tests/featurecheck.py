@@ -18,6 +18,15 @@ def same(a, b, rel: float = 1e-9) -> bool:
     return math.isclose(a, b, rel_tol=rel, abs_tol=1e-9)
 
 
+def identical(a, b) -> bool:
+    """Equal in value and type (no tolerance); None and NaN each equal only themselves."""
+    if a is None or b is None:
+        return a is None and b is None
+    if isinstance(a, float) and math.isnan(a):
+        return isinstance(b, float) and math.isnan(b)
+    return a == b and type(a) is type(b)
+
+
 def mismatches(group: FeatureGroup, rows: list[dict], events: list[dict]) -> list[str]:
     """Every feature value in ``rows`` (output of the group's dbt model) that the evaluator,
     run on the same ``events`` (staged transactions), computes differently."""

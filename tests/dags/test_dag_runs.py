@@ -116,18 +116,10 @@ def log_requests(cfg, redis_url: str, day: date, n: int = 30) -> dict[str, int]:
     from models import registry
     from models.config import model_config
     from models.datasets import feature_columns, predict
-    from serving import log, skew
+    from serving import log
+    from tests.serving.conftest import day_truth_rows
 
-    con = warehouse.connect(cfg.warehouse_path, read_only=True)
-    try:
-        ids = con.execute(
-            "select transaction_id from stg_raw__transactions where event_timestamp::date = ? "
-            "order by event_timestamp, transaction_id limit ?",
-            [day, n],
-        ).fetchdf()["transaction_id"]
-        truth = skew.offline_truth(con, ids).reset_index(drop=True)
-    finally:
-        con.close()
+    truth = day_truth_rows(cfg.warehouse_path, day, n)
     names = feature_columns("fraud")
     mlflow, client = registry.connect(cfg)
     version = registry.champion_version(client, "fraud")

@@ -187,19 +187,44 @@ def running_sidecar(serving_env: ServingEnv, tmp_path_factory, name: str):
                 raise RuntimeError(
                     f"server exited {proc.returncode}: {log_path.read_text()[-3000:]}"
                 )
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
             try:
-                conn.request("GET", "/readyz")
-                return conn.getresponse().status == 200
+                return http_get(port, "/readyz", timeout=2)[0] == 200
             except OSError:
                 return False
-            finally:
-                conn.close()
 
         wait_until(ready, timeout=90, interval=0.2)
         yield port, proc, log_path
     finally:
         stop_group(proc)
+
+
+def day_truth_rows(warehouse_path, day, n: int):
+    """The offline truth (``serving.skew.offline_truth``) of the day's first n transactions in
+    event-time order, read from the warehouse read-only."""
+    from serving import skew
+    from skewless import warehouse
+
+    con = warehouse.connect(warehouse_path, read_only=True)
+    try:
+        ids = con.execute(
+            "select transaction_id from stg_raw__transactions where event_timestamp::date = ? "
+            "order by event_timestamp, transaction_id limit ?",
+            [day, n],
+        ).fetchdf()["transaction_id"]
+        return skew.offline_truth(con, ids).reset_index(drop=True)
+    finally:
+        con.close()
+
+
+def http_get(port: int, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
+    """(status, body) of a GET on 127.0.0.1:port."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
 
 
 def free_port() -> int:

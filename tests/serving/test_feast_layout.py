@@ -13,6 +13,7 @@ from serving import feast_layout
 from serving.readers import MaterializedReader, feast_project
 from skewless import settings
 from skewless.features import FEATURE_SERVICES
+from tests.featurecheck import identical
 
 FRAUD_V1 = next(s for s in FEATURE_SERVICES if s.name == "fraud_v1")
 
@@ -88,14 +89,6 @@ def feast_store(serving_env):
     return pipeline.feature_store(serving_env.cfg, serving_env.redis_url)
 
 
-def _same(a, b) -> bool:
-    if a is None or b is None:
-        return a is None and b is None
-    if isinstance(a, float) and math.isnan(a):
-        return isinstance(b, float) and math.isnan(b)
-    return a == b and type(a) is type(b)
-
-
 @pytest.mark.slow
 def test_the_reader_returns_what_get_online_features_returns(
     serving_env, feast_store, transactions
@@ -137,7 +130,7 @@ def test_the_reader_returns_what_get_online_features_returns(
         mismatches += [
             (row, name, got[name], expected[name][i])
             for name in names
-            if not _same(got[name], expected[name][i])
+            if not identical(got[name], expected[name][i])
         ]
     assert mismatches == []
     client.close()

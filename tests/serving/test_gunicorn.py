@@ -11,6 +11,7 @@ import pytest
 
 from tests.serving.conftest import (
     clear_sidecar_keys,
+    http_get,
     running_sidecar,
     score_body,
 )
@@ -29,16 +30,6 @@ def server(serving_env, tmp_path_factory):
     client = redis.Redis.from_url(serving_env.redis_url)
     clear_sidecar_keys(client)
     client.close()
-
-
-def _get(port: int, path: str) -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        return response.status, response.read()
-    finally:
-        conn.close()
 
 
 def test_serves_the_contract_over_http(server, transactions, serving_env):
@@ -65,7 +56,7 @@ def test_serves_the_contract_over_http(server, transactions, serving_env):
         response.read()
     finally:
         conn.close()
-    status, text = _get(server["port"], "/metrics")
+    status, text = http_get(server["port"], "/metrics")
     assert status == 200
     # multiprocess metrics: the counts of both workers, the model of each live worker
     assert (
@@ -73,7 +64,7 @@ def test_serves_the_contract_over_http(server, transactions, serving_env):
         in text
     )
     assert b'skewless_model_info{name="fraud",version="' in text
-    status, doc = _get(server["port"], "/openapi.json")
+    status, doc = http_get(server["port"], "/openapi.json")
     assert status == 200 and json.loads(doc)["openapi"].startswith("3.1")
 
 

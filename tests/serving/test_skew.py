@@ -13,6 +13,7 @@ import pytest
 from serving import skew
 from serving.flush import _DDL, COLUMNS, TABLE
 from tests.conftest import PLACEMENT_VARS
+from tests.serving.conftest import day_truth_rows
 
 CONTRACT = {
     "requests",
@@ -54,19 +55,9 @@ def day_truth(env, serving_env):
     """The offline rows and champion scores of N transactions of the last day."""
     from models import registry
     from models.datasets import feature_columns, predict
-    from skewless import warehouse
 
     day = (serving_env.cutoff - timedelta(days=1)).date()
-    con = warehouse.connect(env.warehouse_path, read_only=True)
-    try:
-        ids = con.execute(
-            "select transaction_id from stg_raw__transactions where event_timestamp::date = ? "
-            "order by event_timestamp, transaction_id limit ?",
-            [day, N],
-        ).fetchdf()["transaction_id"]
-        truth = skew.offline_truth(con, ids).reset_index(drop=True)
-    finally:
-        con.close()
+    truth = day_truth_rows(env.warehouse_path, day, N)
     mlflow, _ = registry.connect(env)
     booster = registry.load_version(mlflow, "fraud", serving_env.model_version)
     truth["score"] = predict(booster, truth[feature_columns("fraud")])

@@ -8,7 +8,6 @@ sidecar's reads cross nodes."""
 from __future__ import annotations
 
 import dataclasses
-import math
 import subprocess
 import sys
 from datetime import datetime, timedelta
@@ -22,6 +21,7 @@ from skewless import redis_server, settings
 from skewless.evaluate import evaluate
 from skewless.features import FEATURE_SERVICES
 from tests.conftest import fresh_cluster, fresh_redis_db
+from tests.featurecheck import identical
 from tests.serving.conftest import stop_group, wait_until
 
 FRAUD_V1 = next(s for s in FEATURE_SERVICES if s.name == "fraud_v1")
@@ -136,14 +136,6 @@ def _read(reader, customer, merchant):
     return reader.read_raw({"customer_id": customer, "merchant_id": merchant})
 
 
-def _same(a, b) -> bool:
-    if a is None or b is None:
-        return a is None and b is None
-    if isinstance(a, float) and math.isnan(a):
-        return isinstance(b, float) and math.isnan(b)
-    return a == b and type(a) is type(b)
-
-
 def test_lag_zero_streams_the_declared_features(consumer, reader, feast_store):
     """Each update is pushed as of just after its event; the row equals skewless.evaluate over
     the same events, and the direct reader returns what Feast's get_online_features returns."""
@@ -196,7 +188,7 @@ def test_lag_zero_streams_the_declared_features(consumer, reader, feast_store):
             got.update(group_values or {})
         for group in FRAUD_V1.groups:
             for name in group.feature_names:
-                if not _same(got.get(name), expected[name][i]):
+                if not identical(got.get(name), expected[name][i]):
                     mismatches.append((row, name, got.get(name), expected[name][i]))
     assert mismatches == []
 
@@ -231,7 +223,7 @@ def test_sidecar_serves_the_streamed_features(consumer, reader, make_app, stream
     assert "customer_tx_count_1h" in served["features"]
     for name, value in served["features"].items():
         if name in streamed:
-            assert _same(value, streamed[name]), name
+            assert identical(value, streamed[name]), name
     # the scored transaction went onto the event stream in the same round trip as the log
     ((entry_id, fields),) = consumer.client.xrevrange(stream.STREAM, count=1)
     assert stream.decode_entry(fields)["event"] == {**body, "event_timestamp": at}

@@ -292,6 +292,17 @@ class CpuMeter:
 # -- runs -----------------------------------------------------------------------------------------
 
 
+def _call(target, conns, i: int) -> int:
+    """One request: its status, or -1 when it failed (the connections are then closed, to be
+    reopened by the next call)."""
+    try:
+        return target.call(conns, i)
+    except (OSError, ValueError, KeyError):
+        for conn in conns:
+            conn.close()
+        return -1
+
+
 def open_loop(
     target, meter: CpuMeter, *, rate: float, duration: float, warmup: float, **kw
 ) -> dict:
@@ -324,12 +335,7 @@ def open_loop(
                     return
                 if due > now:
                     time.sleep(due - now)
-                try:
-                    code = target.call(conns, i)
-                except (OSError, ValueError, KeyError):
-                    code = -1
-                    for conn in conns:
-                        conn.close()
+                code = _call(target, conns, i)
                 finished = time.perf_counter()
                 latency[i], done[i], codes[i] = finished - due, finished, code
         finally:
@@ -389,12 +395,7 @@ def closed_loop(
         end, i = clock["end"], slot
         try:
             while (sent := time.perf_counter()) < end:
-                try:
-                    code = target.call(conns, i)
-                except (OSError, ValueError, KeyError):
-                    code = -1
-                    for conn in conns:
-                        conn.close()
+                code = _call(target, conns, i)
                 out.append((sent, time.perf_counter(), code))
                 i += concurrency
         finally:

@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 export DO_NOT_TRACK := 1
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 
-.PHONY: setup postgres chromium lock test lint format bench demo airflow mlflow serve clean
+.PHONY: setup postgres chromium lock test fuzz lint format bench demo airflow mlflow serve clean
 
 setup: $(BIN)/skewless postgres chromium
 
@@ -44,6 +44,15 @@ lock:
 
 test: setup
 	$(BIN)/pytest
+
+# The property tests with random generation (tests/properties.py): FUZZ_SCALE x each test's
+# examples, from SEED (printed; pass SEED=... to replay a run). Failures are kept in var/hypothesis.
+FUZZ_SCALE ?= 10
+fuzz: setup
+	@seed=$${SEED:-$$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}; \
+	echo "make fuzz: seed $$seed, scale $(FUZZ_SCALE) (replay with make fuzz SEED=$$seed)"; \
+	HYPOTHESIS_PROFILE=fuzz SKEWLESS_FUZZ_SCALE=$(FUZZ_SCALE) \
+	  $(BIN)/pytest -m hypothesis --hypothesis-seed=$$seed --hypothesis-show-statistics -q
 
 lint: setup
 	$(BIN)/ruff check .

@@ -15,7 +15,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from serving.model import ModelUnavailable
 from serving.readers import FeaturesUnavailable
-from serving.schemas import InvalidInput
+from serving.schemas import BODY, InvalidInput
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(RequestEntityTooLarge)
     def _too_large(exc: RequestEntityTooLarge):
         limit = app.config.get("MAX_CONTENT_LENGTH")
-        return response(413, {"error": f"request body exceeds {limit} bytes", "field": "body"})
+        return response(413, {"error": f"request body exceeds {limit} bytes", "field": BODY})
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException):

@@ -8,6 +8,7 @@ declaration, so the published schema lists exactly the features the fraud model 
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
@@ -145,9 +146,29 @@ class ChurnResponse(BaseModel):
     model: ModelRef
 
 
+FIELD_DESCRIPTION = (
+    "The input at fault. In the JSON body: a JSON Pointer (RFC 6901), e.g. `/amount`, `/.` for a"
+    ' key named `.`, `/a~1b` for a key `a/b`, `/a~0b` for `a~b`; the empty pointer `""` is the'
+    " body as a whole (not JSON, not an object, too large). Outside the body: the name of the"
+    " header (`Authorization`) or path parameter (`customer_id`), which never starts with `/`."
+)
+
+
 class ErrorResponse(BaseModel):
-    error: str
-    field: str | None = Field(default=None, description="The offending input field, if any")
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "error": '"amount": Input should be greater than or equal to 0',
+                    "field": "/amount",
+                },
+                {"error": '"a/b": unknown field', "field": "/a~1b"},
+            ]
+        }
+    )
+
+    error: str = Field(description="What is wrong, quoting the key as sent")
+    field: str | None = Field(default=None, description=FIELD_DESCRIPTION)
 
 
 class UnavailableResponse(BaseModel):
@@ -165,17 +186,29 @@ class ReadyResponse(BaseModel):
     model: ModelRef
 
 
-class InvalidInput(ValueError):
-    """A request failed validation: ``field`` names the input, ``message`` says why."""
+BODY = ""  # the JSON Pointer to the whole request body
 
-    def __init__(self, field: str, message: str):
-        super().__init__(f"{field}: {message}")
+
+class InvalidInput(ValueError):
+    """A request failed validation: ``field`` names the input (see ``FIELD_DESCRIPTION``),
+    ``message`` says why; the error text starts with ``where``, the input as the client wrote it."""
+
+    def __init__(self, field: str, message: str, where: str | None = None):
+        super().__init__(f"{where or field}: {message}")
         self.field = field
         self.message = message
 
 
-def _field_name(loc: tuple) -> str:
-    return ".".join(str(part) for part in loc) if loc else "body"
+def json_pointer(loc: tuple) -> str:
+    """RFC 6901: each key with ``~`` as ``~0`` and ``/`` as ``~1``, each prefixed by ``/``."""
+    return "".join("/" + str(part).replace("~", "~0").replace("/", "~1") for part in loc)
+
+
+def _where(loc: tuple) -> str:
+    """The key path as sent, JSON-quoted: ``"amount"``, ``"a/b"``; the body: ``request body``."""
+    if not loc:
+        return "request body"
+    return " in ".join(json.dumps(str(part), ensure_ascii=False) for part in reversed(loc))
 
 
 def parse_score_request(body: bytes) -> ScoreRequest:
@@ -184,7 +217,6 @@ def parse_score_request(body: bytes) -> ScoreRequest:
         return ScoreRequest.model_validate_json(body)
     except ValidationError as exc:
         error = exc.errors(include_url=False, include_input=False)[0]
-        field = _field_name(error["loc"])
         kind = error["type"]
         if kind == "json_invalid":
             message = f"invalid JSON ({error['msg'].removeprefix('Invalid JSON: ')})"
@@ -196,7 +228,8 @@ def parse_score_request(body: bytes) -> ScoreRequest:
             message = "required field is missing"
         else:
             message = error["msg"].removeprefix("Value error, ")
-        raise InvalidInput(field, message) from None
+        loc = error["loc"]
+        raise InvalidInput(json_pointer(loc), message, _where(loc)) from None
 
 
 _COMPONENTS = (
@@ -224,7 +257,9 @@ def openapi(title: str = "skewless sidecar", version: str = "1") -> dict:
         ref_template="#/components/schemas/{model}",
     )
     errors = {
-        "400": _json("ErrorResponse", "Malformed input: `field` names it"),
+        "400": _json(
+            "ErrorResponse", "Malformed input: `field` points at it (a JSON Pointer in the body)"
+        ),
         "401": _json("ErrorResponse", "Missing or wrong bearer token (when one is configured)"),
         "413": _json("ErrorResponse", "Request body too large"),
         "503": _json("UnavailableResponse", "A dependency is down (Redis, model)"),

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+import tests.properties  # noqa: F401  (registers and loads the hypothesis profile first)
+
 # Environment variables that place skewless state; tests point them at temporary directories.
 PLACEMENT_VARS = (
     "SKEWLESS_WAREHOUSE",

@@ -242,3 +242,9 @@ def wait_until(check, timeout: float, interval: float = 0.05):
         if time.monotonic() > deadline:
             raise TimeoutError(f"condition not met within {timeout}s")
         time.sleep(interval)
+
+
+def unescape_pointer(pointer: str) -> list[str]:
+    """RFC 6901's reference tokens of a JSON Pointer ("" is the whole document)."""
+    assert pointer == "" or pointer.startswith("/"), pointer
+    return [t.replace("~1", "/").replace("~0", "~") for t in pointer.split("/")[1:]]

@@ -117,3 +117,16 @@ def test_openapi_request_example_is_accepted(client):
     )
     validator.validate(example)
     assert client.post("/v1/fraud/score", json=example).status_code == 200
+
+
+def test_openapi_error_examples_are_what_the_server_answers(client):
+    """The published 400 examples: a negative amount, an unknown key with a '/' in it."""
+    doc = client.get("/openapi.json").get_json()
+    amount, unknown = doc["components"]["schemas"]["ErrorResponse"]["examples"]
+    example = doc["components"]["schemas"]["ScoreRequest"]["examples"][0]
+    assert client.post("/v1/fraud/score", json={**example, "amount": -1}).get_json() == amount
+    assert client.post("/v1/fraud/score", json={**example, "a/b": 1}).get_json() == unknown
+    assert (
+        "RFC 6901"
+        in doc["components"]["schemas"]["ErrorResponse"]["properties"]["field"]["description"]
+    )

@@ -11,7 +11,7 @@ import pytest
 from models.datasets import feature_columns
 from serving import log as serving_log
 from serving.schemas import openapi
-from tests.serving.conftest import score_body
+from tests.serving.conftest import score_body, unescape_pointer
 
 pytestmark = pytest.mark.slow  # on the built pipeline (dbt, Feast, MLflow)
 
@@ -160,29 +160,33 @@ def _without(name):
 
 
 BAD_INPUTS = [
-    ("missing transaction_id", json.dumps(_without("transaction_id")), "transaction_id"),
-    ("missing amount", json.dumps(_without("amount")), "amount"),
-    ("extra field", json.dumps({**VALID, "card_number": "4111"}), "card_number"),
-    ("amount as string", json.dumps({**VALID, "amount": "12.5"}), "amount"),
-    ("amount as bool", json.dumps({**VALID, "amount": True}), "amount"),
-    ("negative amount", json.dumps({**VALID, "amount": -0.01}), "amount"),
-    ("NaN amount", json.dumps({**VALID, "amount": float("nan")}), "amount"),
-    ("infinite amount", json.dumps({**VALID, "amount": float("inf")}), "amount"),
-    ("overflowing amount", json.dumps(VALID).replace("12.5", "1e999"), "amount"),
-    ("id as number", json.dumps({**VALID, "customer_id": 42}), "customer_id"),
-    ("empty id", json.dumps({**VALID, "merchant_id": ""}), "merchant_id"),
-    ("id too long", json.dumps({**VALID, "merchant_id": "m" * 129}), "merchant_id"),
-    ("bad timestamp", json.dumps({**VALID, "event_timestamp": "yesterday"}), "event_timestamp"),
-    ("epoch timestamp", json.dumps({**VALID, "event_timestamp": 1744624800}), "event_timestamp"),
-    ("date only", json.dumps({**VALID, "event_timestamp": "2025-04-14"}), "event_timestamp"),
-    ("year 10000", json.dumps({**VALID, "event_timestamp": "9999-12-31T23:00:00-05:00"}), "event_timestamp"),
-    ("unknown mode", json.dumps({**VALID, "mode": "psychic"}), "mode"),
-    ("broken JSON", '{"transaction_id": "t-1",', "body"),
-    ("empty body", "", "body"),
-    ("array body", "[1, 2]", "body"),
-    ("string body", '"hello"', "body"),
-    ("null body", "null", "body"),
-    ("invalid UTF-8", b'{"transaction_id": "\xff"}', "body"),
+    ("missing transaction_id", json.dumps(_without("transaction_id")), "/transaction_id"),
+    ("missing amount", json.dumps(_without("amount")), "/amount"),
+    ("extra field", json.dumps({**VALID, "card_number": "4111"}), "/card_number"),
+    ("amount as string", json.dumps({**VALID, "amount": "12.5"}), "/amount"),
+    ("amount as bool", json.dumps({**VALID, "amount": True}), "/amount"),
+    ("negative amount", json.dumps({**VALID, "amount": -0.01}), "/amount"),
+    ("NaN amount", json.dumps({**VALID, "amount": float("nan")}), "/amount"),
+    ("infinite amount", json.dumps({**VALID, "amount": float("inf")}), "/amount"),
+    ("overflowing amount", json.dumps(VALID).replace("12.5", "1e999"), "/amount"),
+    ("id as number", json.dumps({**VALID, "customer_id": 42}), "/customer_id"),
+    ("empty id", json.dumps({**VALID, "merchant_id": ""}), "/merchant_id"),
+    ("id too long", json.dumps({**VALID, "merchant_id": "m" * 129}), "/merchant_id"),
+    ("bad timestamp", json.dumps({**VALID, "event_timestamp": "yesterday"}), "/event_timestamp"),
+    ("epoch timestamp", json.dumps({**VALID, "event_timestamp": 1744624800}), "/event_timestamp"),
+    ("date only", json.dumps({**VALID, "event_timestamp": "2025-04-14"}), "/event_timestamp"),
+    ("year 10000", json.dumps({**VALID, "event_timestamp": "9999-12-31T23:00:00-05:00"}), "/event_timestamp"),
+    ("unknown mode", json.dumps({**VALID, "mode": "psychic"}), "/mode"),
+    ("key named '.'", json.dumps({**VALID, ".": None}), "/."),
+    ("key with '/'", json.dumps({**VALID, "a/b": 1}), "/a~1b"),
+    ("key with '~'", json.dumps({**VALID, "~1": 1}), "/~01"),
+    ("empty key", json.dumps({**VALID, "": 1}), "/"),
+    ("broken JSON", '{"transaction_id": "t-1",', ""),
+    ("empty body", "", ""),
+    ("array body", "[1, 2]", ""),
+    ("string body", '"hello"', ""),
+    ("null body", "null", ""),
+    ("invalid UTF-8", b'{"transaction_id": "\xff"}', ""),
 ]  # fmt: skip
 
 
@@ -194,7 +198,9 @@ def test_malformed_input_is_a_400_naming_the_field(client, case, payload, field)
     assert response.status_code == 400, (case, response.get_json())
     body = response.get_json()
     assert body["field"] == field
-    assert body["error"].startswith(f"{field}: ") and len(body["error"]) > len(field) + 2
+    # the message quotes the key as sent (JSON-quoted), or speaks of the body as a whole
+    where = json.dumps(unescape_pointer(field)[0]) if field else "request body"
+    assert body["error"].startswith(f"{where}: ") and len(body["error"]) > len(where) + 2
     _validator("ErrorResponse").validate(body)
 
 
@@ -211,7 +217,7 @@ def test_bodies_over_the_limit_are_413(client):
         URL, data=json.dumps({**VALID, "pad": "x" * 20_000}), content_type="application/json"
     )
     assert response.status_code == 413
-    assert response.get_json()["field"] == "body"
+    assert response.get_json()["field"] == ""
 
 
 def test_a_configured_token_is_required(make_app):

@@ -13,12 +13,13 @@ from datetime import datetime, timedelta
 import duckdb
 import jinja2
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from skewless import dbtgen
 from skewless.features import GROUPS, Grain
 from tests.featurecheck import mismatches
+from tests.properties import examples
 
 BASE = datetime(2025, 1, 1)
 # Offsets on a coarse grid make ties and events exactly one window before another common;
@@ -94,7 +95,7 @@ def run_model(group, events: list[dict], cutoff: datetime) -> list[dict]:
 
 
 @pytest.mark.parametrize("group", GROUPS, ids=lambda g: g.name)
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(120))
 @given(raw=st.lists(event, min_size=1, max_size=40), cutoff_day=st.integers(1, 45))
 # The edges named in DESIGN section 4, always tried: an event exactly one day before another (in),
 # a tie (out), a label that becomes known exactly at t (used) and one an hour later (not used).

@@ -159,7 +159,6 @@ class ChainTarget:
     def __init__(self, spec: dict, bodies: list[dict]):
         self.feast_port, self.mlflow_port = spec["feast_port"], spec["mlflow_port"]
         self.columns = spec["columns"]
-        self.avg_7d = spec["avg_7d_feature"]
         self.bodies = bodies
         service, keys = spec["feature_service"], spec["join_keys"]
         self.raws = [
@@ -200,7 +199,7 @@ class ChainTarget:
         read = time.perf_counter()
         values = self.features(json.loads(text))
         body = self.bodies[k]
-        values.update(self.request_features(body["amount"], self.times[k], values[self.avg_7d]))
+        values.update(self.request_features(body["amount"], self.times[k], values))
         row = [values[c] for c in self.columns]
         payload = _dumps({"dataframe_split": {"columns": self.columns, "data": [row]}})
         raw = post(self.mlflow_port, "/invocations", payload)

@@ -204,15 +204,8 @@ def write_bodies(cfg, day: date, path: Path) -> list[dict]:
 
 def chain_spec(feast_port: int, mlflow_port: int, bodies: Path) -> dict:
     from models.datasets import feature_columns, get_task
-    from skewless.features import Agg
 
     service = get_task("fraud").service
-    avg_7d = next(
-        name
-        for g in service.groups
-        for a, w, name in g.window_features()
-        if a.agg is Agg.AVG and a.column == "amount" and w == "7d"
-    )
     return {
         "kind": "chain",
         "feast_port": feast_port,
@@ -221,7 +214,6 @@ def chain_spec(feast_port: int, mlflow_port: int, bodies: Path) -> dict:
         "feature_service": service.name,
         "join_keys": list(dict.fromkeys(g.entity.join_key for g in service.groups)),
         "columns": feature_columns("fraud"),
-        "avg_7d_feature": avg_7d,
     }
 
 

@@ -129,8 +129,9 @@ def score_fraud(day: date, *, cfg=None) -> dict:
     day = _as_date(day)
     cfg = cfg or settings_module.load()
     started = time.perf_counter()
-    threshold = float(model_config(cfg, "fraud")["alert_threshold"])
     booster, name, version = load_champion(cfg, "fraud")
+    _, client = registry.connect(cfg)
+    threshold = registry.alert_threshold(client, name, version, model_config(cfg, "fraud"))
     loaded = time.perf_counter()
     customer = [f"c.{n}" for n in group("customer_transaction_windows").feature_names]
     merchant = [f"m.{n}" for n in group("merchant_transaction_windows").feature_names]
@@ -164,9 +165,9 @@ def score_fraud(day: date, *, cfg=None) -> dict:
         features = pd.concat(
             [
                 rows,
-                request_features_frame(
-                    rows["amount"], rows["event_timestamp"], rows["customer_amount_avg_7d"]
-                ).drop(columns=["amount"]),
+                request_features_frame(rows["amount"], rows["event_timestamp"], rows).drop(
+                    columns=["amount"]
+                ),
             ],
             axis=1,
         )

@@ -47,7 +47,8 @@ class Task:
     label: str
     ids: tuple[str, ...]  # entity / row ids, in the order of ``keys``
     merge_keys: tuple[str, ...]  # identify one row (to join Feast's answer back)
-    request_features: bool  # fraud: amount, amount_to_avg_7d, hour, weekend from the request
+    request_features: bool  # fraud: skewless.features.REQUEST_FEATURES from the request
+    card: str  # the id investigators review (a card): card precision@k ranks these per day
     extra_columns: tuple[str, ...] = ()  # kept in ``keys`` (e.g. label_timestamp)
 
     @property
@@ -68,6 +69,7 @@ TASKS: dict[str, Task] = {
         ids=("transaction_id", "customer_id", "merchant_id"),
         merge_keys=("transaction_id",),
         request_features=True,
+        card="customer_id",
         extra_columns=("label_timestamp",),
     ),
     "churn_30d": Task(
@@ -78,6 +80,7 @@ TASKS: dict[str, Task] = {
         ids=("customer_id",),
         merge_keys=("customer_id", "event_timestamp"),
         request_features=False,
+        card="customer_id",
     ),
 }
 ALIASES = {"churn": "churn_30d"}
@@ -271,9 +274,7 @@ def _assemble(spec: Task, rows: pd.DataFrame, source: str) -> TrainingFrame:
     rows = rows.reset_index(drop=True)
     X = rows[spec.group_features].astype("float64")
     if spec.request_features:
-        request = request_features_frame(
-            rows["amount"], rows["event_timestamp"], rows["customer_amount_avg_7d"]
-        )
+        request = request_features_frame(rows["amount"], rows["event_timestamp"], rows)
         X = pd.concat([X, request.astype("float64")], axis=1)
     X = X[feature_columns(spec.name)]
     y = rows[spec.label].astype("int8").rename(spec.label)

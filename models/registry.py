@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 CHAMPION = "champion"
+# The model version tag holding the alert threshold derived at training time (models/config.yaml).
+THRESHOLD_TAG = "alert_threshold"
 
 
 def tracking_uri(cfg) -> str:
@@ -91,3 +93,18 @@ def promote(client, model_name: str, version: str) -> None:
 def describe(decision: dict[str, Any]) -> dict[str, str]:
     """The decision as run tags (promotion.*)."""
     return {f"promotion.{key}": str(value) for key, value in decision.items()}
+
+
+def alert_threshold(client, model_name: str, version: str, task_config: dict) -> float:
+    """The alert threshold of a model version: the one derived when it was trained (its tag), or
+    the committed fixed threshold for a version trained before thresholds were derived."""
+    tags = client.get_model_version(model_name, version).tags
+    if THRESHOLD_TAG in tags:
+        return float(tags[THRESHOLD_TAG])
+    setting = task_config["alert_threshold"]
+    if isinstance(setting, int | float) and not isinstance(setting, bool):
+        return float(setting)
+    raise ValueError(
+        f"model {model_name!r} version {version} has no {THRESHOLD_TAG!r} tag and"
+        f" models/config.yaml derives the threshold by a rule: retrain it"
+    )

@@ -50,15 +50,19 @@ def fit(frame: datasets.TrainingFrame, task_config: dict):
 
 
 def _evaluate(booster, frame: datasets.TrainingFrame, task_config: dict) -> tuple[dict, Any]:
+    """Holdout metrics at the alert threshold the committed rule derives from these scores."""
     scores = datasets.predict(booster, frame.X)
+    timestamps = frame.keys["event_timestamp"]
+    threshold, rule = evaluation.derive_threshold(task_config, scores, timestamps)
     metrics = evaluation.metrics(
         frame.y.to_numpy(),
         scores,
-        frame.keys["event_timestamp"],
-        threshold=float(task_config["alert_threshold"]),
+        timestamps,
+        threshold=threshold,
         k=int(task_config["top_k_per_day"]),
+        cards=frame.keys[datasets.get_task(frame.task).card],
     )
-    return metrics, scores
+    return {**metrics, "threshold_rule": rule}, scores
 
 
 def train(
@@ -133,7 +137,10 @@ def train(
         tags={"task": spec.name, "feature_service": spec.service.name, "source": source},
     ) as run:
         _log_inputs(mlflow, spec, task_config, train_frame, window, data_fingerprint, source)
-        mlflow.log_metrics({k: v for k, v in metrics.items() if v is not None})
+        mlflow.log_metrics(
+            {k: v for k, v in metrics.items() if isinstance(v, int | float) and v is not None}
+        )
+        mlflow.set_tag("threshold_rule", metrics["threshold_rule"])
         mlflow.log_metrics({"load_seconds": both.seconds, "fit_seconds": fit_seconds})
         per_day = evaluation.precision_at_k_by_day(
             test_frame.y.to_numpy(),
@@ -167,6 +174,8 @@ def train(
                 "feature_service": spec.service.name,
                 "data_fingerprint": data_fingerprint,
                 "test_window": f"{windows.test_start.isoformat()}/{windows.test_end.isoformat()}",
+                registry.THRESHOLD_TAG: repr(metrics["threshold"]),
+                "threshold_rule": metrics["threshold_rule"],
                 decision["metric"]: f"{decision['challenger_score']:.6f}",
             }
             for key, value in tags.items():
@@ -180,6 +189,7 @@ def train(
         "champion_version": decision["champion_version"],
         "previous_champion_version": decision["previous_champion_version"],
         "promotion": decision,
+        "alert_threshold": metrics["threshold"],
         "metrics": metrics,
         "train_rows": len(train_frame),
         "test_rows": len(test_frame),
@@ -209,7 +219,7 @@ def _log_inputs(mlflow, spec, task_config, train_frame, window, data_fingerprint
             "n_features": train_frame.X.shape[1],
             "source": source,
             "training_set": spec.training_set,
-            "alert_threshold": task_config["alert_threshold"],
+            "alert_threshold_rule": json.dumps(task_config["alert_threshold"]),
             "top_k_per_day": task_config["top_k_per_day"],
             "promotion_metric": task_config["promotion"]["metric"],
             "promotion_min_improvement": task_config["promotion"].get("min_improvement", 0.0),
@@ -310,8 +320,8 @@ def run(args: argparse.Namespace) -> int:
             f"{'v' + result['model_version'] if result['model_version'] else '(not registered)'}: "
             f"roc_auc={m['roc_auc']:.4f} "
             f"average_precision={m['average_precision']:.4f} "
-            f"precision@{m['k']}/day={m['precision_at_k_per_day']:.4f} "
-            f"recall@{m['threshold']}={m['recall_at_threshold']:.4f} "
+            f"card_precision@{m['k']}={m['card_precision_at_k']:.4f} "
+            f"recall@{m['threshold']:.4g}={m['recall_at_threshold']:.4f} "
             f"train={result['train_rows']} test={result['test_rows']} "
             f"promoted={result['promoted']} champion=v{result['champion_version']}"
         )

@@ -79,16 +79,19 @@ class LoadedModel:
     name: str
     version: str
     columns: tuple[str, ...]  # the booster's feature order
+    threshold: float  # decline at or above it: derived when this version was trained
     fast: SingleRowPredictor | None = field(default=None, compare=False)
 
     @classmethod
-    def of(cls, booster, name: str, version: str, columns: tuple[str, ...]) -> LoadedModel:
+    def of(
+        cls, booster, name: str, version: str, columns: tuple[str, ...], threshold: float
+    ) -> LoadedModel:
         try:
             fast = SingleRowPredictor(booster, len(columns))
         except Exception as exc:  # an older/newer lightgbm without the C entry points
             log.warning("single-row fast path unavailable, using Booster.predict: %s", exc)
             fast = None
-        return cls(booster, name, version, columns, fast)
+        return cls(booster, name, version, columns, threshold, fast)
 
     def row(self, features: dict) -> np.ndarray:
         return np.array(
@@ -144,6 +147,13 @@ class ChampionModel:
         name = model_config(self.cfg, self.task)["registered_model"]
         return registry.champion_version(self._registry(), name)
 
+    def _threshold(self, name: str, version: str) -> float:
+        from models import registry
+        from models.config import model_config
+
+        config = model_config(self.cfg, self.task)
+        return registry.alert_threshold(self._registry(), name, version, config)
+
     def refresh(self) -> bool:
         """Loads the champion if it is not the current model. Returns whether it changed."""
         from models.batch_score import NoChampion, load_champion
@@ -154,12 +164,14 @@ class ChampionModel:
             try:
                 booster, name, version = load_champion(self.cfg, self.task)
                 columns = check_features(booster, self.served_features)
-            except (NoChampion, ModelUnavailable) as exc:
+                threshold = self._threshold(name, version)
+            except (NoChampion, ModelUnavailable, ValueError) as exc:
                 if self.current is None:
                     self.error = str(exc)
                 log.warning("champion not loaded: %s", exc)
                 return False
-            old, self.current = self.current, LoadedModel.of(booster, name, version, columns)
+            loaded = LoadedModel.of(booster, name, version, columns, threshold)
+            old, self.current = self.current, loaded
             self.error = None
         log.info("serving %s version %s", name, version)
         if self.on_change:

@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 import redis
 from flask import Flask, current_app
 
-from models.config import model_config
 from models.datasets import feature_columns, get_task
 from serving import log as serving_log
 from serving import stream
@@ -29,18 +28,9 @@ from serving.schemas import Decision, ScoreRequest
 from serving.state import ExactState
 from skewless import redis_server
 from skewless import settings as settings_module
-from skewless.features import Agg, request_features
+from skewless.features import request_features
 
 logger = logging.getLogger(__name__)
-
-
-def _avg_7d_feature(service) -> tuple[str, str]:
-    """(group, feature) of the customer's 7-day mean amount, which request_features() divides by."""
-    for group in service.groups:
-        for aggregate, window, name in group.window_features():
-            if aggregate.agg is Agg.AVG and aggregate.column == "amount" and window == "7d":
-                return group.name, name
-    raise LookupError(f"{service.name} declares no 7-day mean amount")  # pragma: no cover
 
 
 def _clean(value):
@@ -72,7 +62,6 @@ class Sidecar:
         self.task = conf["TASK"]
         self.service = get_task(self.task).service
         self.columns = feature_columns(self.task)
-        self.threshold = float(model_config(self.cfg, self.task)["alert_threshold"])
         self.model = ChampionModel(
             self.cfg, self.task, self.columns, float(conf["MODEL_CHECK_SECONDS"])
         )
@@ -92,7 +81,6 @@ class Sidecar:
         self.record_events = bool(conf["RECORD_EVENTS"])
         self.log_maxlen = int(conf["SERVING_LOG_MAXLEN"])
         self.event_stream_maxlen = int(conf["EVENT_STREAM_MAXLEN"])
-        _, self.avg_7d = _avg_7d_feature(self.service)
         if conf["LOAD_MODEL"]:
             self.model._refresh_quietly()
             self.model._next_check = time.monotonic() + self.model.check_seconds
@@ -136,12 +124,10 @@ class Sidecar:
         read = reader.read(request)
         read_seconds = time.perf_counter() - read_started
         values = read.values
-        values.update(
-            request_features(request.amount, request.event_timestamp, values[self.avg_7d])
-        )
+        values.update(request_features(request.amount, request.event_timestamp, values))
         features = {name: _clean(values[name]) for name in self.columns}
         probability = model.predict(features)
-        decision = Decision.DECLINE if probability >= self.threshold else Decision.APPROVE
+        decision = Decision.DECLINE if probability >= model.threshold else Decision.APPROVE
         latency_ms = round((time.perf_counter() - started) * 1000, 3)
         entry = {
             "request_id": request_id,

@@ -41,10 +41,10 @@ from serving import skew_measures as measures
 from serving.flush import TABLE
 from serving.skew_measures import consequences, distribution_distances  # noqa: F401 (API)
 from skewless.features import (
+    AMOUNT_RATIOS,
     CUSTOMER_TRANSACTION_WINDOWS,
     MERCHANT_TRANSACTION_WINDOWS,
     request_features_frame,
-    window_length,
 )
 
 TASK = "fraud"
@@ -139,9 +139,7 @@ def offline_truth(con, transaction_ids) -> pd.DataFrame:
         ).fetchdf()
     finally:
         con.unregister("skew_ids")
-    request = request_features_frame(
-        rows["amount"], rows["event_timestamp"], rows["customer_amount_avg_7d"]
-    )
+    request = request_features_frame(rows["amount"], rows["event_timestamp"], rows)
     names = feature_columns(TASK)
     features = pd.concat([rows.drop(columns=["amount"]), request], axis=1)
     keys = ["transaction_id", "customer_id", "merchant_id", "event_timestamp"]
@@ -152,34 +150,45 @@ def offline_truth(con, transaction_ids) -> pd.DataFrame:
 
 
 def _load_boosters(cfg, versions) -> dict:
+    """version -> (booster, the alert threshold it was trained with)."""
     from models import registry
     from models.config import model_config
 
-    name = model_config(cfg, TASK)["registered_model"]
-    mlflow, _ = registry.connect(cfg)
-    return {v: registry.load_version(mlflow, name, str(v)) for v in versions}
+    config = model_config(cfg, TASK)
+    name = config["registered_model"]
+    mlflow, client = registry.connect(cfg)
+    return {
+        v: (
+            registry.load_version(mlflow, name, str(v)),
+            registry.alert_threshold(client, name, str(v), config),
+        )
+        for v in versions
+    }
 
 
-def _feature_scope() -> dict[str, tuple[str, timedelta]]:
-    """feature -> (entity key, window whose events it depends on)."""
+def _feature_scope() -> dict[str, tuple[str, timedelta, timedelta]]:
+    """feature -> (entity key, start, end): it depends on the events in [t - start, t - end)."""
     scope = {}
     for group in GROUPS:
-        longest = max(window_length(w) for w in group.windows)
-        for _, window, name in group.window_features():
-            scope[name] = (group.entity.join_key, window_length(window) if window else longest)
-    scope["amount_to_avg_7d"] = ("customer_id", window_length("7d"))
+        for aggregate, window, name in group.window_features():
+            start, end = aggregate.bounds(window) if window else (group.horizon, timedelta(0))
+            scope[name] = (group.entity.join_key, start, end)
+    for ratio in AMOUNT_RATIOS:
+        scope[ratio.name] = scope[ratio.feature]
     return scope
 
 
 def _late_arrivals(con, mismatches: pd.DataFrame) -> np.ndarray:
-    """For each mismatch (entity_key, entity_id, transaction_id, t, window_seconds, served_time):
-    whether an event of that entity in [t - window, t) arrived after the served time."""
+    """For each mismatch (entity_key, entity_id, transaction_id, t, start_seconds, end_seconds,
+    served_time): whether an event of that entity in [t - start, t - end) arrived after the served
+    time."""
     flags = np.zeros(len(mismatches), dtype=bool)
     for key in ("customer_id", "merchant_id"):
         part = mismatches[mismatches["entity_key"] == key]
         if part.empty:
             continue
-        frame = part[["row", "entity_id", "transaction_id", "t", "window_seconds", "served_time"]]
+        columns = ["row", "entity_id", "transaction_id", "t", "start_seconds", "end_seconds"]
+        frame = part[[*columns, "served_time"]]
         con.register("skew_mismatches", frame.reset_index(drop=True))
         try:
             late = con.execute(
@@ -189,8 +198,8 @@ def _late_arrivals(con, mismatches: pd.DataFrame) -> np.ndarray:
                 join stg_raw__transactions as e
                     on e.{key} = x.entity_id
                     and e.transaction_id <> x.transaction_id
-                    and e.event_timestamp < x.t
-                    and e.event_timestamp >= x.t - to_seconds(x.window_seconds)
+                    and e.event_timestamp < x.t - to_seconds(x.end_seconds)
+                    and e.event_timestamp >= x.t - to_seconds(x.start_seconds)
                     and e.arrival_timestamp > x.served_time
                 """
             ).fetchall()
@@ -231,13 +240,11 @@ def skew_report(day: date | None = None, *, mode: str | None = None, cfg=None) -
     ``mode``, ``features``, ``score``, ``decisions``, ``quality``, ``causes``) plus ``date``,
     ``threshold``, ``model_versions``, ``examples`` (the three tables) and ``histograms``."""
     from models import datasets
-    from models.config import model_config
     from skewless import settings, warehouse
 
     cfg = cfg or settings.load()
     if isinstance(day, datetime):
         day = day.date()
-    threshold = float(model_config(cfg, TASK)["alert_threshold"])
     names = datasets.feature_columns(TASK)
 
     if not cfg.warehouse_path.exists():
@@ -270,7 +277,7 @@ def skew_report(day: date | None = None, *, mode: str | None = None, cfg=None) -
             features[name], feature_histograms[name] = measures.feature_stats(s, o)
             bad = ~measures.matches(s, o)
             if bad.any():
-                key, window = scope.get(name, (None, timedelta(0)))
+                key, start, end = scope.get(name, (None, timedelta(0), timedelta(0)))
                 mismatch_parts.append(
                     pd.DataFrame(
                         {
@@ -279,7 +286,8 @@ def skew_report(day: date | None = None, *, mode: str | None = None, cfg=None) -
                             "entity_id": truth[key][bad].to_numpy() if key else None,
                             "transaction_id": truth["transaction_id"][bad].to_numpy(),
                             "t": truth["event_timestamp"][bad].to_numpy(),
-                            "window_seconds": window.total_seconds(),
+                            "start_seconds": start.total_seconds(),
+                            "end_seconds": end.total_seconds(),
                             "served_time": served_time[bad].to_numpy(),
                         }
                     )
@@ -298,16 +306,21 @@ def skew_report(day: date | None = None, *, mode: str | None = None, cfg=None) -
 
     versions = sorted(log["model_version"].dropna().unique())
     offline_scores = np.full(len(log), np.nan)
-    for version, booster in boosters.result().items():
+    thresholds = np.full(
+        len(log), np.nan
+    )  # each row at the threshold of the version that served it
+    threshold = None
+    for version, (booster, threshold) in boosters.result().items():
         rows = (log["model_version"] == version).to_numpy()
         # one call over all rows: two threads cost no spin-waiting here (models/batch_score.py)
         offline_scores[rows] = datasets.predict(booster, offline[rows], num_threads=2)
+        thresholds[rows] = threshold
     served_scores = log["fraud_probability"].to_numpy(dtype="float64")
     drift = np.abs(served_scores - offline_scores)
     drift = drift[~np.isnan(drift)]
 
     served_decline = (log["decision"] == "decline").to_numpy()
-    offline_decline = offline_scores >= threshold
+    offline_decline = offline_scores >= thresholds
     is_fraud = truth["is_fraud"]
     consequence = consequences(served_decline, offline_decline, is_fraud)
     known = is_fraud.notna()
@@ -315,7 +328,7 @@ def skew_report(day: date | None = None, *, mode: str | None = None, cfg=None) -
         "requests": len(log),
         "mode": mode,
         "date": day.isoformat(),
-        "threshold": threshold,
+        "threshold": threshold,  # of the newest model version served
         "model_versions": [str(v) for v in versions],
         "features": features,
         "score": {
@@ -330,8 +343,8 @@ def skew_report(day: date | None = None, *, mode: str | None = None, cfg=None) -
         "quality": {
             "served_average_precision": measures.average_precision(is_fraud, served_scores),
             "offline_average_precision": measures.average_precision(is_fraud, offline_scores),
-            "served_recall": measures.recall(is_fraud, served_scores, threshold),
-            "offline_recall": measures.recall(is_fraud, offline_scores, threshold),
+            "served_recall": measures.recall(is_fraud, served_decline),
+            "offline_recall": measures.recall(is_fraud, offline_decline),
             "labelled": int(known.sum()),
             "frauds": int((is_fraud[known] == 1).sum()),
         },

@@ -102,11 +102,11 @@ def average_precision(labels: pd.Series, scores: np.ndarray) -> float | None:
     return float(average_precision_score(y, scores))
 
 
-def recall(labels: pd.Series, scores: np.ndarray, threshold: float) -> float | None:
-    """Share of the known frauds scoring at or above the threshold (None without frauds)."""
-    y, scores = _known(labels, scores)
-    frauds = scores[y == 1]
-    return float((frauds >= threshold).mean()) if len(frauds) else None
+def recall(labels: pd.Series, alerts: np.ndarray) -> float | None:
+    """Share of the known frauds alerted (declined) (None without frauds)."""
+    y, alerts = _known(labels, np.asarray(alerts, dtype=bool))
+    caught = alerts[y == 1]
+    return float(caught.mean()) if len(caught) else None
 
 
 def consequences(served_decline, offline_decline, is_fraud: pd.Series) -> np.ndarray:

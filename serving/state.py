@@ -6,8 +6,8 @@ At request time the features are computed from these events with ``skewless.eval
 code a property test holds equal to the dbt SQL - so exact mode can only differ from the offline
 truth by events that had not arrived yet.
 
-Bound: an entity keeps the events within the longest window of its groups in the feature service
-(counted back from its newest event) plus the newest event before that, which
+Bound: an entity keeps the events within the horizon of its groups in the feature service (the
+longest window plus its offset, counted back from its newest event) plus the newest event before that, which
 ``seconds_since_last`` needs however old it is.
 
 Labels: events carry ``is_fraud`` and ``label_timestamp`` when known; label-based features count a
@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 
 from serving.redisio import RoundTrips, round_trips
-from skewless.features import FEATURE_SERVICES, FeatureService, window_length
+from skewless.features import FEATURE_SERVICES, FeatureService
 
 KEY_PREFIX = "skewless:events:"
 _EPOCH = datetime(1970, 1, 1)
@@ -152,7 +152,7 @@ class ExactState:
         retention: dict[str, timedelta] = {}
         join_keys: dict[str, str] = {}
         for group in self.service.groups:
-            longest = max(window_length(w) for w in group.windows)
+            longest = group.horizon
             name = group.entity.name
             retention[name] = max(retention.get(name, longest), longest)
             join_keys[name] = group.entity.join_key

@@ -38,12 +38,12 @@ ONE_US = "{{ interval_of(1, 'microsecond') }}"
 DOUBLE = "{{ type_double() }}"
 
 
-def _seconds(window: str) -> int:
-    return int(F.window_length(window).total_seconds())
+def _interval(delta: timedelta) -> str:
+    return f"{{{{ interval_of({int(delta.total_seconds())}, 'second') }}}}"
 
 
 def _span(window: str) -> str:
-    return f"{{{{ interval_of({_seconds(window)}, 'second') }}}}"
+    return _interval(F.window_length(window))
 
 
 def _frame(name: str, preceding: str) -> str:
@@ -81,31 +81,42 @@ def _union(branches: list[tuple[str, dict[str, str], str]], columns: list[str]) 
 
 
 def _label_steps(labeled) -> tuple[list[tuple[str, dict[str, str], str]], list[str]]:
-    """Steps of the label-based rates, and their select expressions (over `w`).
+    """Steps of the label-based rates, and their select expressions.
 
-    A label counts at t when label_timestamp <= t and t - w <= event_timestamp < t. So it adds +1 at
-    max(label_timestamp, event_timestamp + 1 us) and -1 at event_timestamp + w + 1 us (timestamps are
-    microseconds, so "+ 1 us" turns "after" into "at or after"); labels known only after their event
-    left the window never count.
+    A label counts at t when label_timestamp <= t and t - d - w <= event_timestamp < t - d (d the
+    aggregate's offset, often 0). So it adds +1 at max(label_timestamp, event_timestamp + d + 1 us)
+    and -1 at event_timestamp + d + w + 1 us (timestamps are microseconds, so "+ 1 us" turns
+    "after" into "at or after"); labels known only after their event left the window never count.
+    Each distinct offset is one +1 branch; each window one -1 branch.
     """
-    starts: dict[str, str] = {}
+    starts: dict[timedelta, dict[str, str]] = {}
     branches, selects = [], []
     for aggregate, window, name in labeled:
-        span = _span(window)
-        valid = f"label_timestamp <= event_timestamp + {span}"
+        start, shift = aggregate.bounds(window)
+        valid = f"label_timestamp <= event_timestamp + {_interval(start)}"
         col = f"cast({aggregate.column} as {DOUBLE})"
-        starts[f"n_{name}"] = f"cast({valid} as integer)"
-        starts[f"y_{name}"] = f"case when {valid} then {col} else 0 end"
+        starts.setdefault(shift, {})[f"n_{name}"] = f"cast({valid} as integer)"
+        starts[shift][f"y_{name}"] = f"case when {valid} then {col} else 0 end"
         branches.append(
             (
-                f"event_timestamp + {span} + {ONE_US}",
+                f"event_timestamp + {_interval(start)} + {ONE_US}",
                 {f"n_{name}": "-1", f"y_{name}": f"-{col}"},
                 f"from labels where {valid}",
             )
         )
         selects.append(f"w.y_{name} / nullif(w.n_{name}, 0) as {name}")
-    first = (f"greatest(label_timestamp, event_timestamp + {ONE_US})", starts, "from labels")
-    return [first, *branches], selects
+    firsts = [
+        (f"greatest(label_timestamp, {_after(shift)})", values, "from labels")
+        for shift, values in starts.items()
+    ]
+    return [*firsts, *branches], selects
+
+
+def _after(shift: timedelta) -> str:
+    """The first microsecond at which an event is in a window ending ``shift`` before t."""
+    if shift:
+        return f"event_timestamp + {_interval(shift)} + {ONE_US}"
+    return f"event_timestamp + {ONE_US}"
 
 
 def _distinct_steps(distinct) -> tuple[list[str], list[tuple[str, dict[str, str], str]], list[str]]:

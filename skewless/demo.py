@@ -200,7 +200,8 @@ def _champions(cfg: settings.Settings) -> dict:
     return models
 
 
-_REPORTED = ("roc_auc", "average_precision", "precision_at_k_per_day", "recall_at_threshold")
+_REPORTED = ("roc_auc", "average_precision", "card_precision_at_k", "precision_at_k_per_day")
+_REPORTED += ("recall_at_threshold", "threshold")
 
 
 def main(argv: list[str] | None = None) -> int:

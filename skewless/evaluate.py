@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 
-from skewless.features import Agg, FeatureGroup, window_length
+from skewless.features import Agg, FeatureGroup
 
 
 def stage_event(raw: Mapping, label_delay: timedelta) -> dict:
@@ -45,8 +45,8 @@ def evaluate(group: FeatureGroup, events: Iterable[Mapping], at: datetime) -> di
         if aggregate.agg is Agg.SECONDS_SINCE_LAST:
             values[name] = (at - before[-1]["event_timestamp"]).total_seconds() if before else None
             continue
-        start = at - window_length(window)
-        in_window = [e for e in before if e["event_timestamp"] >= start]
+        start, end = (at - bound for bound in aggregate.bounds(window))
+        in_window = [e for e in before if start <= e["event_timestamp"] < end]
         values[name] = _aggregate(aggregate.agg, aggregate.column, in_window, at)
     for ratio in group.ratios:
         numerator, denominator = values[ratio.numerator], values[ratio.denominator]

@@ -7,12 +7,26 @@ Every windowed feature is declared here once. Three things follow from it:
 3. the online computation of the sidecar (``skewless.evaluate``).
 
 Window semantics: a feature evaluated at time t over window w covers the entity's events with
-``event_timestamp`` in [t - w, t), strictly before t. Label-based aggregations only count events whose
-``label_timestamp`` <= t. Adding a window is a one-line change: add it to a group's ``windows``.
+``event_timestamp`` in [t - w, t), strictly before t. An aggregate declared with an ``offset`` d
+covers [t - d - w, t - d) instead: the window ends d before t. Label-based aggregations only count
+events whose ``label_timestamp`` <= t. Adding a window is a one-line change: add it to a group's
+``windows``.
+
+Why label-based rates are shifted back: fraud labels arrive days after the transaction (7 days by
+default). Over [t - w, t) with w <= the label delay, almost no label is known yet at t, so such a
+window is empty in practice and the rate is null. Shifted back by the delay, [t - 7d - w, t - 7d)
+holds transactions whose labels are known by t, so the rate carries the risk of a terminal as it
+was a week ago, the way fraud teams compute it (the "delay period" of the Reproducible Machine
+Learning for Credit Card Fraud Detection handbook, ch. 3.3). Labels still count only once known:
+a label that arrives later than the usual delay counts from the moment it is known, one known a
+microsecond after t does not count at t. A window over label time (labels that became known in the
+w before t) would also carry signal, but it mixes transactions of very different ages: the shifted
+window keeps one definition of "the terminal's risk over w" for every w.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
@@ -24,6 +38,15 @@ WINDOWS: dict[str, timedelta] = {
     "30d": timedelta(days=30),
     "90d": timedelta(days=90),
 }
+
+
+def window_length(window: str) -> timedelta:
+    try:
+        return WINDOWS[window]
+    except KeyError:
+        raise KeyError(
+            f"unknown window {window!r}; declare it in WINDOWS: {list(WINDOWS)}"
+        ) from None
 
 
 class Agg(StrEnum):
@@ -61,6 +84,17 @@ class Aggregate:
     agg: Agg
     column: str | None = None
     description: str = ""
+    # A key of WINDOWS: each window ends this long before t, [t - offset - w, t - offset).
+    offset: str | None = None
+
+    def __post_init__(self):
+        if self.offset is not None:
+            window_length(self.offset)  # a declared length, or a KeyError naming the known ones
+            if self.agg is not Agg.LABELED_RATE:
+                raise ValueError(
+                    f"{self.name}: an offset shifts the windows of label-based rates"
+                    f" ({Agg.LABELED_RATE}) only, not {self.agg}"
+                )
 
     @property
     def dtype(self) -> str:
@@ -69,6 +103,15 @@ class Aggregate:
     @property
     def windowed(self) -> bool:
         return self.agg is not Agg.SECONDS_SINCE_LAST
+
+    @property
+    def shift(self) -> timedelta:
+        """How long before t each window ends (0 without an offset)."""
+        return window_length(self.offset) if self.offset else timedelta(0)
+
+    def bounds(self, window: str) -> tuple[timedelta, timedelta]:
+        """(start, end) of ``window``, as durations before t: it covers [t - start, t - end)."""
+        return self.shift + window_length(window), self.shift
 
 
 @dataclass(frozen=True)
@@ -124,9 +167,20 @@ class FeatureGroup:
     def feature_names(self) -> list[str]:
         return [f.name for f in self.features]
 
+    @property
+    def horizon(self) -> timedelta:
+        """How far back before t the group's windows reach (the longest window plus its offset):
+        the events an online state must keep."""
+        return max(a.bounds(w)[0] for a, w, _ in self.window_features() if w is not None)
+
 
 def _describe(aggregate: Aggregate, window: str | None) -> str:
-    scope = f"over the {window} before t" if window else "before t"
+    if window is None:
+        scope = "before t"
+    elif aggregate.offset:
+        scope = f"over the {window} ending {aggregate.offset} before t"
+    else:
+        scope = f"over the {window} before t"
     return f"{aggregate.description} {scope}".strip()
 
 
@@ -168,13 +222,14 @@ MERCHANT_TRANSACTION_WINDOWS = FeatureGroup(
             "merchant_tx_count", Agg.COUNT, description="Number of the merchant's transactions"
         ),
         Aggregate(
-            "merchant_fraud_rate",
+            "merchant_fraud_risk",
             Agg.LABELED_RATE,
             "is_fraud",
-            "Fraud rate among the merchant's transactions whose label was known at t",
+            "Fraud rate among the merchant's transactions whose label was known at t,",
+            offset="7d",  # the usual label delay: see the module docstring
         ),
     ),
-    description="Merchant volume and known fraud risk just before each transaction (label delay).",
+    description="Merchant volume, and fraud risk as known at t (windows shifted by the label delay).",
 )
 
 CUSTOMER_DAILY_ACTIVITY = FeatureGroup(
@@ -232,46 +287,82 @@ FEATURE_SERVICES: tuple[FeatureService, ...] = (
     ),
 )
 
+
+@dataclass(frozen=True)
+class AmountRatio:
+    """A request-time feature: the request's amount divided by one of the entity's window
+    features (null when that is null, NaN or not > 0)."""
+
+    name: str
+    feature: str  # a window feature of the fraud service, e.g. customer_amount_avg_7d
+    description: str
+
+
+AMOUNT_RATIOS: tuple[AmountRatio, ...] = (
+    AmountRatio(
+        "amount_to_avg_7d",
+        "customer_amount_avg_7d",
+        "Amount divided by the customer's 7-day mean amount",
+    ),
+    AmountRatio(
+        "amount_to_avg_30d",
+        "customer_amount_avg_30d",
+        "Amount divided by the customer's 30-day mean amount (the card's usual amount)",
+    ),
+)
+NIGHT_UNTIL_HOUR = 6  # the last hour of the night, inclusive (as the fraud handbook's features)
+
 # Request-time features: computed from the request itself (see request_features()).
 REQUEST_FEATURES: tuple[Feature, ...] = (
     Feature("amount", "float64", "Amount of the scored transaction"),
-    Feature("amount_to_avg_7d", "float64", "Amount divided by the customer's 7-day mean amount"),
+    *(Feature(r.name, "float64", r.description) for r in AMOUNT_RATIOS),
     Feature("hour_of_day", "int64", "Hour of the transaction, UTC"),
     Feature("is_weekend", "int64", "1 if the transaction falls on Saturday or Sunday, UTC"),
+    Feature("is_night", "int64", "1 if the transaction falls between 00:00 and 06:59, UTC"),
 )
 
 
-def request_features(amount: float, event_timestamp, customer_amount_avg_7d: float | None) -> dict:
-    """The one function deriving request-time features, used by training and serving alike."""
-    if customer_amount_avg_7d is None or customer_amount_avg_7d != customer_amount_avg_7d:
-        ratio = None
-    else:
-        ratio = amount / customer_amount_avg_7d if customer_amount_avg_7d > 0 else None
+def _ratio(amount: float, base: float | None) -> float | None:
+    if base is None or base != base or base <= 0:
+        return None
+    return amount / base
+
+
+def request_features(amount: float, event_timestamp, features: Mapping) -> dict:
+    """The one function deriving request-time features, used by training and serving alike.
+
+    ``features`` holds the window features the amount ratios divide by (AMOUNT_RATIOS)."""
     return {
         "amount": float(amount),
-        "amount_to_avg_7d": ratio,
+        **{r.name: _ratio(amount, features[r.feature]) for r in AMOUNT_RATIOS},
         "hour_of_day": event_timestamp.hour,
         "is_weekend": int(event_timestamp.weekday() >= 5),
+        "is_night": int(event_timestamp.hour <= NIGHT_UNTIL_HOUR),
     }
 
 
-def request_features_frame(amount, event_timestamp, customer_amount_avg_7d):
-    """request_features() over whole columns (pandas Series), for training and batch scoring.
+def request_features_frame(amount, event_timestamp, features):
+    """request_features() over whole columns (pandas Series; ``features`` a DataFrame with the
+    window features of AMOUNT_RATIOS), for training and batch scoring.
 
     A test holds it equal to request_features() row by row.
     """
     import numpy as np
     import pandas as pd
 
-    avg = pd.to_numeric(customer_amount_avg_7d, errors="coerce").astype("float64")
     amount = amount.astype("float64")
     timestamps = pd.to_datetime(event_timestamp)
+    ratios = {}
+    for ratio in AMOUNT_RATIOS:
+        base = pd.to_numeric(features[ratio.feature], errors="coerce").astype("float64")
+        ratios[ratio.name] = np.where(base > 0, amount / base.where(base > 0), np.nan)
     return pd.DataFrame(
         {
             "amount": amount,
-            "amount_to_avg_7d": np.where(avg > 0, amount / avg.where(avg > 0), np.nan),
+            **ratios,
             "hour_of_day": timestamps.dt.hour.astype("int64"),
             "is_weekend": (timestamps.dt.dayofweek >= 5).astype("int64"),
+            "is_night": (timestamps.dt.hour <= NIGHT_UNTIL_HOUR).astype("int64"),
         },
         index=amount.index,
     )
@@ -282,12 +373,3 @@ def group(name: str) -> FeatureGroup:
         if g.name == name:
             return g
     raise KeyError(f"unknown feature group {name!r}; known: {[g.name for g in GROUPS]}")
-
-
-def window_length(window: str) -> timedelta:
-    try:
-        return WINDOWS[window]
-    except KeyError:
-        raise KeyError(
-            f"unknown window {window!r}; declare it in WINDOWS: {list(WINDOWS)}"
-        ) from None

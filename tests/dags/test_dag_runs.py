@@ -124,7 +124,7 @@ def log_requests(cfg, redis_url: str, day: date, n: int = 30) -> dict[str, int]:
     mlflow, client = registry.connect(cfg)
     version = registry.champion_version(client, "fraud")
     booster = registry.load_version(mlflow, "fraud", version)
-    threshold = float(model_config(cfg, "fraud")["alert_threshold"])
+    threshold = registry.alert_threshold(client, "fraud", version, model_config(cfg, "fraud"))
     planted = {"exact": 0, "materialized": 5}
     redis_client = redis.Redis.from_url(redis_url)
     try:

@@ -86,6 +86,9 @@ def _edge_cases(day: datetime) -> pd.DataFrame:
     add("edge_m_4", "edge_c6", "edge_m9", day + 27 * h, fraud=1, label=day + 40 * 24 * h)
     add("edge_m_5", "edge_c7", "edge_m9", day + 8 * 24 * h, fraud=0, label=day + 8 * 24 * h)
     add("edge_m_6", "edge_c7", "edge_m9", day + 8 * 24 * h + 2 * h, fraud=0)
+    # fraud risk windows end 7 days before t: edge_m_0 is out exactly 7 days later, in 1 us after
+    add("edge_m_7", "edge_c8", "edge_m9", day + 7 * 24 * h, fraud=None)
+    add("edge_m_8", "edge_c8", "edge_m9", day + 7 * 24 * h + us, fraud=None)
     frame = pd.DataFrame(rows)
     frame["is_fraud"] = frame["is_fraud"].astype("Int8")
     return frame
@@ -196,5 +199,7 @@ def test_the_edge_cases_reached_the_features(built):
     assert edge["edge_c_3"]["customer_tx_count_1h"] == 0
     (names, rows), _ = built["merchant_transaction_windows"]
     edge = {r[names.index("transaction_id")]: dict(zip(names, r, strict=True)) for r in rows}
-    # edge_m_0's label is known exactly at edge_m_2's time; edge_m_1's only an hour later
-    assert edge["edge_m_2"]["merchant_fraud_rate_1d"] == 1.0
+    # the label-delay shift: edge_m_0 is exactly 7 days before edge_m_7 (out), 7 days and a
+    # microsecond before edge_m_8 (in, and its label is known)
+    assert edge["edge_m_7"]["merchant_fraud_risk_1d"] is None
+    assert edge["edge_m_8"]["merchant_fraud_risk_1d"] == 1.0

@@ -31,8 +31,15 @@ def test_training_logs_params_metrics_artifacts_and_registers(pipeline_copy, mon
     assert result["model_version"] == "1"
     assert result["promoted"] is True and result["champion_version"] == "1"
     metrics = result["metrics"]
-    for name in ("roc_auc", "average_precision", "precision_at_k_per_day", "recall_at_threshold"):
+    names = ("roc_auc", "average_precision", "card_precision_at_k", "precision_at_k_per_day")
+    names += ("recall_at_threshold",)
+    for name in names:
         assert 0.0 <= metrics[name] <= 1.0, name
+    # the threshold comes from the committed rule: alerts per day at the investigators' capacity
+    assert metrics["threshold_rule"] == "daily_capacity(100)"
+    assert result["alert_threshold"] == metrics["threshold"]
+    per_day = result["test_rows"] / metrics["days"]
+    assert metrics["alerts_per_day"] == pytest.approx(min(100, per_day), rel=0.02)
     assert metrics["roc_auc"] > 0.6  # far better than chance even on 150 customers
     assert result["train_rows"] > 1000 and result["test_rows"] > 100
     assert result["windows"]["gap_days"] == 7.0
@@ -46,7 +53,7 @@ def test_training_logs_params_metrics_artifacts_and_registers(pipeline_copy, mon
     assert params["lgb_num_leaves"] == "31" and params["num_boost_round"] == "300"
     assert len(params["data_fingerprint"]) == 64
     assert run.data.tags["data_fingerprint"] == params["data_fingerprint"]
-    for name in ("roc_auc", "average_precision", "precision_at_k_per_day", "recall_at_threshold"):
+    for name in names:
         assert run.data.metrics[name] == pytest.approx(metrics[name])
     assert run.data.tags["promotion.reason"] == "first registered model"
 
@@ -64,6 +71,7 @@ def test_training_logs_params_metrics_artifacts_and_registers(pipeline_copy, mon
     version = client.get_model_version_by_alias("fraud", "champion")
     assert str(version.version) == "1" and version.run_id == result["run_id"]
     assert version.tags["feature_service"] == "fraud_v1"
+    assert float(version.tags["alert_threshold"]) == result["alert_threshold"]
     import mlflow.lightgbm
 
     booster = mlflow.lightgbm.load_model("models:/fraud@champion")

@@ -34,6 +34,7 @@ class ServingEnv:
     cutoff: datetime
     model_version: str
     run_id: str
+    threshold: float  # the champion's alert threshold, derived when it was trained
 
     def subprocess_env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k not in PLACEMENT_VARS}
@@ -72,7 +73,13 @@ def serving_env(built_pipeline, redis_url, tmp_path_factory) -> ServingEnv:
         result = training.train("fraud", cfg=cfg)
         pipeline.materialize(cfg, end=built_pipeline.cutoff, redis_url=url)
     env = ServingEnv(
-        var_dir, cfg, url, built_pipeline.cutoff, result["model_version"], result["run_id"]
+        var_dir,
+        cfg,
+        url,
+        built_pipeline.cutoff,
+        result["model_version"],
+        result["run_id"],
+        result["alert_threshold"],
     )
     yield env
     import redis

@@ -47,7 +47,8 @@ def test_scores_a_transaction_by_the_contract(client, last_day, serving_env, red
     assert body["features"]["amount"] == pytest.approx(float(row["amount"]))
     assert body["features"]["hour_of_day"] == row["event_timestamp"].hour
     assert 0.0 <= body["fraud_probability"] <= 1.0
-    assert body["decision"] == ("decline" if body["fraud_probability"] >= 0.5 else "approve")
+    threshold = serving_env.threshold
+    assert body["decision"] == ("decline" if body["fraud_probability"] >= threshold else "approve")
     assert body["features_missing"] == []
     assert 0 < body["latency_ms"] < 1000
 
@@ -122,7 +123,7 @@ def test_unknown_customer_is_scored_with_empty_history_and_flagged(client, last_
     ).get_json()
     assert both["features_missing"] == ["customer", "merchant"]
     assert both["features"]["merchant_tx_count_30d"] == 0
-    assert both["features"]["merchant_fraud_rate_30d"] is None
+    assert both["features"]["merchant_fraud_risk_30d"] is None
 
 
 def test_request_mode_overrides_the_default_and_streaming_is_not_running(client, last_day):
@@ -261,6 +262,8 @@ def test_the_champion_is_swapped_when_the_alias_moves(make_app, serving_env, las
     body = score_body(last_day.iloc[0])
     assert http.post(URL, json=body).get_json()["model"]["version"] == serving_env.model_version
     new = mlflow.register_model(f"runs:/{serving_env.run_id}/model", "fraud")
+    # what `skewless train` tags every version with: the threshold the sidecar decides at
+    client.set_model_version_tag("fraud", new.version, registry.THRESHOLD_TAG, "0.25")
     client.set_registered_model_alias("fraud", "champion", new.version)
     try:
         deadline = time.monotonic() + 20
@@ -269,6 +272,7 @@ def test_the_champion_is_swapped_when_the_alias_moves(make_app, serving_env, las
             time.sleep(0.25)
             served = http.post(URL, json=body).get_json()["model"]["version"]
         assert served == str(new.version)
+        assert app.extensions["skewless"].model.current.threshold == 0.25
         metrics = http.get("/metrics").get_data(as_text=True)
         assert f'skewless_model_info{{name="fraud",version="{new.version}"}} 1.0' in metrics
     finally:

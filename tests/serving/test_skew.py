@@ -65,14 +65,25 @@ def day_truth(env, serving_env):
     return day, truth
 
 
+def version_threshold(cfg, version: str) -> float:
+    """The alert threshold the model version was trained with (its registry tag)."""
+    from models import registry
+    from models.config import model_config
+
+    _, client = registry.connect(cfg)
+    return registry.alert_threshold(client, "fraud", version, model_config(cfg, "fraud"))
+
+
 def insert_log(
-    cfg, truth: pd.DataFrame, mode: str, version: str, features=None, threshold: float = 0.5
+    cfg, truth: pd.DataFrame, mode: str, version: str, features=None, threshold=None
 ) -> None:
     """Writes one serving_log row per truth row, serving ``features`` (default: the truth's)
-    with the score ``truth["score"]`` (decline at ``threshold``)."""
+    with the score ``truth["score"]`` (decline at ``threshold``, default the version's)."""
     from models.datasets import feature_columns
     from skewless import warehouse
 
+    if threshold is None:
+        threshold = version_threshold(cfg, version)
     names = feature_columns("fraud")
     features = truth[names] if features is None else features[names]
     rows = pd.DataFrame(
@@ -226,17 +237,13 @@ def test_cli_json_and_table(env, serving_env, day_truth, capsys):
     assert "prediction impact:" in out and "features at serving time:" in out
 
 
-def with_threshold(cfg, tmp_path, threshold: float):
-    """The settings with a copy of the model config whose fraud alert threshold is ``threshold``."""
-    import dataclasses
+def with_threshold(cfg, version: str, threshold: float):
+    """Sets the alert threshold of a model version in cfg's registry (a copy of the test's)."""
+    from models import registry
 
-    import yaml
-
-    config = yaml.safe_load(cfg.model_config.read_text())
-    config["fraud"]["alert_threshold"] = threshold
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return dataclasses.replace(cfg, model_config=path)
+    _, client = registry.connect(cfg)
+    client.set_model_version_tag("fraud", version, registry.THRESHOLD_TAG, repr(threshold))
+    return cfg
 
 
 def set_labels(cfg, labels: dict[str, int]) -> None:
@@ -262,7 +269,7 @@ def planted(env, serving_env, day_truth, tmp_path):
     truth = truth.sort_values(["score", "transaction_id"]).reset_index(drop=True)
     low, top = truth.index[0], truth.index[-1]
     threshold = float(truth.at[top, "score"])
-    cfg = with_threshold(env, tmp_path, threshold)
+    cfg = with_threshold(env, serving_env.model_version, threshold)
     set_labels(cfg, {truth.at[top, "transaction_id"]: 1, truth.at[low, "transaction_id"]: 0})
     truth.loc[top, "is_fraud"], truth.loc[low, "is_fraud"] = 1, 0
     served = truth.copy()

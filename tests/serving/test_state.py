@@ -49,14 +49,16 @@ def _event(tx, minutes, customer="c1", merchant="m1", amount=10.0, **labels):
 
 def test_add_event_keeps_the_window_plus_the_newest_older_event(redis_client):
     state = ExactState(redis_client)
-    assert state.retention == {"customer": timedelta(days=30), "merchant": timedelta(days=30)}
+    # the longest window, plus the merchant risk windows' 7-day shift
+    assert state.retention == {"customer": timedelta(days=30), "merchant": timedelta(days=37)}
     day = 24 * 60
     for i, minutes in enumerate([0, day, 2 * day, 40 * day, 75 * day]):
         state.add_event(_event(f"t{i}", minutes))
     kept = [e["transaction_id"] for e in state.events("customer", "c1")]
     # t4 is 75 days in: t3 (day 40) is outside its 30-day window but the newest older event
     assert kept == ["t3", "t4"]
-    assert [e["transaction_id"] for e in state.events("merchant", "m1")] == ["t3", "t4"]
+    # the merchant keeps 37 days: t3 is inside them, t2 (day 2) is the newest older event
+    assert [e["transaction_id"] for e in state.events("merchant", "m1")] == ["t2", "t3", "t4"]
     window = state.events("customer", "c1", since=T0 + timedelta(days=41))
     assert [e["transaction_id"] for e in window] == ["t4"]
     before = state.events("customer", "c1", until=T0 + timedelta(days=75))
@@ -163,7 +165,7 @@ def test_exact_mode_features_equal_the_dbt_rows(make_app, serving_env, transacti
     )
     assert len(expected) == len(later)
     request = request_features_frame(
-        expected["amount"], expected["event_timestamp"], expected["customer_amount_avg_7d"]
+        expected["amount"], expected["event_timestamp"], expected
     ).drop(columns=["amount"])
     expected = pd.concat([expected, request], axis=1)
     columns = feature_columns("fraud")

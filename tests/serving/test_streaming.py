@@ -139,12 +139,17 @@ def _read(reader, customer, merchant):
 def test_lag_zero_streams_the_declared_features(consumer, reader, feast_store):
     """Each update is pushed as of just after its event; the row equals skewless.evaluate over
     the same events, and the direct reader returns what Feast's get_online_features returns."""
-    m = timedelta(minutes=1)
+    m, day = timedelta(minutes=1), timedelta(days=1)
+    # a fraud at m1 a week and an hour before, labelled a day before T: in the shifted risk window
+    old = _event("old", T - 7 * day - 60 * m, customer="c0")
+    old_label = {**old, "is_fraud": 1, "label_timestamp": T - day}
     events = [
         _event("a", T, amount=12.5),
         _event("b", T + 5 * m, amount=40.0),
         _event("c", T + 10 * m, merchant="m2", amount=7.25),
     ]
+    consumer.add(old)
+    consumer.add(old_label, kind="label", arrival=T - day)
     for event in events[:2]:
         consumer.add(event)
     label = {**events[0], "is_fraud": 1, "label_timestamp": T + 7 * m}
@@ -152,7 +157,7 @@ def test_lag_zero_streams_the_declared_features(consumer, reader, feast_store):
     consumer.add(events[2])
     consumer.add(_event("tick", T + 20 * m, customer="tick", merchant="tick"))
     # everything but the tick is due before the watermark (T+20m); the tick waits for a later one
-    status = consumer.wait_for(read=5, applied=4)
+    status = consumer.wait_for(read=7, applied=6)
     assert status["watermark"] == (T + 20 * m).isoformat() and status["dropped_late"] == "0"
 
     raw = _read(reader, "c1", "m1")
@@ -164,10 +169,10 @@ def test_lag_zero_streams_the_declared_features(consumer, reader, feast_store):
     ts, values = raw[MERCHANT.name]
     as_of = T + 7 * m + US  # the label was its latest update
     assert ts.replace(tzinfo=None) == as_of
-    labeled = [{**events[0], "is_fraud": 1, "label_timestamp": T + 7 * m}, events[1]]
-    labeled[1] = {**labeled[1], "is_fraud": None, "label_timestamp": None}
+    labeled = [old_label, {**events[0], "is_fraud": 1, "label_timestamp": T + 7 * m}, events[1]]
+    labeled[2] = {**labeled[2], "is_fraud": None, "label_timestamp": None}
     assert values == evaluate(MERCHANT, labeled, as_of)
-    assert values["merchant_fraud_rate_1d"] == 1.0 and values["merchant_tx_count_1d"] == 2
+    assert values["merchant_fraud_risk_1d"] == 1.0 and values["merchant_tx_count_1d"] == 2
     assert _read(reader, "tick", "tick")[CUSTOMER.name] == (None, None)  # not due yet
 
     rows = [
@@ -198,7 +203,7 @@ def test_events_beyond_the_allowed_lateness_are_dropped_and_counted(consumer, re
     consumer.add(_event("too-late", mark - timedelta(seconds=601), customer="c2"))
     consumer.add(_event("late-ok", mark - timedelta(seconds=300), customer="c3"))
     consumer.add(_event("tick2", mark + timedelta(minutes=1), customer="tick", merchant="tick"))
-    consumer.wait_for(read=8, dropped_late=1, applied=6)
+    consumer.wait_for(read=10, dropped_late=1, applied=8)
     assert _read(reader, "c2", "m1")[CUSTOMER.name] == (None, None)
     ts, values = _read(reader, "c3", "m1")[CUSTOMER.name]
     assert values["customer_tx_count_1h"] == 1
@@ -238,7 +243,7 @@ def test_sidecar_serves_the_streamed_features(consumer, reader, make_app, stream
     ).get_json()
     assert unknown["features_missing"] == ["customer"]
     assert unknown["features"]["customer_tx_count_1h"] == 0
-    consumer.wait_for(read=10)  # both scored transactions reached the consumer
+    consumer.wait_for(read=12)  # both scored transactions reached the consumer
 
 
 def test_a_consumer_that_never_ran_is_a_503(make_app):

@@ -97,8 +97,8 @@ def run_model(group, events: list[dict], cutoff: datetime) -> list[dict]:
 @pytest.mark.parametrize("group", GROUPS, ids=lambda g: g.name)
 @settings(max_examples=examples(120))
 @given(raw=st.lists(event, min_size=1, max_size=40), cutoff_day=st.integers(1, 45))
-# The edges named in DESIGN section 4, always tried: an event exactly one day before another (in),
-# a tie (out), a label that becomes known exactly at t (used) and one an hour later (not used).
+# The window edges, always tried: an event exactly one day before another (in), a tie (out), a
+# label that becomes known exactly at t (used) and one an hour later (not used).
 @example(
     raw=[
         _raw("c1", "m1", timedelta(0), is_fraud=1, label_delay=timedelta(hours=2)),
@@ -107,6 +107,24 @@ def run_model(group, events: list[dict], cutoff: datetime) -> list[dict]:
         _raw("c1", "m2", timedelta(days=1, hours=2), is_fraud=0, label_delay=timedelta(0)),
     ],
     cutoff_day=2,
+)
+# The label-delay shift of fraud risk windows ([t - 7d - w, t - 7d)): a labelled event exactly 7
+# days before t (out) and 7 days and a microsecond before (in); its label known a microsecond after
+# t (not used), then exactly at t (used); a label that arrives 20 days late counts once known.
+@example(
+    raw=[
+        _raw("c1", "m1", timedelta(0), is_fraud=1, label_delay=timedelta(days=7, microseconds=2)),
+        _raw("c2", "m1", timedelta(days=7), is_fraud=None, label_delay=timedelta(0)),
+        _raw("c2", "m1", timedelta(days=7, microseconds=1), is_fraud=0, label_delay=timedelta(0)),
+        _raw("c3", "m1", timedelta(days=7, microseconds=2), is_fraud=0, label_delay=timedelta(0)),
+        _raw("c1", "m2", timedelta(days=1), is_fraud=1, label_delay=timedelta(days=20)),
+        _raw("c2", "m2", timedelta(days=10), is_fraud=0, label_delay=timedelta(days=7)),
+        _raw("c3", "m2", timedelta(days=20), is_fraud=None, label_delay=timedelta(0)),
+        _raw("c3", "m2", timedelta(days=22), is_fraud=None, label_delay=timedelta(0)),
+        _raw("c1", "m3", timedelta(0), is_fraud=1, label_delay=timedelta(days=1)),
+        _raw("c2", "m3", timedelta(days=7), is_fraud=None, label_delay=timedelta(0)),
+    ],
+    cutoff_day=25,
 )
 def test_sql_equals_python(group, raw, cutoff_day):
     events = _staged(raw)

@@ -7,9 +7,11 @@ from datetime import datetime, timedelta
 
 from skewless import dbtgen, settings
 from skewless.features import (
+    AMOUNT_RATIOS,
     CUSTOMER_TRANSACTION_WINDOWS,
     FEATURE_SERVICES,
     GROUPS,
+    REQUEST_FEATURES,
     WINDOWS,
     request_features,
     request_features_frame,
@@ -58,15 +60,22 @@ def test_adding_a_window_is_a_one_line_change(monkeypatch):
 
 def test_request_features():
     saturday_3am = datetime(2025, 3, 1, 3, 15)
-    assert request_features(50.0, saturday_3am, 25.0) == {
+    averages = {"customer_amount_avg_7d": 25.0, "customer_amount_avg_30d": 40.0}
+    assert request_features(50.0, saturday_3am, averages) == {
         "amount": 50.0,
         "amount_to_avg_7d": 2.0,
+        "amount_to_avg_30d": 1.25,
         "hour_of_day": 3,
         "is_weekend": 1,
+        "is_night": 1,
     }
-    assert request_features(50.0, saturday_3am, None)["amount_to_avg_7d"] is None
-    assert request_features(50.0, saturday_3am, float("nan"))["amount_to_avg_7d"] is None
-    assert request_features(50.0, datetime(2025, 3, 3), 0.0)["is_weekend"] == 0
+    for empty in (None, float("nan"), 0.0):
+        values = request_features(50.0, saturday_3am, {**averages, "customer_amount_avg_7d": empty})
+        assert values["amount_to_avg_7d"] is None and values["amount_to_avg_30d"] == 1.25
+    monday_7am = request_features(50.0, datetime(2025, 3, 3, 7), averages)
+    assert (monday_7am["is_weekend"], monday_7am["is_night"]) == (0, 0)
+    assert request_features(50.0, datetime(2025, 3, 3, 6, 59, 59), averages)["is_night"] == 1
+    assert [f.name for f in REQUEST_FEATURES] == list(request_features(1.0, saturday_3am, averages))
 
 
 def test_request_features_frame_equals_the_row_function():
@@ -80,18 +89,19 @@ def test_request_features_frame_equals_the_row_function():
             "amount": rng.uniform(0, 500, n).round(2),
             "event_timestamp": pd.Timestamp("2025-01-01")
             + pd.to_timedelta(rng.integers(0, 30 * 86400, n), unit="s"),
-            "avg": np.where(rng.random(n) < 0.2, np.nan, rng.uniform(0, 100, n).round(2)),
         }
     )
-    frame.loc[::50, "avg"] = 0.0
-    columns = request_features_frame(frame["amount"], frame["event_timestamp"], frame["avg"])
-    for i, row in frame.iterrows():
-        avg = None if np.isnan(row["avg"]) else row["avg"]
-        expected = request_features(row["amount"], row["event_timestamp"].to_pydatetime(), avg)
-        got = columns.loc[i].to_dict()
-        assert same(got["amount_to_avg_7d"], expected["amount_to_avg_7d"])
-        assert (got["amount"], got["hour_of_day"], got["is_weekend"]) == (
-            expected["amount"],
-            expected["hour_of_day"],
-            expected["is_weekend"],
+    for ratio in AMOUNT_RATIOS:
+        frame[ratio.feature] = np.where(
+            rng.random(n) < 0.2, np.nan, rng.uniform(0, 100, n).round(2)
         )
+        frame.loc[:: rng.integers(20, 60), ratio.feature] = 0.0
+    columns = request_features_frame(frame["amount"], frame["event_timestamp"], frame)
+    assert list(columns.columns) == [f.name for f in REQUEST_FEATURES]
+    for i, row in frame.iterrows():
+        values = {
+            r.feature: None if np.isnan(row[r.feature]) else row[r.feature] for r in AMOUNT_RATIOS
+        }
+        expected = request_features(row["amount"], row["event_timestamp"].to_pydatetime(), values)
+        got = columns.loc[i].to_dict()
+        assert all(same(got[name], value) for name, value in expected.items()), (got, expected)

@@ -134,10 +134,10 @@ def test_feature_suite_follows_the_declaration():
     rate = next(
         e
         for e in merchant.expectations
-        if e.configuration.kwargs.get("column") == "merchant_fraud_rate_7d"
+        if e.configuration.kwargs.get("column") == "merchant_fraud_risk_7d"
     )
     assert (rate.min_value, rate.max_value) == (0, 1)
-    assert ("merchant_fraud_rate_30d", "merchant_fraud_rate_7d") not in {
+    assert ("merchant_fraud_risk_30d", "merchant_fraud_risk_7d") not in {
         c for kind, c in _expectations(merchant) if kind == pair
     }
 
@@ -203,11 +203,11 @@ def test_corrupted_feature_frames_fail_naming_the_columns(feature_frames):
     assert len(report.failed) == 2
 
     merchant = feature_frames[MERCHANT_TRANSACTION_WINDOWS.name].copy()
-    merchant.loc[3, "merchant_fraud_rate_7d"] = 1.5
+    merchant.loc[3, "merchant_fraud_risk_7d"] = 1.5
     report = quality.validate_features(MERCHANT_TRANSACTION_WINDOWS, merchant)
-    line = _line(report.to_text(), "merchant_fraud_rate_7d", "expect_column_values_to_be_between")
+    line = _line(report.to_text(), "merchant_fraud_risk_7d", "expect_column_values_to_be_between")
     assert "in [0, 1]" in line and "e.g. 1.5" in line
-    with pytest.raises(quality.DataQualityError, match="merchant_fraud_rate_7d"):
+    with pytest.raises(quality.DataQualityError, match="merchant_fraud_risk_7d"):
         quality.check(report)
 
 

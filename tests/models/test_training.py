@@ -50,7 +50,8 @@ def test_training_logs_params_metrics_artifacts_and_registers(pipeline_copy, mon
     assert params["feature_service"] == "fraud_v1"
     assert params["train_end"] == result["windows"]["train_end"]
     assert params["test_start"] == result["windows"]["test_start"]
-    assert params["lgb_num_leaves"] == "31" and params["num_boost_round"] == "300"
+    assert params["lgb_num_leaves"] == "15" and params["num_boost_round"] == "600"
+    assert params["lgb_max_bin"] == "4095"
     assert len(params["data_fingerprint"]) == 64
     assert run.data.tags["data_fingerprint"] == params["data_fingerprint"]
     for name in names:

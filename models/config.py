@@ -29,3 +29,12 @@ def model_config(cfg, task: str) -> dict[str, Any]:
     if missing:
         raise ValueError(f"{cfg.model_config}: section {task!r} lacks {missing}")
     return section
+
+
+def fixed_threshold(task_config: dict[str, Any]) -> float | None:
+    """The task's alert threshold when models/config.yaml fixes it (a number), None when a rule
+    derives it at training time (``{rule: daily_capacity, ...}``, see models/evaluation.py)."""
+    setting = task_config["alert_threshold"]
+    if isinstance(setting, int | float) and not isinstance(setting, bool):
+        return float(setting)
+    return None

@@ -63,9 +63,12 @@ def derive_threshold(task_config: dict, scores, timestamps) -> tuple[float, str]
     ``alert_threshold`` in models/config.yaml is either a number (a fixed threshold) or
     ``{rule: daily_capacity, alerts_per_day: N}``: the score at which the holdout's alerts per day
     equal the investigators' capacity (``alerts_per_day``, default ``top_k_per_day``)."""
+    from models.config import fixed_threshold
+
+    fixed = fixed_threshold(task_config)
+    if fixed is not None:
+        return fixed, "fixed"
     setting = task_config["alert_threshold"]
-    if isinstance(setting, int | float) and not isinstance(setting, bool):
-        return float(setting), "fixed"
     rule = setting.get("rule") if isinstance(setting, dict) else None
     if rule != "daily_capacity":
         raise ValueError(

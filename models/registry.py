@@ -98,12 +98,14 @@ def describe(decision: dict[str, Any]) -> dict[str, str]:
 def alert_threshold(client, model_name: str, version: str, task_config: dict) -> float:
     """The alert threshold of a model version: the one derived when it was trained (its tag), or
     the committed fixed threshold for a version trained before thresholds were derived."""
+    from models.config import fixed_threshold
+
     tags = client.get_model_version(model_name, version).tags
     if THRESHOLD_TAG in tags:
         return float(tags[THRESHOLD_TAG])
-    setting = task_config["alert_threshold"]
-    if isinstance(setting, int | float) and not isinstance(setting, bool):
-        return float(setting)
+    fixed = fixed_threshold(task_config)
+    if fixed is not None:
+        return fixed
     raise ValueError(
         f"model {model_name!r} version {version} has no {THRESHOLD_TAG!r} tag and"
         f" models/config.yaml derives the threshold by a rule: retrain it"

@@ -137,9 +137,7 @@ def train(
         tags={"task": spec.name, "feature_service": spec.service.name, "source": source},
     ) as run:
         _log_inputs(mlflow, spec, task_config, train_frame, window, data_fingerprint, source)
-        mlflow.log_metrics(
-            {k: v for k, v in metrics.items() if isinstance(v, int | float) and v is not None}
-        )
+        mlflow.log_metrics({k: v for k, v in metrics.items() if isinstance(v, int | float)})
         mlflow.set_tag("threshold_rule", metrics["threshold_rule"])
         mlflow.log_metrics({"load_seconds": both.seconds, "fit_seconds": fit_seconds})
         per_day = evaluation.precision_at_k_by_day(

@@ -83,32 +83,40 @@ def _union(branches: list[tuple[str, dict[str, str], str]], columns: list[str]) 
 def _label_steps(labeled) -> tuple[list[tuple[str, dict[str, str], str]], list[str]]:
     """Steps of the label-based rates, and their select expressions.
 
-    A label counts at t when label_timestamp <= t and t - d - w <= event_timestamp < t - d (d the
-    aggregate's offset, often 0). So it adds +1 at max(label_timestamp, event_timestamp + d + 1 us)
-    and -1 at event_timestamp + d + w + 1 us (timestamps are microseconds, so "+ 1 us" turns
-    "after" into "at or after"); labels known only after their event left the window never count.
-    Each distinct offset is one +1 branch; each window one -1 branch.
+    Each label counts at t over one closed interval of t, +1 at its start and -1 one microsecond
+    after its end (timestamps are microseconds, so "+ 1 us" turns "after" into "at or after"):
+    - a window over event time, ending d before t (d the aggregate's offset, often 0): the label
+      counts when label_timestamp <= t and t - d - w <= event_timestamp < t - d, so from
+      max(label_timestamp, event_timestamp + d + 1 us) to event_timestamp + d + w; labels known
+      only after their event left the window never count;
+    - a window over label time, of the events of the last ``within`` (H): the label counts when
+      t - w <= label_timestamp <= t and t - H <= event_timestamp < t, so from
+      max(label_timestamp, event_timestamp + 1 us) to min(label_timestamp + w, event_timestamp + H).
+    Steps starting at the same time share one +1 branch; each window has its own -1 branch.
     """
-    starts: dict[timedelta, dict[str, str]] = {}
+    starts: dict[str, dict[str, str]] = {}
     branches, selects = [], []
     for aggregate, window, name in labeled:
         start, shift = aggregate.bounds(window)
+        if aggregate.label_time_within:
+            begin = f"greatest(label_timestamp, event_timestamp + {ONE_US})"
+            end = f"least(label_timestamp + {_span(window)}, event_timestamp + {_interval(start)})"
+        else:
+            begin = f"greatest(label_timestamp, {_after(shift)})"
+            end = f"event_timestamp + {_interval(start)}"
         valid = f"label_timestamp <= event_timestamp + {_interval(start)}"
         col = f"cast({aggregate.column} as {DOUBLE})"
-        starts.setdefault(shift, {})[f"n_{name}"] = f"cast({valid} as integer)"
-        starts[shift][f"y_{name}"] = f"case when {valid} then {col} else 0 end"
+        starts.setdefault(begin, {})[f"n_{name}"] = f"cast({valid} as integer)"
+        starts[begin][f"y_{name}"] = f"case when {valid} then {col} else 0 end"
         branches.append(
             (
-                f"event_timestamp + {_interval(start)} + {ONE_US}",
+                f"{end} + {ONE_US}",
                 {f"n_{name}": "-1", f"y_{name}": f"-{col}"},
                 f"from labels where {valid}",
             )
         )
         selects.append(f"w.y_{name} / nullif(w.n_{name}, 0) as {name}")
-    firsts = [
-        (f"greatest(label_timestamp, {_after(shift)})", values, "from labels")
-        for shift, values in starts.items()
-    ]
+    firsts = [(begin, values, "from labels") for begin, values in starts.items()]
     return [*firsts, *branches], selects
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 
-from skewless.features import Agg, FeatureGroup
+from skewless.features import Agg, FeatureGroup, window_length
 
 
 def stage_event(raw: Mapping, label_delay: timedelta) -> dict:
@@ -21,7 +21,9 @@ def stage_event(raw: Mapping, label_delay: timedelta) -> dict:
     return event
 
 
-def _aggregate(agg: Agg, column: str | None, events: Sequence[Mapping], at: datetime):
+def _aggregate(
+    agg: Agg, column: str | None, events: Sequence[Mapping], at: datetime, labels_since=None
+):
     if agg is Agg.COUNT:
         return len(events)
     values = [e[column] for e in events] if column else []
@@ -32,7 +34,12 @@ def _aggregate(agg: Agg, column: str | None, events: Sequence[Mapping], at: date
     if agg is Agg.COUNT_DISTINCT:
         return len({v for v in values if v is not None})
     if agg is Agg.LABELED_RATE:
-        known = [e[column] for e in events if e[column] is not None and e["label_timestamp"] <= at]
+        since = labels_since or datetime.min
+        known = [
+            e[column]
+            for e in events
+            if e[column] is not None and since <= e["label_timestamp"] <= at
+        ]
         return sum(known) / len(known) if known else None
     raise ValueError(f"aggregation {agg} has no window")  # pragma: no cover
 
@@ -47,7 +54,9 @@ def evaluate(group: FeatureGroup, events: Iterable[Mapping], at: datetime) -> di
             continue
         start, end = (at - bound for bound in aggregate.bounds(window))
         in_window = [e for e in before if start <= e["event_timestamp"] < end]
-        values[name] = _aggregate(aggregate.agg, aggregate.column, in_window, at)
+        # a window over label time: the labels that became known in [at - window, at]
+        since = at - window_length(window) if aggregate.label_time_within else None
+        values[name] = _aggregate(aggregate.agg, aggregate.column, in_window, at, since)
     for ratio in group.ratios:
         numerator, denominator = values[ratio.numerator], values[ratio.denominator]
         values[ratio.name] = (

@@ -19,9 +19,14 @@ holds transactions whose labels are known by t, so the rate carries the risk of 
 was a week ago, the way fraud teams compute it (the "delay period" of the Reproducible Machine
 Learning for Credit Card Fraud Detection handbook, ch. 3.3). Labels still count only once known:
 a label that arrives later than the usual delay counts from the moment it is known, one known a
-microsecond after t does not count at t. A window over label time (labels that became known in the
-w before t) would also carry signal, but it mixes transactions of very different ages: the shifted
-window keeps one definition of "the terminal's risk over w" for every w.
+microsecond after t does not count at t.
+
+Labels do not all take the usual delay: a cardholder often reports a fraud within days, while a
+genuine transaction is only confirmed once its dispute period is over. A window over label time
+(``label_time_within``) catches those early labels: it counts the labels that became known in
+[t - w, t] (both ends in), of the entity's events in [t - within, t). Where every label takes the
+same delay d it holds the same labels as the window shifted by d; where frauds are known sooner,
+it sees a terminal's new frauds days before the shifted window does. The fraud service has both.
 """
 
 from __future__ import annotations
@@ -86,15 +91,23 @@ class Aggregate:
     description: str = ""
     # A key of WINDOWS: each window ends this long before t, [t - offset - w, t - offset).
     offset: str | None = None
+    # A key of WINDOWS: the window runs over label time instead: labels that became known in
+    # [t - w, t], of the entity's events in [t - within, t).
+    label_time_within: str | None = None
 
     def __post_init__(self):
-        if self.offset is not None:
-            window_length(self.offset)  # a declared length, or a KeyError naming the known ones
+        for option in ("offset", "label_time_within"):
+            value = getattr(self, option)
+            if value is None:
+                continue
+            window_length(value)  # a declared length, or a KeyError naming the known ones
             if self.agg is not Agg.LABELED_RATE:
                 raise ValueError(
-                    f"{self.name}: an offset shifts the windows of label-based rates"
-                    f" ({Agg.LABELED_RATE}) only, not {self.agg}"
+                    f"{self.name}: {option} applies to label-based rates ({Agg.LABELED_RATE})"
+                    f" only, not {self.agg}"
                 )
+        if self.offset and self.label_time_within:
+            raise ValueError(f"{self.name}: offset and label_time_within exclude each other")
 
     @property
     def dtype(self) -> str:
@@ -110,7 +123,10 @@ class Aggregate:
         return window_length(self.offset) if self.offset else timedelta(0)
 
     def bounds(self, window: str) -> tuple[timedelta, timedelta]:
-        """(start, end) of ``window``, as durations before t: it covers [t - start, t - end)."""
+        """(start, end) of the events ``window`` reads, as durations before t: [t - start, t - end).
+        A window over label time reads the events of ``label_time_within``."""
+        if self.label_time_within:
+            return window_length(self.label_time_within), timedelta(0)
         return self.shift + window_length(window), self.shift
 
 
@@ -179,6 +195,8 @@ def _describe(aggregate: Aggregate, window: str | None) -> str:
         scope = "before t"
     elif aggregate.offset:
         scope = f"over the {window} ending {aggregate.offset} before t"
+    elif aggregate.label_time_within:
+        scope = f"whose label became known in the {window} before t"
     else:
         scope = f"over the {window} before t"
     return f"{aggregate.description} {scope}".strip()
@@ -227,6 +245,13 @@ MERCHANT_TRANSACTION_WINDOWS = FeatureGroup(
             "is_fraud",
             "Fraud rate among the merchant's transactions whose label was known at t,",
             offset="7d",  # the usual label delay: see the module docstring
+        ),
+        Aggregate(
+            "merchant_recent_label_fraud_rate",
+            Agg.LABELED_RATE,
+            "is_fraud",
+            "Fraud rate among the merchant's transactions of the last 30d",
+            label_time_within="30d",  # labels that arrive early count at once: see above
         ),
     ),
     description="Merchant volume, and fraud risk as known at t (windows shifted by the label delay).",

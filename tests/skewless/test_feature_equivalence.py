@@ -126,6 +126,24 @@ def run_model(group, events: list[dict], cutoff: datetime) -> list[dict]:
     ],
     cutoff_day=25,
 )
+# Windows over label time ([t - w, t] by label time, events of the last 30 days): a label known
+# exactly w before t (in) and a microsecond earlier (out); an event exactly 30 days before t (in)
+# and a microsecond earlier (out).
+@example(
+    raw=[
+        _raw("c1", "m4", timedelta(0), is_fraud=1, label_delay=timedelta(days=2)),
+        _raw("c2", "m4", timedelta(days=3), is_fraud=None, label_delay=timedelta(0)),
+        _raw(
+            "c2", "m4", timedelta(days=3, microseconds=1), is_fraud=None, label_delay=timedelta(0)
+        ),
+        _raw("c3", "m1", timedelta(0), is_fraud=0, label_delay=timedelta(days=29)),
+        _raw("c3", "m1", timedelta(days=30), is_fraud=None, label_delay=timedelta(0)),
+        _raw(
+            "c3", "m1", timedelta(days=30, microseconds=1), is_fraud=None, label_delay=timedelta(0)
+        ),
+    ],
+    cutoff_day=31,
+)
 def test_sql_equals_python(group, raw, cutoff_day):
     events = _staged(raw)
     cutoff = BASE + timedelta(days=cutoff_day)

@@ -56,29 +56,51 @@ step_changes as (
         sum(n_merchant_fraud_risk_7d) as n_merchant_fraud_risk_7d,
         sum(y_merchant_fraud_risk_7d) as y_merchant_fraud_risk_7d,
         sum(n_merchant_fraud_risk_30d) as n_merchant_fraud_risk_30d,
-        sum(y_merchant_fraud_risk_30d) as y_merchant_fraud_risk_30d
+        sum(y_merchant_fraud_risk_30d) as y_merchant_fraud_risk_30d,
+        sum(n_merchant_recent_label_fraud_rate_1d) as n_merchant_recent_label_fraud_rate_1d,
+        sum(y_merchant_recent_label_fraud_rate_1d) as y_merchant_recent_label_fraud_rate_1d,
+        sum(n_merchant_recent_label_fraud_rate_7d) as n_merchant_recent_label_fraud_rate_7d,
+        sum(y_merchant_recent_label_fraud_rate_7d) as y_merchant_recent_label_fraud_rate_7d,
+        sum(n_merchant_recent_label_fraud_rate_30d) as n_merchant_recent_label_fraud_rate_30d,
+        sum(y_merchant_recent_label_fraud_rate_30d) as y_merchant_recent_label_fraud_rate_30d
     from (
         select entity_id, greatest(label_timestamp, event_timestamp + {{ interval_of(604800, 'second') }} + {{ interval_of(1, 'microsecond') }}) as ts,
-            cast(label_timestamp <= event_timestamp + {{ interval_of(691200, 'second') }} as integer) as n_merchant_fraud_risk_1d, case when label_timestamp <= event_timestamp + {{ interval_of(691200, 'second') }} then cast(is_fraud as {{ type_double() }}) else 0 end as y_merchant_fraud_risk_1d, cast(label_timestamp <= event_timestamp + {{ interval_of(1209600, 'second') }} as integer) as n_merchant_fraud_risk_7d, case when label_timestamp <= event_timestamp + {{ interval_of(1209600, 'second') }} then cast(is_fraud as {{ type_double() }}) else 0 end as y_merchant_fraud_risk_7d, cast(label_timestamp <= event_timestamp + {{ interval_of(3196800, 'second') }} as integer) as n_merchant_fraud_risk_30d, case when label_timestamp <= event_timestamp + {{ interval_of(3196800, 'second') }} then cast(is_fraud as {{ type_double() }}) else 0 end as y_merchant_fraud_risk_30d
+            cast(label_timestamp <= event_timestamp + {{ interval_of(691200, 'second') }} as integer) as n_merchant_fraud_risk_1d, case when label_timestamp <= event_timestamp + {{ interval_of(691200, 'second') }} then cast(is_fraud as {{ type_double() }}) else 0 end as y_merchant_fraud_risk_1d, cast(label_timestamp <= event_timestamp + {{ interval_of(1209600, 'second') }} as integer) as n_merchant_fraud_risk_7d, case when label_timestamp <= event_timestamp + {{ interval_of(1209600, 'second') }} then cast(is_fraud as {{ type_double() }}) else 0 end as y_merchant_fraud_risk_7d, cast(label_timestamp <= event_timestamp + {{ interval_of(3196800, 'second') }} as integer) as n_merchant_fraud_risk_30d, case when label_timestamp <= event_timestamp + {{ interval_of(3196800, 'second') }} then cast(is_fraud as {{ type_double() }}) else 0 end as y_merchant_fraud_risk_30d, 0 as n_merchant_recent_label_fraud_rate_1d, 0 as y_merchant_recent_label_fraud_rate_1d, 0 as n_merchant_recent_label_fraud_rate_7d, 0 as y_merchant_recent_label_fraud_rate_7d, 0 as n_merchant_recent_label_fraud_rate_30d, 0 as y_merchant_recent_label_fraud_rate_30d
+        from labels
+        union all
+        select entity_id, greatest(label_timestamp, event_timestamp + {{ interval_of(1, 'microsecond') }}) as ts,
+            0 as n_merchant_fraud_risk_1d, 0 as y_merchant_fraud_risk_1d, 0 as n_merchant_fraud_risk_7d, 0 as y_merchant_fraud_risk_7d, 0 as n_merchant_fraud_risk_30d, 0 as y_merchant_fraud_risk_30d, cast(label_timestamp <= event_timestamp + {{ interval_of(2592000, 'second') }} as integer) as n_merchant_recent_label_fraud_rate_1d, case when label_timestamp <= event_timestamp + {{ interval_of(2592000, 'second') }} then cast(is_fraud as {{ type_double() }}) else 0 end as y_merchant_recent_label_fraud_rate_1d, cast(label_timestamp <= event_timestamp + {{ interval_of(2592000, 'second') }} as integer) as n_merchant_recent_label_fraud_rate_7d, case when label_timestamp <= event_timestamp + {{ interval_of(2592000, 'second') }} then cast(is_fraud as {{ type_double() }}) else 0 end as y_merchant_recent_label_fraud_rate_7d, cast(label_timestamp <= event_timestamp + {{ interval_of(2592000, 'second') }} as integer) as n_merchant_recent_label_fraud_rate_30d, case when label_timestamp <= event_timestamp + {{ interval_of(2592000, 'second') }} then cast(is_fraud as {{ type_double() }}) else 0 end as y_merchant_recent_label_fraud_rate_30d
         from labels
         union all
         select entity_id, event_timestamp + {{ interval_of(691200, 'second') }} + {{ interval_of(1, 'microsecond') }} as ts,
-            -1 as n_merchant_fraud_risk_1d, -cast(is_fraud as {{ type_double() }}) as y_merchant_fraud_risk_1d, 0 as n_merchant_fraud_risk_7d, 0 as y_merchant_fraud_risk_7d, 0 as n_merchant_fraud_risk_30d, 0 as y_merchant_fraud_risk_30d
+            -1 as n_merchant_fraud_risk_1d, -cast(is_fraud as {{ type_double() }}) as y_merchant_fraud_risk_1d, 0 as n_merchant_fraud_risk_7d, 0 as y_merchant_fraud_risk_7d, 0 as n_merchant_fraud_risk_30d, 0 as y_merchant_fraud_risk_30d, 0 as n_merchant_recent_label_fraud_rate_1d, 0 as y_merchant_recent_label_fraud_rate_1d, 0 as n_merchant_recent_label_fraud_rate_7d, 0 as y_merchant_recent_label_fraud_rate_7d, 0 as n_merchant_recent_label_fraud_rate_30d, 0 as y_merchant_recent_label_fraud_rate_30d
         from labels where label_timestamp <= event_timestamp + {{ interval_of(691200, 'second') }}
         union all
         select entity_id, event_timestamp + {{ interval_of(1209600, 'second') }} + {{ interval_of(1, 'microsecond') }} as ts,
-            0 as n_merchant_fraud_risk_1d, 0 as y_merchant_fraud_risk_1d, -1 as n_merchant_fraud_risk_7d, -cast(is_fraud as {{ type_double() }}) as y_merchant_fraud_risk_7d, 0 as n_merchant_fraud_risk_30d, 0 as y_merchant_fraud_risk_30d
+            0 as n_merchant_fraud_risk_1d, 0 as y_merchant_fraud_risk_1d, -1 as n_merchant_fraud_risk_7d, -cast(is_fraud as {{ type_double() }}) as y_merchant_fraud_risk_7d, 0 as n_merchant_fraud_risk_30d, 0 as y_merchant_fraud_risk_30d, 0 as n_merchant_recent_label_fraud_rate_1d, 0 as y_merchant_recent_label_fraud_rate_1d, 0 as n_merchant_recent_label_fraud_rate_7d, 0 as y_merchant_recent_label_fraud_rate_7d, 0 as n_merchant_recent_label_fraud_rate_30d, 0 as y_merchant_recent_label_fraud_rate_30d
         from labels where label_timestamp <= event_timestamp + {{ interval_of(1209600, 'second') }}
         union all
         select entity_id, event_timestamp + {{ interval_of(3196800, 'second') }} + {{ interval_of(1, 'microsecond') }} as ts,
-            0 as n_merchant_fraud_risk_1d, 0 as y_merchant_fraud_risk_1d, 0 as n_merchant_fraud_risk_7d, 0 as y_merchant_fraud_risk_7d, -1 as n_merchant_fraud_risk_30d, -cast(is_fraud as {{ type_double() }}) as y_merchant_fraud_risk_30d
+            0 as n_merchant_fraud_risk_1d, 0 as y_merchant_fraud_risk_1d, 0 as n_merchant_fraud_risk_7d, 0 as y_merchant_fraud_risk_7d, -1 as n_merchant_fraud_risk_30d, -cast(is_fraud as {{ type_double() }}) as y_merchant_fraud_risk_30d, 0 as n_merchant_recent_label_fraud_rate_1d, 0 as y_merchant_recent_label_fraud_rate_1d, 0 as n_merchant_recent_label_fraud_rate_7d, 0 as y_merchant_recent_label_fraud_rate_7d, 0 as n_merchant_recent_label_fraud_rate_30d, 0 as y_merchant_recent_label_fraud_rate_30d
         from labels where label_timestamp <= event_timestamp + {{ interval_of(3196800, 'second') }}
+        union all
+        select entity_id, least(label_timestamp + {{ interval_of(86400, 'second') }}, event_timestamp + {{ interval_of(2592000, 'second') }}) + {{ interval_of(1, 'microsecond') }} as ts,
+            0 as n_merchant_fraud_risk_1d, 0 as y_merchant_fraud_risk_1d, 0 as n_merchant_fraud_risk_7d, 0 as y_merchant_fraud_risk_7d, 0 as n_merchant_fraud_risk_30d, 0 as y_merchant_fraud_risk_30d, -1 as n_merchant_recent_label_fraud_rate_1d, -cast(is_fraud as {{ type_double() }}) as y_merchant_recent_label_fraud_rate_1d, 0 as n_merchant_recent_label_fraud_rate_7d, 0 as y_merchant_recent_label_fraud_rate_7d, 0 as n_merchant_recent_label_fraud_rate_30d, 0 as y_merchant_recent_label_fraud_rate_30d
+        from labels where label_timestamp <= event_timestamp + {{ interval_of(2592000, 'second') }}
+        union all
+        select entity_id, least(label_timestamp + {{ interval_of(604800, 'second') }}, event_timestamp + {{ interval_of(2592000, 'second') }}) + {{ interval_of(1, 'microsecond') }} as ts,
+            0 as n_merchant_fraud_risk_1d, 0 as y_merchant_fraud_risk_1d, 0 as n_merchant_fraud_risk_7d, 0 as y_merchant_fraud_risk_7d, 0 as n_merchant_fraud_risk_30d, 0 as y_merchant_fraud_risk_30d, 0 as n_merchant_recent_label_fraud_rate_1d, 0 as y_merchant_recent_label_fraud_rate_1d, -1 as n_merchant_recent_label_fraud_rate_7d, -cast(is_fraud as {{ type_double() }}) as y_merchant_recent_label_fraud_rate_7d, 0 as n_merchant_recent_label_fraud_rate_30d, 0 as y_merchant_recent_label_fraud_rate_30d
+        from labels where label_timestamp <= event_timestamp + {{ interval_of(2592000, 'second') }}
+        union all
+        select entity_id, least(label_timestamp + {{ interval_of(2592000, 'second') }}, event_timestamp + {{ interval_of(2592000, 'second') }}) + {{ interval_of(1, 'microsecond') }} as ts,
+            0 as n_merchant_fraud_risk_1d, 0 as y_merchant_fraud_risk_1d, 0 as n_merchant_fraud_risk_7d, 0 as y_merchant_fraud_risk_7d, 0 as n_merchant_fraud_risk_30d, 0 as y_merchant_fraud_risk_30d, 0 as n_merchant_recent_label_fraud_rate_1d, 0 as y_merchant_recent_label_fraud_rate_1d, 0 as n_merchant_recent_label_fraud_rate_7d, 0 as y_merchant_recent_label_fraud_rate_7d, -1 as n_merchant_recent_label_fraud_rate_30d, -cast(is_fraud as {{ type_double() }}) as y_merchant_recent_label_fraud_rate_30d
+        from labels where label_timestamp <= event_timestamp + {{ interval_of(2592000, 'second') }}
     ) as steps
     group by entity_id, ts
 ),
 
 windowed_steps as (
-    {{ running_sums_at('windowed', ['entity_id', 'event_timestamp', 'transaction_id', 'event_id', 'merchant_tx_count_1d', 'merchant_tx_count_7d', 'merchant_tx_count_30d'], 'step_changes', ['n_merchant_fraud_risk_1d', 'y_merchant_fraud_risk_1d', 'n_merchant_fraud_risk_7d', 'y_merchant_fraud_risk_7d', 'n_merchant_fraud_risk_30d', 'y_merchant_fraud_risk_30d']) }}
+    {{ running_sums_at('windowed', ['entity_id', 'event_timestamp', 'transaction_id', 'event_id', 'merchant_tx_count_1d', 'merchant_tx_count_7d', 'merchant_tx_count_30d'], 'step_changes', ['n_merchant_fraud_risk_1d', 'y_merchant_fraud_risk_1d', 'n_merchant_fraud_risk_7d', 'y_merchant_fraud_risk_7d', 'n_merchant_fraud_risk_30d', 'y_merchant_fraud_risk_30d', 'n_merchant_recent_label_fraud_rate_1d', 'y_merchant_recent_label_fraud_rate_1d', 'n_merchant_recent_label_fraud_rate_7d', 'y_merchant_recent_label_fraud_rate_7d', 'n_merchant_recent_label_fraud_rate_30d', 'y_merchant_recent_label_fraud_rate_30d']) }}
 ),
 
 features as (
@@ -92,7 +114,10 @@ features as (
         w.merchant_tx_count_30d,
         w.y_merchant_fraud_risk_1d / nullif(w.n_merchant_fraud_risk_1d, 0) as merchant_fraud_risk_1d,
         w.y_merchant_fraud_risk_7d / nullif(w.n_merchant_fraud_risk_7d, 0) as merchant_fraud_risk_7d,
-        w.y_merchant_fraud_risk_30d / nullif(w.n_merchant_fraud_risk_30d, 0) as merchant_fraud_risk_30d
+        w.y_merchant_fraud_risk_30d / nullif(w.n_merchant_fraud_risk_30d, 0) as merchant_fraud_risk_30d,
+        w.y_merchant_recent_label_fraud_rate_1d / nullif(w.n_merchant_recent_label_fraud_rate_1d, 0) as merchant_recent_label_fraud_rate_1d,
+        w.y_merchant_recent_label_fraud_rate_7d / nullif(w.n_merchant_recent_label_fraud_rate_7d, 0) as merchant_recent_label_fraud_rate_7d,
+        w.y_merchant_recent_label_fraud_rate_30d / nullif(w.n_merchant_recent_label_fraud_rate_30d, 0) as merchant_recent_label_fraud_rate_30d
     from windowed_steps as w
 )
 

@@ -1,4 +1,4 @@
-# skewless: the commands of DESIGN section 2. `make setup && make test` is what CI runs.
+# skewless: setup, tests, lint, demo, benchmarks and the tools' UIs. `make setup && make test` is what CI runs.
 SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv

@@ -1,1 +1,1 @@
-"""Benchmark drivers for the numbers of DESIGN section 7 (`make bench`)."""
+"""Benchmark drivers for the project's speed and quality targets (`make bench`)."""

@@ -1,4 +1,4 @@
-"""Benchmark of the batch feature pipeline against the targets of DESIGN section 7.
+"""Benchmark of the batch feature pipeline against its speed targets.
 
 simulate -> CSV import through a column mapping -> dbt build -> feast apply -> materialize into
 Redis, each timed (wall and CPU). Runs in its own var dir (var/bench/run-features, wiped at start
@@ -26,12 +26,12 @@ DEFAULT_OUT = PROJECT_ROOT / "var" / "bench" / "features.json"
 # The "any file through --map" path: the handbook's column names (arrival/label keep theirs).
 CSV_MAP = ("transaction_id=TX_ID", "event_timestamp=TX_DATETIME", "customer_id=CUSTOMER_ID")
 CSV_MAP += ("merchant_id=TERMINAL_ID", "amount=TX_AMOUNT", "is_fraud=TX_FRAUD")
-# DESIGN section 7, seconds: dbt feature build and whole pipeline over 1.75M transactions,
+# Targets, seconds: dbt feature build and whole pipeline over 1.75M transactions,
 # materializing 1M entity rows into Redis.
 DBT_TARGET, PIPELINE_TARGET, MATERIALIZE_TARGET, MATERIALIZE_TARGET_ROWS = 30, 300, 60, 1_000_000
 PIPELINE_STEPS = ("simulate", "import", "dbt_build", "feast_apply", "materialize")
 PIPELINE_STEPS += ("train_fraud", "train_churn_30d", "score_fraud", "score_churn")
-# DESIGN section 7: score 120K customers in <= 2 s (the model already loaded).
+# Target: score 120K customers in <= 2 s (the model already loaded).
 CHURN_SCORE_TARGET = 2.0
 # Settings that would point the bench at someone else's warehouse, registry or Redis.
 FOREIGN_ENV = ("SKEWLESS_WAREHOUSE", "SKEWLESS_FEATURE_DIR", "SKEWLESS_FEAST_REGISTRY")

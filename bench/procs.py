@@ -1,7 +1,7 @@
 """Servers for the benchmarks: each in its own process group, stopped by the group; CPU from /proc.
 
 A server (gunicorn, `feast serve`, `mlflow models serve`) forks workers that can outlive a SIGTERM
-to their parent (DESIGN section 8), so each one is started with ``start_new_session=True`` and
+to their parent, so each one is started with ``start_new_session=True`` and
 stopped by signalling its whole group: SIGTERM, wait, then SIGKILL. ``Servers`` is a context manager
 that stops every server it started, also on errors and Ctrl-C. Nothing is ever killed by name.
 

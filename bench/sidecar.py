@@ -1,4 +1,4 @@
-"""Benchmark of the realtime sidecar against DESIGN section 7, beside the usual alternative chain.
+"""Benchmark of the realtime sidecar against its latency and throughput targets, beside the usual alternative chain.
 
 1. Setup in its own var dir (var/bench/sidecar, wiped at start) with a private Redis: simulate a
    small warehouse, import all days but the last, dbt build, feast apply, materialize at the

@@ -1,4 +1,4 @@
-"""The sidecar benchmark's targets (DESIGN section 7) and its printed table."""
+"""The sidecar benchmark's targets and its printed table."""
 
 from __future__ import annotations
 

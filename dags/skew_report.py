@@ -1,7 +1,7 @@
 """
 ### skew_report
 
-The skew report (DESIGN section 6) of the day carried by the predictions asset (or the `day`
+The skew report of the day carried by the predictions asset (or the `day`
 param): what the realtime sidecar served that day against the offline truth dbt recomputed for the
 same transactions.
 

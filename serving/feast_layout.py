@@ -1,4 +1,4 @@
-"""Feast's Redis online-store layout, read without importing Feast (DESIGN section 8).
+"""Feast's Redis online-store layout, read without importing Feast.
 
 Feast (``feast/infra/online_stores/redis.py``) keeps one hash per entity key:
 

@@ -1,6 +1,6 @@
 """Flushes the serving log (Redis Stream ``skewless:serving_log``) into the warehouse.
 
-The sidecar never opens the warehouse (DESIGN section 8, DuckDB has one writer); this is the step
+The sidecar never opens the warehouse (DuckDB has one writer); this is the step
 that does, with one read-write connection, closed at the end. Rows go to ``serving.serving_log``,
 one per request id: an entry whose request id is already there is skipped, so re-flushing the
 same entries changes nothing. The entries are loaded as text, as the sidecar wrote them, and typed

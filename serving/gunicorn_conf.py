@@ -2,7 +2,7 @@
 
 gthread workers with keep-alive, the app preloaded in the master (the model is loaded once and
 shared by the forked workers), one OpenMP thread (spin-waiting costs ~5 ms CPU per request
-otherwise; DESIGN section 8), Prometheus in multiprocess mode so /metrics covers every worker.
+otherwise), Prometheus in multiprocess mode so /metrics covers every worker.
 Command-line flags override these values.
 """
 

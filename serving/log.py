@@ -1,4 +1,4 @@
-"""The serving log: one Redis Stream entry per scored request (DESIGN section 5).
+"""The serving log: one Redis Stream entry per scored request.
 
 The sidecar never opens the warehouse (one writer); it appends to ``skewless:serving_log`` with
 XADD (MAXLEN ~ a large bound) and the skew report (or a DAG task) reads the stream back with

@@ -5,7 +5,7 @@
 session, optionally paced to ``rate`` requests per second. Several URLs (sidecar replicas on the
 same Redis) take the requests in turn, as a round-robin load balancer would.
 
-Arrival is not event time (DESIGN section 8): the feed is ordered by ``arrival_timestamp``. A
+Arrival is not event time: the feed is ordered by ``arrival_timestamp``. A
 transaction that reached the system late is sent when it arrives, and its request carries its
 ``event_timestamp``. With ``bootstrap=True`` the exact-mode state (in the sidecar's Redis) is first
 loaded with what had arrived before the day (``history_frame(by="arrival")``, with only the labels

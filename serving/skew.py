@@ -1,4 +1,4 @@
-"""The skew report (DESIGN section 6): what was served against the offline truth.
+"""The skew report: what was served against the offline truth.
 
 Joins ``serving.serving_log`` (one mode, one event day) to the per-transaction feature rows dbt
 computed for the same transactions (``customer_transaction_windows`` and
@@ -10,7 +10,7 @@ average precision and recall at the threshold of both scores. Every mismatching 
 attributed to a cause:
 
 - ``late_arrival``: an event of the feature's entity with event time in the feature's window before
-  t arrived after the request was served (DESIGN section 8, "Arrival is not event time");
+  t arrived after the request was served (arrival is not event time);
 - ``staleness``: otherwise, when the mode serves a snapshot or lagging state (materialized,
   streaming);
 - ``logic``: otherwise (exact mode should match the offline truth exactly).
@@ -236,7 +236,7 @@ def served_modes(day: date, cfg=None) -> list[str]:
 
 def skew_report(day: date | None = None, *, mode: str | None = None, cfg=None) -> dict:
     """The skew report of one served day and mode (defaults: the mode of the most logged requests,
-    then its last served event day): the JSON contract of DESIGN section 6 (keys ``requests``,
+    then its last served event day): the JSON contract (keys ``requests``,
     ``mode``, ``features``, ``score``, ``decisions``, ``quality``, ``causes``) plus ``date``,
     ``threshold``, ``model_versions``, ``examples`` (the three tables) and ``histograms``."""
     from models import datasets

@@ -155,7 +155,7 @@ def render(report: dict) -> str:
         f"<style>{_CSS}</style></head><body>",
         f"<h1>{escape(title)}</h1>",
         '<p class="note">Served features and scores (the sidecar\'s log) against the offline '
-        "truth recomputed by dbt for the same transactions (DESIGN section 6).</p>",
+        "truth recomputed by dbt for the same transactions.</p>",
         '<section id="summary"><h2>Summary</h2>',
         _table(
             ["requests", "mode", "date", "model version", "threshold", "mean |score drift|"]

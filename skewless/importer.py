@@ -1,4 +1,4 @@
-"""`skewless import transactions`: a CSV or Parquet file into raw.transactions (DESIGN section 3).
+"""`skewless import transactions`: a CSV or Parquet file into raw.transactions.
 
 The whole import is DuckDB SQL in one transaction, so a failure writes nothing:
 1. the file's columns are resolved to the canonical ones (``--map canonical=source``, else the same

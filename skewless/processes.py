@@ -1,4 +1,4 @@
-"""Servers in their own process group, stopped as a whole (DESIGN section 8).
+"""Servers in their own process group, stopped as a whole.
 
 Redis, gunicorn, the streaming consumer, `airflow standalone` and `mlflow server` fork children that
 can outlive a SIGTERM to their parent. Each is started with ``start_new_session=True`` (its pid is

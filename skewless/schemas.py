@@ -1,4 +1,4 @@
-"""The raw data contract (DESIGN section 3): canonical columns and the warehouse tables holding them."""
+"""The raw data contract: canonical columns and the warehouse tables holding them."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A seeded card-fraud transaction simulator (the raw data contract of DESIGN section 3).
+"""A seeded card-fraud transaction simulator (in the raw data contract).
 
 It follows the simulation process of "Reproducible Machine Learning for Credit Card Fraud
 Detection - Practical Handbook" (Le Borgne et al., chapter 3):

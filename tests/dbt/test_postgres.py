@@ -44,7 +44,7 @@ def postgres():
 
 
 def _edge_cases(day: datetime) -> pd.DataFrame:
-    """Hand-made events on the edges DESIGN section 4 defines, starting at ``day``."""
+    """Hand-made events on the window edges, starting at ``day``."""
     rows = []
 
     def add(tx, customer, merchant, at, *, fraud=0, label=None, amount=10.0):

@@ -1,4 +1,4 @@
-"""The direct HMGET reader returns exactly what Feast's get_online_features returns (DESIGN §8)."""
+"""The direct HMGET reader returns exactly what Feast's get_online_features returns."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""POST /v1/fraud/score: the contract of DESIGN section 5, errors, auth, modes, the serving log."""
+"""POST /v1/fraud/score: the scoring contract, errors, auth, modes, the serving log."""
 
 from __future__ import annotations
 

@@ -121,7 +121,7 @@ def insert_log(
 
 
 def check_contract(report: dict, *, printed: bool = False) -> None:
-    """The DESIGN section 6 keys, unchanged, plus this report's additions (``skewless skew-report
+    """The contract keys, unchanged, plus this report's additions (``skewless skew-report
     --json`` prints all but the plot data)."""
     assert set(report) == CONTRACT | EXTRA - ({"histograms"} if printed else set())
     assert set(report["score"]) == {"mean_abs_drift", "p95_abs_drift"}

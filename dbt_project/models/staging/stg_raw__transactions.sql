@@ -1,4 +1,4 @@
--- Typed, deduplicated transactions with the defaults of DESIGN section 3 filled in:
+-- Typed, deduplicated transactions with the raw contract's defaults filled in:
 -- arrival_timestamp defaults to event_timestamp, label_timestamp to event_timestamp + label delay.
 -- Portable SQL: engine differences go through the macros in macros/cross_engine.sql.
 

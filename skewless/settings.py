@@ -1,6 +1,6 @@
 """Every path, endpoint and tunable of skewless, each overridable by an environment variable.
 
-``TABLE`` is the single source: ``load()``, ``skewless config``, ``.env.example`` and the README's
+``TABLE`` is the single source: ``load()``, ``skewless config``, ``.env.example`` and docs/configuration.md's
 configuration table follow from it (tests hold them equal). Nothing here imports a heavy library:
 the CLI imports this module on every call. With no configuration everything lives under the
 project's git-ignored ``var/``.
@@ -164,7 +164,7 @@ class Setting:
         return self.default.format(var=var, project=PROJECT_ROOT)
 
     def display_default(self) -> str:
-        """The default as the README shows it."""
+        """The default as docs/configuration.md shows it."""
         if self.default is None:
             return self.unset or "unset"
         return self.default.format(var="$SKEWLESS_VAR_DIR", project=".").removeprefix("./")
@@ -548,7 +548,7 @@ def mask(value: str | None) -> str | None:
 
 
 def markdown_table() -> str:
-    """The README's configuration table."""
+    """The configuration table of docs/configuration.md."""
     lines = ["| variable | default | read by | what |", "|---|---|---|---|"]
     for s in TABLE:
         default = s.display_default()

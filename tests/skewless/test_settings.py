@@ -1,5 +1,5 @@
 """skewless/settings.py is the single source of configuration: its table drives load(),
-`skewless config`, .env.example and the README; the tools' files and the code agree with it.
+`skewless config`, .env.example and docs/configuration.md; the tools' files and the code agree with it.
 Bad values name the variable; `skewless serve` refuses an unreachable dependency in bounded time."""
 
 from __future__ import annotations
@@ -156,10 +156,10 @@ def test_feature_store_and_dbt_profile_read_table_variables():
     )
 
 
-def test_readme_configuration_table_is_the_generated_one():
-    readme = (ROOT / "README.md").read_text()
-    assert settings.markdown_table() in readme, (
-        "README's configuration table is out of date: paste "
+def test_documented_configuration_table_is_the_generated_one():
+    page = (ROOT / "docs" / "configuration.md").read_text()
+    assert settings.markdown_table() in page, (
+        "docs/configuration.md's table is out of date: paste "
         "`python -c 'from skewless import settings; print(settings.markdown_table())'`"
     )
 

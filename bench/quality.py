@@ -125,15 +125,17 @@ def baselines(seed: int) -> dict:
 
 
 def feature_families(columns: list[str]) -> dict[str, list[str]]:
-    """Ablation units from the declaration: each aggregate of each group (all its windows), the
-    amount ratios and the time flags of the request."""
-    from skewless.features import AMOUNT_RATIOS, FEATURE_SERVICES
+    """Ablation units from the declaration: each aggregate of each group (all its windows), every
+    label-based rate at once, the amount ratios and the time flags of the request."""
+    from skewless.features import AMOUNT_RATIOS, FEATURE_SERVICES, Agg
 
     service = next(s for s in FEATURE_SERVICES if s.model_name == "fraud")
     families: dict[str, list[str]] = {}
     for group in service.groups:
         for aggregate, _, name in group.window_features():
             families.setdefault(aggregate.name, []).append(name)
+            if aggregate.agg is Agg.LABELED_RATE:  # what known labels are worth, all together
+                families.setdefault("every_label_based_rate", []).append(name)
     families["amount_vs_usual"] = [r.name for r in AMOUNT_RATIOS]
     families["time_flags"] = ["hour_of_day", "is_weekend", "is_night"]
     return {k: [c for c in v if c in columns] for k, v in families.items()}

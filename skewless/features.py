@@ -185,8 +185,8 @@ class FeatureGroup:
 
     @property
     def horizon(self) -> timedelta:
-        """How far back before t the group's windows reach (the longest window plus its offset):
-        the events an online state must keep."""
+        """How far back before t the group's windows read events (a window plus its offset, or
+        the span of a window over label time, whichever is longest): what online state keeps."""
         return max(a.bounds(w)[0] for a, w, _ in self.window_features() if w is not None)
 
 
@@ -254,7 +254,7 @@ MERCHANT_TRANSACTION_WINDOWS = FeatureGroup(
             label_time_within="30d",  # labels that arrive early count at once: see above
         ),
     ),
-    description="Merchant volume, and fraud risk as known at t (windows shifted by the label delay).",
+    description="Merchant volume, and fraud rates of the labels known at t (label delay aware).",
 )
 
 CUSTOMER_DAILY_ACTIVITY = FeatureGroup(

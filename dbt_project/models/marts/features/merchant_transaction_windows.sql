@@ -1,5 +1,5 @@
 -- Generated from skewless/features.py by `skewless dbtgen`. Do not edit by hand.
--- Merchant volume, and fraud risk as known at t (windows shifted by the label delay).
+-- Merchant volume, and fraud rates of the labels known at t (label delay aware).
 -- Grain: transaction; entity: merchant; windows: 1d, 7d, 30d.
 
 with events as (

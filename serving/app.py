@@ -54,7 +54,7 @@ def create_app(config: dict | None = None) -> Flask:
     if config:
         app.config.from_mapping(config)
     _check(app.config)
-    app.config["OPENAPI"] = openapi()
+    app.config["OPENAPI"] = openapi(bearer_token=app.config["API_TOKEN"] is not None)
 
     errors.init_app(app)
     Sidecar(app)

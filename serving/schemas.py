@@ -250,8 +250,13 @@ def _json(ref: str, description: str) -> dict:
     }
 
 
-def openapi(title: str = "skewless sidecar", version: str = "1") -> dict:
-    """The OpenAPI 3.1 document of the sidecar, generated from the models above."""
+def openapi(
+    title: str = "skewless sidecar", version: str = "1", *, bearer_token: bool = False
+) -> dict:
+    """The OpenAPI 3.1 document of the sidecar, generated from the models above.
+
+    It follows the configuration: with ``bearer_token`` (a token is configured) the API operations
+    require a bearer token and declare their 401; without, they declare neither."""
     _, defs = models_json_schema(
         [(model, "validation") for model in _COMPONENTS],
         ref_template="#/components/schemas/{model}",
@@ -260,11 +265,13 @@ def openapi(title: str = "skewless sidecar", version: str = "1") -> dict:
         "400": _json(
             "ErrorResponse", "Malformed input: `field` points at it (a JSON Pointer in the body)"
         ),
-        "401": _json("ErrorResponse", "Missing or wrong bearer token (when one is configured)"),
+        "401": _json("ErrorResponse", "Missing or wrong bearer token"),
         "413": _json("ErrorResponse", "Request body too large"),
         "503": _json("UnavailableResponse", "A dependency is down (Redis, model)"),
     }
-    bearer = [{"bearer": []}]
+    security: dict = {"security": [{"bearer": []}]} if bearer_token else {}
+    if not bearer_token:
+        del errors["401"]
     return {
         "openapi": "3.1.0",
         "info": {
@@ -277,7 +284,7 @@ def openapi(title: str = "skewless sidecar", version: str = "1") -> dict:
                 "post": {
                     "operationId": "scoreFraud",
                     "summary": "Score one transaction",
-                    "security": bearer,
+                    **security,
                     "parameters": [
                         {
                             "name": "X-Request-ID",
@@ -297,7 +304,7 @@ def openapi(title: str = "skewless sidecar", version: str = "1") -> dict:
                 "get": {
                     "operationId": "getChurnScore",
                     "summary": "The nightly batch churn score of a customer",
-                    "security": bearer,
+                    **security,
                     "parameters": [
                         {
                             "name": "customer_id",
@@ -357,6 +364,10 @@ def openapi(title: str = "skewless sidecar", version: str = "1") -> dict:
         },
         "components": {
             "schemas": defs["$defs"],
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            **(
+                {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}}
+                if bearer_token
+                else {}
+            ),
         },
     }

@@ -130,3 +130,13 @@ def test_openapi_error_examples_are_what_the_server_answers(client):
         "RFC 6901"
         in doc["components"]["schemas"]["ErrorResponse"]["properties"]["field"]["description"]
     )
+
+
+@pytest.mark.parametrize("token", [None, "s3cret"])
+def test_openapi_requires_a_token_only_when_one_is_configured(make_app, token):
+    doc = make_app(API_TOKEN=token).test_client().get("/openapi.json").get_json()
+    for path, method in (("/v1/fraud/score", "post"), ("/v1/customers/{customer_id}/churn", "get")):
+        operation = doc["paths"][path][method]
+        assert ("security" in operation) is (token is not None), path
+        assert ("401" in operation["responses"]) is (token is not None), path
+    assert ("securitySchemes" in doc["components"]) is (token is not None)

@@ -99,7 +99,7 @@ def batch_cpu(cfg, day: date, *, days: int) -> dict:
     from serving.skew import offline_truth
     from skewless import warehouse
 
-    booster, _, _ = batch_score.load_champion(cfg, "fraud")  # first load: imports, registry
+    booster, *_ = batch_score.load_champion(cfg, "fraud")  # first load: imports, registry
     load_cpu = _cpu(batch_score.load_champion, cfg, "fraud")[1]
     first = day - timedelta(days=days - 1)
     rows = cpu = 0

@@ -66,20 +66,24 @@ class MissingFeatures(RuntimeError):
 
 
 def load_champion(cfg, task: str):
-    """(Booster, registered model name, version) of the task's champion.
+    """(Booster, registered model name, version, alert threshold) of the task's champion.
 
     The alias is resolved once and that version loaded (``models:/<name>/<version>`` is what
     ``models:/<name>@champion`` points to), so the version written beside each score is the one
-    that produced it even if the alias moves meanwhile.
+    that produced it even if the alias moves meanwhile. The threshold is the one that version was
+    trained with (``registry.alert_threshold``; ValueError if it has none and the config derives
+    it by a rule).
     """
-    name = model_config(cfg, task)["registered_model"]
+    config = model_config(cfg, task)
+    name = config["registered_model"]
     mlflow, client = registry.connect(cfg)
     version = registry.champion_version(client, name)
     if version is None:
         raise NoChampion(
             f"no version of model {name!r} has the alias 'champion': run `skewless train {task}`"
         )
-    return registry.load_version(mlflow, name, version), name, version
+    threshold = registry.alert_threshold(client, name, version, config)
+    return registry.load_version(mlflow, name, version), name, version, threshold
 
 
 def _predict(booster, frame: pd.DataFrame) -> np.ndarray:
@@ -129,9 +133,7 @@ def score_fraud(day: date, *, cfg=None) -> dict:
     day = _as_date(day)
     cfg = cfg or settings_module.load()
     started = time.perf_counter()
-    booster, name, version = load_champion(cfg, "fraud")
-    _, client = registry.connect(cfg)
-    threshold = registry.alert_threshold(client, name, version, model_config(cfg, "fraud"))
+    booster, name, version, threshold = load_champion(cfg, "fraud")
     loaded = time.perf_counter()
     customer = [f"c.{n}" for n in group("customer_transaction_windows").feature_names]
     merchant = [f"m.{n}" for n in group("merchant_transaction_windows").feature_names]
@@ -208,7 +210,7 @@ def score_churn(day: date, *, cfg=None, redis_url: str | None = None) -> dict:
     day = _as_date(day)
     cfg = cfg or settings_module.load()
     started = time.perf_counter()
-    booster, name, version = load_champion(cfg, "churn_30d")
+    booster, name, version, _ = load_champion(cfg, "churn_30d")
     loaded = time.perf_counter()
     features = group("customer_daily_activity").feature_names
     _, midnight = _bounds(day)

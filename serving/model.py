@@ -147,13 +147,6 @@ class ChampionModel:
         name = model_config(self.cfg, self.task)["registered_model"]
         return registry.champion_version(self._registry(), name)
 
-    def _threshold(self, name: str, version: str) -> float:
-        from models import registry
-        from models.config import model_config
-
-        config = model_config(self.cfg, self.task)
-        return registry.alert_threshold(self._registry(), name, version, config)
-
     def refresh(self) -> bool:
         """Loads the champion if it is not the current model. Returns whether it changed."""
         from models.batch_score import NoChampion, load_champion
@@ -162,9 +155,8 @@ class ChampionModel:
             if self.current is not None and self.champion_version() == self.current.version:
                 return False
             try:
-                booster, name, version = load_champion(self.cfg, self.task)
+                booster, name, version, threshold = load_champion(self.cfg, self.task)
                 columns = check_features(booster, self.served_features)
-                threshold = self._threshold(name, version)
             except (NoChampion, ModelUnavailable, ValueError) as exc:
                 if self.current is None:
                     self.error = str(exc)

@@ -1,4 +1,5 @@
-# skewless: setup, tests, lint, demo, benchmarks and the tools' UIs. `make setup && make test` is what CI runs.
+# skewless: setup, tests, lint, demo, benchmarks and the tools' UIs.
+# `make setup && make test` is what CI runs.
 SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv

@@ -7,8 +7,8 @@ code a property test holds equal to the dbt SQL - so exact mode can only differ 
 truth by events that had not arrived yet.
 
 Bound: an entity keeps the events within the horizon of its groups in the feature service (the
-longest window plus its offset, counted back from its newest event) plus the newest event before that, which
-``seconds_since_last`` needs however old it is.
+longest span of events a window reads, ``FeatureGroup.horizon``, counted back from its newest
+event) plus the newest event before that, which ``seconds_since_last`` needs however old it is.
 
 Labels: events carry ``is_fraud`` and ``label_timestamp`` when known; label-based features count a
 label only once ``label_timestamp <= t``. ``add_event`` is an upsert by (transaction_id, event
@@ -152,9 +152,8 @@ class ExactState:
         retention: dict[str, timedelta] = {}
         join_keys: dict[str, str] = {}
         for group in self.service.groups:
-            longest = group.horizon
             name = group.entity.name
-            retention[name] = max(retention.get(name, longest), longest)
+            retention[name] = max(retention.get(name, group.horizon), group.horizon)
             join_keys[name] = group.entity.join_key
         self.retention = retention
         self.join_keys = join_keys  # entity name -> join key (a column of every event)

@@ -14,7 +14,8 @@ from skewless.features import Agg, FeatureGroup, window_length
 
 
 def stage_event(raw: Mapping, label_delay: timedelta) -> dict:
-    """Fills the raw contract's defaults (arrival: the event time; label: event time + delay) the way stg_transactions does."""
+    """Fills the raw contract's defaults (arrival: the event time; label: event time + delay)
+    the way stg_raw__transactions does."""
     event = dict(raw)
     event["arrival_timestamp"] = raw.get("arrival_timestamp") or raw["event_timestamp"]
     event["label_timestamp"] = raw.get("label_timestamp") or raw["event_timestamp"] + label_delay

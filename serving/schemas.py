@@ -1,8 +1,7 @@
 """Request and response schemas, declared once (pydantic) and published as OpenAPI 3.1.
 
-Requests are validated strictly: extra fields are
-forbidden, numbers must be finite JSON numbers (no strings, no booleans), amounts >= 0, timestamps
-ISO 8601 strings (a naive time is UTC). The features object is generated from the feature
+Requests are validated strictly: extra fields are forbidden, numbers must be finite JSON numbers
+(no strings, no booleans), amounts >= 0, timestamps ISO 8601 strings (a naive time is UTC). The features object is generated from the feature
 declaration, so the published schema lists exactly the features the fraud model consumes.
 """
 

@@ -97,13 +97,11 @@ def _label_steps(labeled) -> tuple[list[tuple[str, dict[str, str], str]], list[s
     starts: dict[str, dict[str, str]] = {}
     branches, selects = [], []
     for aggregate, window, name in labeled:
-        start, shift = aggregate.bounds(window)
+        start, shift = aggregate.bounds(window)  # shift is 0 for a window over label time
+        begin = f"greatest(label_timestamp, {_after(shift)})"
+        end = f"event_timestamp + {_interval(start)}"
         if aggregate.label_time_within:
-            begin = f"greatest(label_timestamp, event_timestamp + {ONE_US})"
-            end = f"least(label_timestamp + {_span(window)}, event_timestamp + {_interval(start)})"
-        else:
-            begin = f"greatest(label_timestamp, {_after(shift)})"
-            end = f"event_timestamp + {_interval(start)}"
+            end = f"least(label_timestamp + {_span(window)}, {end})"
         valid = f"label_timestamp <= event_timestamp + {_interval(start)}"
         col = f"cast({aggregate.column} as {DOUBLE})"
         starts.setdefault(begin, {})[f"n_{name}"] = f"cast({valid} as integer)"

@@ -32,7 +32,7 @@ RUN pip install -r requirements.txt psycopg2-binary==2.9.13
 # Editable install: skewless finds dags/, dbt_project/ and feature_repo/ beside its package.
 COPY . .
 RUN pip install --no-deps -e . \
-    && python -m compileall -q skewless serving models dags \
+    && python -m compileall -q skewless models serving monitoring dags \
     && mkdir -p /var/lib/skewless /mlflow/artifacts \
     && chown -R skewless:skewless /var/lib/skewless /mlflow/artifacts dbt_project
 

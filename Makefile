@@ -20,7 +20,7 @@ postgres:
 	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends postgresql \
 	  || echo "warning: could not install postgresql (apt-get install postgresql): tests/dbt/test_postgres.py will fail"; fi
 
-# Debian's chromium and its chromedriver for tests/serving/test_skew_browser.py, which renders the
+# Debian's chromium and its chromedriver for tests/monitoring/test_skew_browser.py, which renders the
 # skew report's page in a real headless browser. Installed once when missing (~50 s with apt-get
 # update); without root or apt the test fails with this hint.
 chromium:
@@ -28,7 +28,7 @@ chromium:
 	else sudo=""; [ "$$(id -u)" -eq 0 ] || sudo="sudo"; \
 	  $$sudo apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends chromium chromium-driver \
-	  || echo "warning: could not install chromium (apt-get install chromium chromium-driver): tests/serving/test_skew_browser.py will fail"; fi
+	  || echo "warning: could not install chromium (apt-get install chromium chromium-driver): tests/monitoring/test_skew_browser.py will fail"; fi
 
 # uv installs the pinned set in seconds (plain pip takes ~1.5 minutes); it comes from PyPI too.
 # Bytecode is compiled at install: this environment sets PYTHONDONTWRITEBYTECODE, and without .pyc
@@ -58,6 +58,7 @@ fuzz: setup
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 	$(BIN)/skewless dbtgen --check
 
 format: setup

@@ -57,8 +57,8 @@ def write_log(client, entries: list[dict], count: int, prefix: str) -> None:
 def skew(cfg, redis_url: str, day: date, *, requests: int) -> dict:
     """Per mode served in the runs: a serving log of ``requests`` entries of that mode, then timed
     ``flush_log`` (into the warehouse) + ``skew_report`` for that day and mode."""
-    from serving import flush
-    from serving import skew as skew_module
+    from monitoring import flush
+    from monitoring import skew as skew_module
     from skewless import redis_server
 
     client = redis_server.connect(redis_url, cluster=cfg.redis_cluster)
@@ -95,12 +95,12 @@ def batch_cpu(cfg, day: date, *, days: int) -> dict:
     (``models.batch_score.score_fraud``) over ``days`` days ending ``day``. Each call loads the
     model, as the nightly job does; that load's CPU is also measured on its own and taken out.
     Then the model alone: the booster over the same rows' feature matrix."""
-    from models import batch_score, datasets
-    from serving.skew import offline_truth
+    from models import batch_score, datasets, registry
+    from monitoring.skew import offline_truth
     from skewless import warehouse
 
-    booster, *_ = batch_score.load_champion(cfg, "fraud")  # first load: imports, registry
-    load_cpu = _cpu(batch_score.load_champion, cfg, "fraud")[1]
+    booster, *_ = registry.load_champion(cfg, "fraud")  # first load: imports, registry
+    load_cpu = _cpu(registry.load_champion, cfg, "fraud")[1]
     first = day - timedelta(days=days - 1)
     rows = cpu = 0
     for offset in range(days):

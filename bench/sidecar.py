@@ -54,8 +54,8 @@ STARTED = time.perf_counter()
 def bootstrap_exact(cfg, client, day: date, *, first: bool) -> None:
     """Exact mode: the state holds what had arrived before the day (as `skewless replay` does);
     again before every run (cheap), so each run starts from the same state."""
-    from serving.replay import bootstrap_state
     from serving.state import ExactState
+    from skewless.replay import bootstrap_state
 
     bootstrap_state(ExactState(client), cfg, day)
 
@@ -65,8 +65,8 @@ def reset_stream(cfg, client, day: date, *, first: bool) -> None:
     day (as the replay does) and has applied it before the first request. Before every run the
     events that other modes' runs appended while the consumer was paused are trimmed, so it does
     not work through them during the run (they are the same transactions again, dropped late)."""
-    from serving import stream
-    from serving.replay import reset_stream
+    from skewless import stream
+    from skewless.replay import reset_stream
 
     client.xtrim(stream.STREAM, maxlen=0)
     if first:
@@ -185,7 +185,7 @@ def train_champion(cfg, day: date, report: dict) -> None:
 
 def write_bodies(cfg, day: date, path: Path) -> list[dict]:
     """The day's transactions as scoring requests, in arrival order (as `skewless replay` sends)."""
-    from serving.replay import day_frames
+    from skewless.replay import day_frames
 
     feed, _ = day_frames(cfg, day)
     bodies = [

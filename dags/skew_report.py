@@ -47,7 +47,7 @@ def skew_report():
 
     @task(pool=WAREHOUSE_POOL)
     def flush_log() -> dict:
-        from serving.flush import flush_log as flush
+        from monitoring.flush import flush_log as flush
 
         return flush()
 
@@ -55,7 +55,7 @@ def skew_report():
     def served_modes(day: str) -> list[str]:
         from datetime import date
 
-        from serving.skew import served_modes as modes
+        from monitoring.skew import served_modes as modes
 
         return modes(date.fromisoformat(day))
 
@@ -63,7 +63,7 @@ def skew_report():
     def report(mode: str, day: str) -> dict:
         from datetime import date
 
-        from serving.skew_publish import report_day
+        from monitoring.skew_publish import report_day
 
         return report_day(date.fromisoformat(day), mode)
 

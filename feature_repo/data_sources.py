@@ -18,9 +18,9 @@ from feast import FileSource, PushSource
 from feast.data_format import ParquetFormat
 from feast.utils import get_default_yaml_file_path
 
-from serving.stream import STREAM, push_source_name, streamed_groups
 from skewless import settings
 from skewless.features import GROUPS, FeatureGroup, Grain
+from skewless.stream import STREAM, push_source_name, streamed_groups
 
 REPO = Path(__file__).resolve().parent
 

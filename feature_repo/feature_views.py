@@ -17,8 +17,8 @@ from entities import ENTITIES
 from feast import FeatureView, Field
 from feast.types import Float64, Int64
 
-from serving.stream import stream_view_name, streamed_groups
 from skewless.features import GROUPS
+from skewless.stream import stream_view_name, streamed_groups
 
 _TYPES = {"int64": Int64, "float64": Float64}
 

@@ -23,14 +23,13 @@ import numpy as np
 import pandas as pd
 
 from models import datasets, registry
-from models.config import model_config
+from models.config import CHURN_KEY_PREFIX
 from skewless import settings as settings_module
 from skewless.features import group, request_features_frame
 
 SCHEMA = "predictions"
 FRAUD_TABLE = f"{SCHEMA}.fraud_scores"
 CHURN_TABLE = f"{SCHEMA}.churn_scores"
-CHURN_KEY_PREFIX = "skewless:churn_30d:"
 REDIS_BATCH = 10_000
 PREDICT_THREADS = 2
 
@@ -57,33 +56,8 @@ DDL = (
 )
 
 
-class NoChampion(RuntimeError):
-    """No model version holds the alias ``champion`` yet: train one first."""
-
-
 class MissingFeatures(RuntimeError):
     """Transactions of the day have no feature rows: the features are older than the data."""
-
-
-def load_champion(cfg, task: str):
-    """(Booster, registered model name, version, alert threshold) of the task's champion.
-
-    The alias is resolved once and that version loaded (``models:/<name>/<version>`` is what
-    ``models:/<name>@champion`` points to), so the version written beside each score is the one
-    that produced it even if the alias moves meanwhile. The threshold is the one that version was
-    trained with (``registry.alert_threshold``; ValueError if it has none and the config derives
-    it by a rule).
-    """
-    config = model_config(cfg, task)
-    name = config["registered_model"]
-    mlflow, client = registry.connect(cfg)
-    version = registry.champion_version(client, name)
-    if version is None:
-        raise NoChampion(
-            f"no version of model {name!r} has the alias 'champion': run `skewless train {task}`"
-        )
-    threshold = registry.alert_threshold(client, name, version, config)
-    return registry.load_version(mlflow, name, version), name, version, threshold
 
 
 def _predict(booster, frame: pd.DataFrame) -> np.ndarray:
@@ -133,7 +107,7 @@ def score_fraud(day: date, *, cfg=None) -> dict:
     day = _as_date(day)
     cfg = cfg or settings_module.load()
     started = time.perf_counter()
-    booster, name, version, threshold = load_champion(cfg, "fraud")
+    booster, name, version, threshold = registry.load_champion(cfg, "fraud")
     loaded = time.perf_counter()
     customer = [f"c.{n}" for n in group("customer_transaction_windows").feature_names]
     merchant = [f"m.{n}" for n in group("merchant_transaction_windows").feature_names]
@@ -210,7 +184,7 @@ def score_churn(day: date, *, cfg=None, redis_url: str | None = None) -> dict:
     day = _as_date(day)
     cfg = cfg or settings_module.load()
     started = time.perf_counter()
-    booster, name, version, _ = load_champion(cfg, "churn_30d")
+    booster, name, version, _ = registry.load_champion(cfg, "churn_30d")
     loaded = time.perf_counter()
     features = group("customer_daily_activity").feature_names
     _, midnight = _bounds(day)
@@ -395,7 +369,7 @@ def run(args: argparse.Namespace) -> int:
     day = args.date or last_event_day()
     try:
         result = score_fraud(day) if args.task == "fraud" else score_churn(day)
-    except (NoChampion, MissingFeatures) as exc:
+    except (registry.NoChampion, MissingFeatures) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(result, indent=2, default=str))

@@ -110,3 +110,30 @@ def alert_threshold(client, model_name: str, version: str, task_config: dict) ->
         f"model {model_name!r} version {version} has no {THRESHOLD_TAG!r} tag and"
         f" models/config.yaml derives the threshold by a rule: retrain it"
     )
+
+
+class NoChampion(RuntimeError):
+    """No model version holds the alias ``champion`` yet: train one first."""
+
+
+def load_champion(cfg, task: str):
+    """(Booster, registered model name, version, alert threshold) of the task's champion.
+
+    The alias is resolved once and that version loaded (``models:/<name>/<version>`` is what
+    ``models:/<name>@champion`` points to), so the version written beside each score is the one
+    that produced it even if the alias moves meanwhile. The threshold is the one that version was
+    trained with (``alert_threshold``; ValueError if it has none and the config derives
+    it by a rule).
+    """
+    from models.config import model_config
+
+    config = model_config(cfg, task)
+    name = config["registered_model"]
+    mlflow, client = connect(cfg)
+    version = champion_version(client, name)
+    if version is None:
+        raise NoChampion(
+            f"no version of model {name!r} has the alias 'champion': run `skewless train {task}`"
+        )
+    threshold = alert_threshold(client, name, version, config)
+    return load_version(mlflow, name, version), name, version, threshold

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from flask import Blueprint
 
-from models.batch_score import CHURN_KEY_PREFIX
-from models.config import model_config
+from models.config import CHURN_KEY_PREFIX, model_config
 from serving.auth import require_token
 from serving.errors import ApiError, response
 from serving.schemas import InvalidInput

@@ -1,6 +1,6 @@
 """The champion fraud model, loaded once per process and swapped when the alias moves.
 
-Loading goes through MLflow (``models.batch_score.load_champion``: ``models:/fraud@champion``
+Loading goes through MLflow (``models.registry.load_champion``: ``models:/fraud@champion``
 resolved to a version); scoring calls the LightGBM Booster on a NumPy row - through its C API's
 single-row fast path when available, else ``Booster.predict`` - never pyfunc or the sklearn wrapper. ``maybe_refresh()`` is cheap enough for the request path: at most every
 ``check_seconds`` it starts a background thread that resolves the alias and, if it moved, loads
@@ -149,7 +149,7 @@ class ChampionModel:
 
     def refresh(self) -> bool:
         """Loads the champion if it is not the current model. Returns whether it changed."""
-        from models.batch_score import NoChampion, load_champion
+        from models.registry import NoChampion, load_champion
 
         with self._lock:
             if self.current is not None and self.champion_version() == self.current.version:

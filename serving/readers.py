@@ -13,9 +13,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from serving import feast_layout, stream
+from serving import feast_layout
 from serving.redisio import round_trips
 from serving.state import ExactState
+from skewless import stream
 from skewless.evaluate import evaluate
 from skewless.features import FeatureGroup, FeatureService
 

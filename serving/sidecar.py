@@ -19,14 +19,13 @@ from flask import Flask, current_app
 
 from models.datasets import feature_columns, get_task
 from serving import log as serving_log
-from serving import stream
 from serving.metrics import Metrics
 from serving.model import ChampionModel
 from serving.readers import ExactReader, MaterializedReader, StreamingReader, feast_project
 from serving.redisio import client, round_trips
 from serving.schemas import Decision, ScoreRequest
 from serving.state import ExactState
-from skewless import redis_server
+from skewless import redis_server, stream
 from skewless import settings as settings_module
 from skewless.features import request_features
 

@@ -311,3 +311,16 @@ def history_frame(cfg, cutoff: datetime, *, by: str = "arrival", service: str = 
         return con.execute(sql, {"cutoff": cutoff, "start": start}).fetchdf()
     finally:
         con.close()
+
+
+def known_history(cfg, start: datetime):
+    """(history, loaded): the events that had arrived before ``start`` (``history_frame``), and
+    the same with only the labels known by then - what an online state holds at ``start``."""
+    import pandas as pd
+
+    history = history_frame(cfg, start, by="arrival")
+    loaded = history.copy()
+    unknown = loaded["label_timestamp"].isna() | (loaded["label_timestamp"] >= start)
+    loaded["is_fraud"] = loaded["is_fraud"].astype("object").where(~unknown, None)
+    loaded["label_timestamp"] = loaded["label_timestamp"].where(~unknown, pd.NaT)
+    return history, loaded

@@ -1,5 +1,5 @@
 """``streaming`` mode's consumer: keeps windowed features from the event stream
-(``serving/stream.py``) with a processing lag and allowed lateness, and pushes them through Feast.
+(``skewless/stream.py``) with a processing lag and allowed lateness, and pushes them through Feast.
 
 The consumer (``skewless stream-consumer``, one process) reads the stream with a consumer group,
 so a restart resumes where it stopped. All its clocks are in event/arrival time ("replay time"),
@@ -38,7 +38,8 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 
-from serving.stream import (
+from skewless.features import Agg, FeatureGroup
+from skewless.stream import (
     HELD_KEY,
     SERVICE,
     STATUS_KEY,
@@ -52,7 +53,6 @@ from serving.stream import (
     stream_view_name,
     streamed_groups,
 )
-from skewless.features import Agg, FeatureGroup
 
 logger = logging.getLogger(__name__)
 
@@ -349,7 +349,7 @@ class StreamConsumer:
 
     def _bootstrap(self, as_of: datetime) -> int:
         """Loads what had arrived before ``as_of`` and pushes every entity's row as of then."""
-        from serving.replay import known_history
+        from serving.state import known_history
         from skewless.evaluate import evaluate
 
         try:
@@ -412,13 +412,13 @@ def main(
     """``skewless stream-consumer``: runs until SIGTERM or SIGINT."""
     import signal
 
-    from serving.replay import sidecar_redis_url
     from skewless import dependencies, pipeline, redis_server, settings
+    from skewless.redis_server import serving_url
 
     lag = seconds_setting(LAG_VAR, DEFAULT_LAG_SECONDS, lag)
     lateness = seconds_setting(LATENESS_VAR, DEFAULT_ALLOWED_LATENESS_SECONDS, allowed_lateness)
     cfg = settings.load()
-    url = sidecar_redis_url(cfg, redis_url)
+    url = serving_url(cfg, redis_url)
     dependencies.wait_for_redis(url)  # bounded and logged: a dead Redis is an exit, not a hang
     client = redis_server.connect(url, cluster=cfg.redis_cluster)
     store = pipeline.feature_store(cfg, url)

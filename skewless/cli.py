@@ -260,8 +260,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from serving import replay
-    from skewless import redis_server
+    from skewless import redis_server, replay
 
     try:
         summary = replay.replay(
@@ -298,7 +297,7 @@ def cmd_stream_consumer(args: argparse.Namespace) -> int:
 
 
 def cmd_flush_log(args: argparse.Namespace) -> int:
-    from serving import flush
+    from monitoring import flush
     from skewless import redis_server
 
     try:
@@ -310,7 +309,7 @@ def cmd_flush_log(args: argparse.Namespace) -> int:
 
 
 def cmd_skew_report(args: argparse.Namespace) -> int:
-    from serving import skew, skew_publish
+    from monitoring import skew, skew_publish
 
     cfg = settings.load()
     try:

@@ -93,8 +93,8 @@ def run_dags(day: date, env: dict[str, str], log_dir: Path) -> list[dict]:
 def realtime(cfg: settings.Settings, held_out: date, port: int) -> dict:
     """Lands the held-out day, rebuilds the offline truth (no materialization: Redis keeps the
     batch snapshot), serves, replays the day in each mode and reports the skew."""
-    from serving import flush, replay, skew
-    from skewless import pipeline
+    from monitoring import flush, skew
+    from skewless import pipeline, replay
 
     ingest.land_day(held_out, cfg=cfg)
     pipeline.dbt(cfg, ["build"], as_of=orchestration.cutoff(held_out))
@@ -260,7 +260,7 @@ def _print(result: dict) -> None:
 
 def _print_skew(mode: str, report: dict) -> None:
     """Prints the report and writes its JSON and HTML page, logged to MLflow (skew_report)."""
-    from serving import skew, skew_publish
+    from monitoring import skew, skew_publish
 
     print(f"\n=== {mode} mode ===")
     print(skew.format_table(report))

@@ -369,3 +369,10 @@ def feast_connection_string(url: str, *, cluster: bool = False) -> str:
     if parsed.scheme == "rediss":
         parts.append("ssl=true")
     return ",".join(parts)
+
+
+def serving_url(cfg, redis_url: str | None = None) -> str:
+    """The Redis the sidecar, its stream consumer and the log flush use: an explicit URL, SKEWLESS_REDIS_URL, REDIS_URL, else the
+    private server under var/redis (which must be running: the sidecar started it)."""
+    url = redis_url or os.environ.get("SKEWLESS_REDIS_URL")
+    return url or resolve_url(cfg.redis_url, cfg.redis_dir, start_if_needed=False)

@@ -1,25 +1,26 @@
-"""Shared fixtures: a private var/ per test session and a real Redis server process."""
+"""Shared fixtures: a private var/ per test, a real Redis server process (and a real Redis
+Cluster), the simulated pipeline built once per session, and the sidecar on a trained champion.
+
+``serving_env`` (once per session) copies the shared built pipeline, trains the fraud champion in
+the copy's MLflow and materializes the features into a Redis database of their own on the
+session's server. ``app`` builds a sidecar on them; each test starts with no sidecar keys (serving
+log, exact-mode state, churn scores) while Feast's keys stay.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import shutil
 from datetime import date, datetime
-from pathlib import Path
 
 import pytest
 
 import tests.properties  # noqa: F401  (registers and loads the hypothesis profile first)
-
-# Environment variables that place skewless state; tests point them at temporary directories.
-PLACEMENT_VARS = (
-    "SKEWLESS_WAREHOUSE",
-    "SKEWLESS_FEATURE_DIR",
-    "SKEWLESS_FEAST_REGISTRY",
-    "SKEWLESS_DROP_DIR",
-    "SKEWLESS_MLFLOW_ARTIFACTS",
-    "MLFLOW_TRACKING_URI",
-    "AIRFLOW_HOME",
-    "REDIS_URL",
+from tests.helpers import (
+    PLACEMENT_VARS,
+    BuiltPipeline,
+    ServingEnv,
+    clear_sidecar_keys,
+    fresh_redis_db,
 )
 
 
@@ -45,21 +46,6 @@ def redis_url(tmp_path_factory):
     redis_server.stop(directory)
 
 
-_next_db = iter(range(1, 16))
-
-
-def fresh_redis_db(redis_url: str) -> str:
-    """The URL of a logical database of the session's Redis nobody else uses, emptied first:
-    Feast never overwrites a key with an older or equal timestamp, so users must not share keys."""
-    import redis
-
-    url = redis_url.rsplit("/", 1)[0] + f"/{next(_next_db)}"
-    client = redis.Redis.from_url(url)
-    client.flushdb()
-    client.close()
-    return url
-
-
 @pytest.fixture(scope="session")
 def redis_cluster_url(tmp_path_factory):
     """A real Redis Cluster (three redis-server primaries, each its own process group) for the
@@ -73,38 +59,10 @@ def redis_cluster_url(tmp_path_factory):
     redis_server.stop(directory)
 
 
-def fresh_cluster(url: str) -> str:
-    """Empties every primary of the cluster at ``url``; returns the URL."""
-    from skewless import redis_server
-
-    client = redis_server.connect(url, cluster=True)
-    try:
-        client.flushall(target_nodes=client.PRIMARIES)
-    finally:
-        client.close()
-    return url
-
-
 @pytest.fixture(scope="module")
 def redis_db(redis_url):
     """A database of its own for one test module (see fresh_redis_db)."""
     return fresh_redis_db(redis_url)
-
-
-@dataclass(frozen=True)
-class BuiltPipeline:
-    """A simulated warehouse after `dbt build` and `feast apply` (not materialized)."""
-
-    var_dir: Path
-    cutoff: datetime  # the dbt cutoff: midnight after the last event
-    first_day: date
-    days: int
-
-    def env(self, mp: pytest.MonkeyPatch) -> None:
-        """Points skewless at this pipeline's var/ (use on a MonkeyPatch)."""
-        mp.setenv("SKEWLESS_VAR_DIR", str(self.var_dir))
-        for name in PLACEMENT_VARS:
-            mp.delenv(name, raising=False)
 
 
 @pytest.fixture(scope="session")
@@ -130,3 +88,99 @@ def built_pipeline(tmp_path_factory, redis_url) -> BuiltPipeline:
         con.close()
     assert cutoff == built.cutoff
     return built
+
+
+@pytest.fixture(scope="session")
+def serving_env(built_pipeline, redis_url, tmp_path_factory) -> ServingEnv:
+
+    from models import training
+    from skewless import pipeline, settings
+
+    var_dir = tmp_path_factory.mktemp("serving") / "var"
+    shutil.copytree(built_pipeline.var_dir, var_dir)
+    url = fresh_redis_db(redis_url)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SKEWLESS_VAR_DIR", str(var_dir))
+        for name in (*PLACEMENT_VARS, "SKEWLESS_MODEL_CONFIG"):
+            mp.delenv(name, raising=False)
+        cfg = settings.load()
+        result = training.train("fraud", cfg=cfg)
+        pipeline.materialize(cfg, end=built_pipeline.cutoff, redis_url=url)
+    env = ServingEnv(
+        var_dir,
+        cfg,
+        url,
+        built_pipeline.cutoff,
+        result["model_version"],
+        result["run_id"],
+        result["alert_threshold"],
+    )
+    yield env
+    import redis
+
+    leftover = redis.Redis.from_url(url)
+    leftover.flushdb()
+    leftover.close()
+
+
+@pytest.fixture(scope="session")
+def transactions(serving_env):
+    """The warehouse's staged transactions (read-only), in event-time order."""
+    from skewless import warehouse
+
+    con = warehouse.connect(serving_env.cfg.warehouse_path, read_only=True)
+    try:
+        return con.execute(
+            "select * from stg_raw__transactions order by event_timestamp, transaction_id"
+        ).fetchdf()
+    finally:
+        con.close()
+
+
+@pytest.fixture
+def redis_client(serving_env):
+    """The serving tests' database on the session's Redis, without sidecar keys."""
+    import redis
+
+    client = redis.Redis.from_url(serving_env.redis_url)
+    clear_sidecar_keys(client)
+    yield client
+    clear_sidecar_keys(client)
+    client.close()
+
+
+@pytest.fixture
+def make_app(serving_env, redis_client):
+    """Builds a sidecar on the session's model and Redis; ``KEY=...`` leaves a key unset (to
+    come from the environment)."""
+    from serving.app import create_app
+
+    apps = []
+
+    def make(**config):
+        base = {
+            "SETTINGS": serving_env.cfg,
+            "REDIS_URL": serving_env.redis_url,
+            "MODEL_CHECK_SECONDS": 0,
+            "API_TOKEN": None,
+            "SERVING_MODE": "materialized",
+        }
+        merged = {k: v for k, v in {**base, **config}.items() if v is not ...}  # ...: drop it
+        app = create_app(merged)
+        app.config["TESTING"] = True
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        app.extensions["skewless"].close()
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()

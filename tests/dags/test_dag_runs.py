@@ -117,7 +117,7 @@ def log_requests(cfg, redis_url: str, day: date, n: int = 30) -> dict[str, int]:
     from models.config import model_config
     from models.datasets import feature_columns, predict
     from serving import log
-    from tests.serving.conftest import day_truth_rows
+    from tests.helpers import day_truth_rows
 
     truth = day_truth_rows(cfg.warehouse_path, day, n)
     names = feature_columns("fraud")
@@ -163,7 +163,7 @@ def log_requests(cfg, redis_url: str, day: date, n: int = 30) -> dict[str, int]:
 def test_skew_report_flushes_the_log_and_reports_each_served_mode(env, dags, redis_db):
     from mlflow import MlflowClient
 
-    from serving import skew_publish
+    from monitoring import skew_publish
 
     cfg = env["cfg"]
     planted = log_requests(cfg, redis_db, DAY)

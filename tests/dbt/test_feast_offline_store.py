@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from skewless.settings import PROJECT_ROOT
-from tests.conftest import PLACEMENT_VARS
+from tests.helpers import PLACEMENT_VARS
 from tests.postgres import copy_raw_transactions, private_postgres, settings_for
 
 REPO = PROJECT_ROOT / "feature_repo"

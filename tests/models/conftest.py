@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from skewless import settings
-from tests.conftest import PLACEMENT_VARS
+from tests.helpers import PLACEMENT_VARS
 
 COMMITTED_CONFIG = settings.PROJECT_ROOT / "models" / "config.yaml"
 

@@ -6,7 +6,8 @@ from datetime import date, datetime
 
 import pytest
 
-from models import batch_score, training
+from models import batch_score, registry, training
+from models.config import CHURN_KEY_PREFIX
 from skewless import settings, warehouse
 
 pytestmark = pytest.mark.slow
@@ -31,7 +32,7 @@ def _count(sql: str, params: list) -> int:
 
 
 def test_fraud_scoring_replaces_the_day_and_is_idempotent(pipeline_copy):
-    with pytest.raises(batch_score.NoChampion, match="skewless train fraud"):
+    with pytest.raises(registry.NoChampion, match="skewless train fraud"):
         batch_score.score_fraud(DAY)
     model = training.train("fraud")
 
@@ -86,10 +87,10 @@ def test_churn_scores_every_customer_into_the_table_and_redis(pipeline_copy, red
     assert first["rows"] == second["rows"] == len(table_once) == customers
     assert first["redis"]["keys_written"] == customers
 
-    keys = client.keys(batch_score.CHURN_KEY_PREFIX + "*")
+    keys = client.keys(CHURN_KEY_PREFIX + "*")
     assert len(keys) == customers
     for row in table_once.sample(20, random_state=0).itertuples():
-        stored = client.hgetall(f"{batch_score.CHURN_KEY_PREFIX}{row.customer_id}")
+        stored = client.hgetall(f"{CHURN_KEY_PREFIX}{row.customer_id}")
         assert float(stored["churn_probability"]) == row.churn_probability  # exact round trip
         assert stored["model_version"] == model["model_version"]
         assert stored["score_date"] == DAY.isoformat()

@@ -21,9 +21,9 @@ from serving.readers import MaterializedReader, feast_project
 from serving.redisio import ClusterRoundTrips, round_trips
 from skewless import dependencies, redis_server, settings
 from skewless.features import FEATURE_SERVICES
-from tests.conftest import fresh_cluster
-from tests.serving.conftest import (
+from tests.helpers import (
     clear_sidecar_keys,
+    fresh_cluster,
     running_sidecar,
     score_body,
     stop_group,
@@ -192,10 +192,10 @@ def test_a_replayed_day_is_served_alike_on_the_cluster(
     """The same day replayed through one sidecar on a server and through two replicas on the
     cluster taking turns (a round-robin balancer): per transaction the same features, score,
     decision and missing entities. The cluster's log flushes and reports like a server's."""
-    from serving import skew
-    from serving.flush import flush_log
+    from monitoring import skew
+    from monitoring.flush import flush_log
     from serving.log import read_log
-    from serving.replay import replay
+    from skewless.replay import replay
 
     logs = {}
     for name, env, client in (
@@ -227,7 +227,8 @@ def test_a_replayed_day_is_served_alike_on_the_cluster(
 
 
 def test_churn_scores_are_written_across_nodes_and_served(make_app, cluster_env, cluster_client):
-    from models.batch_score import CHURN_KEY_PREFIX, write_churn_to_redis
+    from models.batch_score import write_churn_to_redis
+    from models.config import CHURN_KEY_PREFIX
 
     ids = np.array([f"churner-{i}" for i in range(500)])
     scores = np.linspace(0.0, 1.0, len(ids))

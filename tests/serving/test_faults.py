@@ -13,7 +13,7 @@ import time
 import pytest
 
 from skewless import redis_server
-from tests.serving.conftest import stop_group, wait_until
+from tests.helpers import stop_group, wait_until
 
 pytestmark = pytest.mark.slow
 

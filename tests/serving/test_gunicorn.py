@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from tests.serving.conftest import (
+from tests.helpers import (
     clear_sidecar_keys,
     http_get,
     running_sidecar,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import jsonschema
 import pytest
 
-from tests.serving.conftest import free_port, score_body
+from tests.helpers import free_port, score_body
 
 pytestmark = pytest.mark.slow  # on the built pipeline (dbt, Feast, MLflow)
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from serving import log as serving_log
-from tests.serving.conftest import score_body
+from tests.helpers import score_body
 
 pytestmark = pytest.mark.slow  # on the built pipeline (dbt, Feast, MLflow)
 

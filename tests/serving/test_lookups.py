@@ -45,7 +45,7 @@ def test_needs_the_token_when_one_is_configured(make_app):
 
 
 def test_redis_down_is_503(make_app):
-    from tests.serving.conftest import free_port
+    from tests.helpers import free_port
 
     client = make_app(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0").test_client()
     response = client.get(URL.format("c00001"))

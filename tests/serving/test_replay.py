@@ -10,8 +10,8 @@ from datetime import datetime, timedelta
 import pandas as pd
 import pytest
 
-from serving.replay import ReplayError, build_timeline, replay
-from tests.serving.conftest import (
+from skewless.replay import ReplayError, build_timeline, replay
+from tests.helpers import (
     clear_sidecar_keys,
     free_port,
     running_sidecar,
@@ -91,7 +91,7 @@ def server(serving_env, tmp_path_factory):
 
 @pytest.mark.slow
 def test_replay_exact_day_then_flush(server, serving_env, transactions, redis_client, tmp_path):
-    from serving.flush import TABLE, flush_log
+    from monitoring.flush import TABLE, flush_log
     from serving.log import read_log
     from skewless import warehouse
 
@@ -107,7 +107,7 @@ def test_replay_exact_day_then_flush(server, serving_env, transactions, redis_cl
     assert 0 < summary["p50_ms"] <= summary["p99_ms"]
 
     # the event stream got the day's reset, the labels and late events, and every scored request
-    from serving import stream
+    from skewless import stream
 
     entries = [stream.decode_entry(f) for _, f in redis_client.xrange(stream.STREAM)]
     kinds = [e["kind"] for e in entries]
@@ -150,7 +150,7 @@ def test_replay_exact_day_then_flush(server, serving_env, transactions, redis_cl
     clear_sidecar_keys(redis_client)
 
     # the skew report of the replayed day: exact mode can only differ by late arrival
-    from serving import skew
+    from monitoring import skew
 
     report = skew.skew_report(day, mode="exact", cfg=cfg)
     assert report["requests"] == len(expected)

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
+from tests.helpers import unescape_pointer
 from tests.properties import examples
-from tests.serving.conftest import unescape_pointer
 
 REQUIRED = ("transaction_id", "customer_id", "merchant_id", "amount", "event_timestamp")
 

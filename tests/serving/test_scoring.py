@@ -11,7 +11,7 @@ import pytest
 from models.datasets import feature_columns
 from serving import log as serving_log
 from serving.schemas import openapi
-from tests.serving.conftest import score_body, unescape_pointer
+from tests.helpers import score_body, unescape_pointer
 
 pytestmark = pytest.mark.slow  # on the built pipeline (dbt, Feast, MLflow)
 

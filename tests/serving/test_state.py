@@ -14,7 +14,7 @@ from models.datasets import feature_columns
 from serving.state import ExactState, history_frame, pack, state_key, unpack
 from skewless.features import request_features_frame
 from tests.featurecheck import same
-from tests.serving.conftest import score_body
+from tests.helpers import score_body
 
 T0 = datetime(2025, 3, 1)
 

@@ -14,15 +14,13 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from serving import stream
 from serving.readers import StreamingReader, feast_project
 from serving.state import ExactState
-from skewless import redis_server, settings
+from skewless import redis_server, settings, stream
 from skewless.evaluate import evaluate
 from skewless.features import FEATURE_SERVICES
-from tests.conftest import fresh_cluster, fresh_redis_db
 from tests.featurecheck import identical
-from tests.serving.conftest import stop_group, wait_until
+from tests.helpers import fresh_cluster, fresh_redis_db, stop_group, wait_until
 
 FRAUD_V1 = next(s for s in FEATURE_SERVICES if s.name == "fraud_v1")
 CUSTOMER, MERCHANT = FRAUD_V1.groups
@@ -282,7 +280,7 @@ def test_a_restart_resumes_and_the_lag_holds_events_back(consumer, reader):
 def test_reset_restarts_from_the_warehouse_history(consumer, reader, stream_env, transactions):
     """The replay's reset: the consumer's rows as of a day's start equal exact mode's features
     after its bootstrap; newer rows of an earlier run are replaced, not kept."""
-    from serving.replay import bootstrap_state, reset_stream
+    from skewless.replay import bootstrap_state, reset_stream
 
     day = transactions["event_timestamp"].max().date()
     start = datetime.combine(day, datetime.min.time())

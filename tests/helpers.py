@@ -1,29 +1,77 @@
-"""Fixtures for the sidecar: a trained champion and materialized features, then `app`/`client`.
-
-``serving_env`` (once per session) copies the shared built pipeline, trains the fraud champion in
-the copy's MLflow and materializes the features into a Redis database of their own (13) on the
-session's server. ``app`` builds a sidecar on them; each test starts with no sidecar keys (serving
-log, exact-mode state, churn scores) while Feast's keys stay.
-"""
+"""Helpers shared by the tests: placement of skewless state, Redis databases, the sidecar's
+request bodies and processes. Fixtures live in tests/conftest.py; tests import helpers from here."""
 
 from __future__ import annotations
 
 import contextlib
 import http.client
 import os
-import shutil
 import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 
 import pytest
 
 from skewless.processes import stop_group
-from tests.conftest import PLACEMENT_VARS, fresh_redis_db
+
+# Environment variables that place skewless state; tests point them at temporary directories.
+PLACEMENT_VARS = (
+    "SKEWLESS_WAREHOUSE",
+    "SKEWLESS_FEATURE_DIR",
+    "SKEWLESS_FEAST_REGISTRY",
+    "SKEWLESS_DROP_DIR",
+    "SKEWLESS_MLFLOW_ARTIFACTS",
+    "MLFLOW_TRACKING_URI",
+    "AIRFLOW_HOME",
+    "REDIS_URL",
+)
+
+
+_next_db = iter(range(1, 16))
+
+
+def fresh_redis_db(redis_url: str) -> str:
+    """The URL of a logical database of the session's Redis nobody else uses, emptied first:
+    Feast never overwrites a key with an older or equal timestamp, so users must not share keys."""
+    import redis
+
+    url = redis_url.rsplit("/", 1)[0] + f"/{next(_next_db)}"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    client.close()
+    return url
+
+
+def fresh_cluster(url: str) -> str:
+    """Empties every primary of the cluster at ``url``; returns the URL."""
+    from skewless import redis_server
+
+    client = redis_server.connect(url, cluster=True)
+    try:
+        client.flushall(target_nodes=client.PRIMARIES)
+    finally:
+        client.close()
+    return url
+
+
+@dataclass(frozen=True)
+class BuiltPipeline:
+    """A simulated warehouse after `dbt build` and `feast apply` (not materialized)."""
+
+    var_dir: Path
+    cutoff: datetime  # the dbt cutoff: midnight after the last event
+    first_day: date
+    days: int
+
+    def env(self, mp: pytest.MonkeyPatch) -> None:
+        """Points skewless at this pipeline's var/ (use on a MonkeyPatch)."""
+        mp.setenv("SKEWLESS_VAR_DIR", str(self.var_dir))
+        for name in PLACEMENT_VARS:
+            mp.delenv(name, raising=False)
 
 
 @dataclass(frozen=True)
@@ -56,102 +104,6 @@ def clear_sidecar_keys(client) -> None:
         client.unlink(*keys)
 
 
-@pytest.fixture(scope="session")
-def serving_env(built_pipeline, redis_url, tmp_path_factory) -> ServingEnv:
-
-    from models import training
-    from skewless import pipeline, settings
-
-    var_dir = tmp_path_factory.mktemp("serving") / "var"
-    shutil.copytree(built_pipeline.var_dir, var_dir)
-    url = fresh_redis_db(redis_url)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SKEWLESS_VAR_DIR", str(var_dir))
-        for name in (*PLACEMENT_VARS, "SKEWLESS_MODEL_CONFIG"):
-            mp.delenv(name, raising=False)
-        cfg = settings.load()
-        result = training.train("fraud", cfg=cfg)
-        pipeline.materialize(cfg, end=built_pipeline.cutoff, redis_url=url)
-    env = ServingEnv(
-        var_dir,
-        cfg,
-        url,
-        built_pipeline.cutoff,
-        result["model_version"],
-        result["run_id"],
-        result["alert_threshold"],
-    )
-    yield env
-    import redis
-
-    leftover = redis.Redis.from_url(url)
-    leftover.flushdb()
-    leftover.close()
-
-
-@pytest.fixture(scope="session")
-def transactions(serving_env):
-    """The warehouse's staged transactions (read-only), in event-time order."""
-    from skewless import warehouse
-
-    con = warehouse.connect(serving_env.cfg.warehouse_path, read_only=True)
-    try:
-        return con.execute(
-            "select * from stg_raw__transactions order by event_timestamp, transaction_id"
-        ).fetchdf()
-    finally:
-        con.close()
-
-
-@pytest.fixture
-def redis_client(serving_env):
-    """The serving tests' database on the session's Redis, without sidecar keys."""
-    import redis
-
-    client = redis.Redis.from_url(serving_env.redis_url)
-    clear_sidecar_keys(client)
-    yield client
-    clear_sidecar_keys(client)
-    client.close()
-
-
-@pytest.fixture
-def make_app(serving_env, redis_client):
-    """Builds a sidecar on the session's model and Redis; ``KEY=...`` leaves a key unset (to
-    come from the environment)."""
-    from serving.app import create_app
-
-    apps = []
-
-    def make(**config):
-        base = {
-            "SETTINGS": serving_env.cfg,
-            "REDIS_URL": serving_env.redis_url,
-            "MODEL_CHECK_SECONDS": 0,
-            "API_TOKEN": None,
-            "SERVING_MODE": "materialized",
-        }
-        merged = {k: v for k, v in {**base, **config}.items() if v is not ...}  # ...: drop it
-        app = create_app(merged)
-        app.config["TESTING"] = True
-        apps.append(app)
-        return app
-
-    yield make
-    for app in apps:
-        app.extensions["skewless"].close()
-
-
-@pytest.fixture
-def app(make_app):
-    return make_app()
-
-
-@pytest.fixture
-def client(app):
-    return app.test_client()
-
-
 def score_body(row, **overrides) -> dict:
     """A scoring request for one staged transaction row."""
     body = {
@@ -163,9 +115,6 @@ def score_body(row, **overrides) -> dict:
     }
     body.update(overrides)
     return {k: v for k, v in body.items() if v is not ...}
-
-
-# -- processes ----------------------------------------------------------------------------------
 
 
 @contextlib.contextmanager
@@ -206,9 +155,9 @@ def running_sidecar(serving_env: ServingEnv, tmp_path_factory, name: str):
 
 
 def day_truth_rows(warehouse_path, day, n: int):
-    """The offline truth (``serving.skew.offline_truth``) of the day's first n transactions in
+    """The offline truth (``monitoring.skew.offline_truth``) of the day's first n transactions in
     event-time order, read from the warehouse read-only."""
-    from serving import skew
+    from monitoring import skew
     from skewless import warehouse
 
     con = warehouse.connect(warehouse_path, read_only=True)

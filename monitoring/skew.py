@@ -21,8 +21,8 @@ log's ``served_at`` when the warehouse does not know the transaction.
 
 Beyond the contract keys the report carries the seed's three tables for a few transactions
 (``examples``: their features at training time, as served, and the prediction impact) and the
-binned distributions the HTML page plots (``histograms``); ``serving/skew_html.py`` renders it and
-``serving/skew_publish.py`` writes it and logs it to MLflow.
+binned distributions the HTML page plots (``histograms``); ``monitoring/skew_html.py`` renders it and
+``monitoring/skew_publish.py`` writes it and logs it to MLflow.
 
 The warehouse is only opened read-only.
 """
@@ -37,9 +37,9 @@ from datetime import date, datetime, timedelta
 import numpy as np
 import pandas as pd
 
-from serving import skew_measures as measures
-from serving.flush import TABLE
-from serving.skew_measures import consequences, distribution_distances  # noqa: F401 (API)
+from monitoring import skew_measures as measures
+from monitoring.flush import TABLE
+from monitoring.skew_measures import consequences, distribution_distances  # noqa: F401 (API)
 from skewless.features import (
     AMOUNT_RATIOS,
     CUSTOMER_TRANSACTION_WINDOWS,

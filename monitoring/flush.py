@@ -64,12 +64,12 @@ def flush_log(cfg=None, *, redis_url: str | None = None) -> dict:
     Returns ``{"read", "inserted", "already_flushed", "table_rows"}``."""
     import pyarrow as pa
 
-    from serving.replay import sidecar_redis_url
     from skewless import redis_server, settings, warehouse
+    from skewless.redis_server import serving_url
 
     cfg = cfg or settings.load()
     client = redis_server.connect(
-        sidecar_redis_url(cfg, redis_url), cluster=cfg.redis_cluster, decode_responses=True
+        serving_url(cfg, redis_url), cluster=cfg.redis_cluster, decode_responses=True
     )
     try:
         columns = log.read_raw(client)

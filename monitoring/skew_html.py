@@ -1,4 +1,4 @@
-"""The skew report (serving/skew.py) as one self-contained HTML page.
+"""The skew report (monitoring/skew.py) as one self-contained HTML page.
 
 Everything comes from the report dict (its ``histograms`` carry the binned data), so a saved JSON
 renders the same page. Plots are matplotlib figures (Agg, no pyplot, no display) embedded as base64
@@ -143,7 +143,7 @@ def most_skewed(report: dict, n: int = PLOTTED_FEATURES) -> list[str]:
 
 def render(report: dict) -> str:
     """The report as an HTML document (a string)."""
-    from serving.skew import example_tables
+    from monitoring.skew import example_tables
 
     mode, day = report["mode"], report.get("date", "")
     score, dec, q, c = report["score"], report["decisions"], report["quality"], report["causes"]

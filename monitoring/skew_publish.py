@@ -1,4 +1,4 @@
-"""Writes a skew report (serving/skew.py) as JSON and HTML and logs it to MLflow.
+"""Writes a skew report (monitoring/skew.py) as JSON and HTML and logs it to MLflow.
 
 Files go to ``var/reports/skew_<mode>_<date>.{json,html}`` unless paths are given; a re-run for
 the same day and mode replaces them. The MLflow run is in the experiment ``skew_report`` (artifacts
@@ -31,7 +31,7 @@ def write_json(report: dict, path: Path) -> Path:
 
 
 def write_html(report: dict, path: Path) -> Path:
-    from serving import skew_html
+    from monitoring import skew_html
 
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(skew_html.render(report), encoding="utf-8")
@@ -107,7 +107,7 @@ def publish(
 def report_day(day: date, mode: str, cfg=None, *, mlflow: bool = True) -> dict:
     """The report of one day and mode, written and logged (the skew_report DAG's task).
     Returns a summary: day, mode, requests, the headline numbers and where it went."""
-    from serving import skew
+    from monitoring import skew
     from skewless import settings
 
     cfg = cfg or settings.load()

@@ -1,5 +1,5 @@
-"""The skew report's HTML page (serving/skew_html.py) and its publication: files and an MLflow run
-(serving/skew_publish.py), on the planted report of test_skew.py and a real SQLite MLflow store
+"""The skew report's HTML page (monitoring/skew_html.py) and its publication: files and an MLflow run
+(monitoring/skew_publish.py), on the planted report of test_skew.py and a real SQLite MLflow store
 under tmp_path."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from serving import skew, skew_html, skew_publish
-from tests.serving import test_skew
+from monitoring import skew, skew_html, skew_publish
+from tests.monitoring import test_skew
 
 # fixtures shared with test_skew.py
 env = test_skew.env

@@ -50,15 +50,6 @@ class ReplayError(RuntimeError):
     """The replay cannot run (sidecar unreachable, no transactions that day, bad argument)."""
 
 
-def sidecar_redis_url(cfg, redis_url: str | None = None) -> str:
-    """The Redis the sidecar uses: an explicit URL, SKEWLESS_REDIS_URL, REDIS_URL, else the
-    private server under var/redis (which must be running: the sidecar started it)."""
-    from skewless import redis_server
-
-    url = redis_url or os.environ.get("SKEWLESS_REDIS_URL")
-    return url or redis_server.resolve_url(cfg.redis_url, cfg.redis_dir, start_if_needed=False)
-
-
 def day_frames(cfg, day: date):
     """(feed, arrivals): the day's transactions (event time in the day) and earlier transactions
     that arrive between the day's start and its last arrival, both from the warehouse, read-only."""
@@ -139,25 +130,12 @@ def build_timeline(feed, arrivals, history, day: date) -> list[tuple]:
     return timeline
 
 
-def known_history(cfg, start: datetime):
-    """(history, loaded): the events that had arrived before ``start`` (``history_frame``), and
-    the same with only the labels known by then - what an online state holds at ``start``."""
-    import pandas as pd
-
-    from serving.state import history_frame
-
-    history = history_frame(cfg, start, by="arrival")
-    loaded = history.copy()
-    unknown = loaded["label_timestamp"].isna() | (loaded["label_timestamp"] >= start)
-    loaded["is_fraud"] = loaded["is_fraud"].astype("object").where(~unknown, None)
-    loaded["label_timestamp"] = loaded["label_timestamp"].where(~unknown, pd.NaT)
-    return history, loaded
-
-
 def bootstrap_state(state, cfg, day: date):
     """Loads what had arrived before the day, with the labels known by then. Returns (summary,
     history frame)."""
     start = datetime.combine(day, datetime.min.time())
+    from serving.state import known_history
+
     history, loaded = known_history(cfg, start)
     summary = state.bootstrap(loaded, as_of=start)
     return summary, history
@@ -166,7 +144,7 @@ def bootstrap_state(state, cfg, day: date):
 def reset_stream(client, day: date, *, wait: float | None) -> str:
     """Writes the day's reset entry to the event stream; with ``wait``, waits that many seconds
     for the streaming consumer to have applied it. Returns the entry id."""
-    from serving import stream
+    from skewless import stream
 
     start = datetime.combine(day, datetime.min.time())
     entry_id = client.execute_command(*stream.reset_command(start))
@@ -236,9 +214,8 @@ def replay(
     errors (by status), latency percentiles, seconds."""
     import requests
 
-    from serving import stream
     from serving.schemas import Mode
-    from skewless import settings, warehouse
+    from skewless import settings, stream, warehouse
 
     cfg = cfg or settings.load()
     modes = [m.value for m in Mode]
@@ -280,7 +257,7 @@ def replay(
             from skewless import redis_server
 
             client = redis_server.connect(
-                sidecar_redis_url(cfg, redis_url), cluster=cfg.redis_cluster
+                redis_server.serving_url(cfg, redis_url), cluster=cfg.redis_cluster
             )
             state = ExactState(client)
             boot_summary, history = bootstrap_state(state, cfg, day)

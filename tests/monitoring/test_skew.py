@@ -1,4 +1,4 @@
-"""The skew report (serving/skew.py) on a copy of the serving warehouse with synthetic log rows."""
+"""The skew report (monitoring/skew.py) on a copy of the serving warehouse with synthetic log rows."""
 
 from __future__ import annotations
 
@@ -10,10 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from serving import skew
-from serving.flush import _DDL, COLUMNS, TABLE
-from tests.conftest import PLACEMENT_VARS
-from tests.serving.conftest import day_truth_rows
+from monitoring import skew
+from monitoring.flush import _DDL, COLUMNS, TABLE
+from tests.helpers import PLACEMENT_VARS, day_truth_rows
 
 CONTRACT = {
     "requests",

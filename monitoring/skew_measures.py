@@ -1,4 +1,4 @@
-"""The measures of the skew report (serving/skew.py), on aligned arrays of served and offline
+"""The measures of the skew report (monitoring/skew.py), on aligned arrays of served and offline
 values: matching, distribution distances, score quality, decision consequences, and the choice of
 the few transactions shown in the seed's three tables. No I/O here.
 """

@@ -1,4 +1,4 @@
-"""The skew report's HTML page (serving/skew_html.py) in a real headless browser: Debian's chromium
+"""The skew report's HTML page (monitoring/skew_html.py) in a real headless browser: Debian's chromium
 driven by selenium through Debian's chromedriver (`make setup` installs both).
 
 The page of the planted report of test_skew.py is opened from a file:// URL; the test checks the
@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from serving import skew, skew_html
+from monitoring import skew, skew_html
 from skewless import settings
 from skewless.processes import group_alive, stop_group
-from tests.serving import test_skew
+from tests.monitoring import test_skew
 
 pytestmark = pytest.mark.slow  # on the built pipeline (dbt, Feast, MLflow) and a browser
 

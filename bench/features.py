@@ -193,9 +193,9 @@ def train_and_score(cfg, url: str, report: dict) -> None:
             k: round(v, 4) for k, v in result["metrics"].items() if isinstance(v, float)
         }
     day = batch_score.last_event_day(cfg)
-    fraud, timing = timed(batch_score.score_fraud, day, cfg=cfg)
+    fraud, timing = timed(batch_score.score, "fraud", day, cfg=cfg)
     record(report, "score_fraud", timing)
-    churn, timing = timed(batch_score.score_churn, day, cfg=cfg, redis_url=url)
+    churn, timing = timed(batch_score.score, "churn_30d", day, cfg=cfg, redis_url=url)
     record(report, "score_churn", timing)
     report["counts"]["scored_transactions"] = fraud["rows"]
     report["counts"]["scored_customers"] = churn["rows"]

@@ -92,7 +92,7 @@ def skew(cfg, redis_url: str, day: date, *, requests: int) -> dict:
 
 def batch_cpu(cfg, day: date, *, days: int) -> dict:
     """Process CPU (all threads: DuckDB's, LightGBM's) per row of the nightly fraud batch scoring
-    (``models.batch_score.score_fraud``) over ``days`` days ending ``day``. Each call loads the
+    (``models.batch_score.score("fraud", day)``) over ``days`` days ending ``day``. Each call loads the
     model, as the nightly job does; that load's CPU is also measured on its own and taken out.
     Then the model alone: the booster over the same rows' feature matrix."""
     from models import batch_score, datasets, registry
@@ -104,7 +104,7 @@ def batch_cpu(cfg, day: date, *, days: int) -> dict:
     first = day - timedelta(days=days - 1)
     rows = cpu = 0
     for offset in range(days):
-        result, seconds = _cpu(batch_score.score_fraud, first + timedelta(days=offset), cfg=cfg)
+        result, seconds = _cpu(batch_score.score, "fraud", first + timedelta(days=offset), cfg=cfg)
         rows, cpu = rows + result["rows"], cpu + seconds
     con = warehouse.connect(cfg.warehouse_path, read_only=True)
     try:

@@ -18,7 +18,7 @@
 4. Skew report: 100K serving-log entries per mode (the entries the sidecar logged during the runs,
    copied with fresh request ids), timed `flush_log` + `skew_report`.
 5. CPU per prediction: realtime = CPU of the gunicorn process group (/proc) during the 300 req/s
-   window / requests; batch = process CPU of `models.batch_score.score_fraud` / rows.
+   window / requests; batch = process CPU of `models.batch_score.score("fraud", day)` / rows.
 
 Writes var/bench/sidecar.json and prints a table: `python -m bench.sidecar` (--help for sizes).
 """
@@ -41,12 +41,13 @@ from pathlib import Path
 
 from bench import procs, sidecar_report
 from bench.features import FOREIGN_ENV, machine
+from skewless.tasks import realtime_task
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 RUN_DIR = PROJECT_ROOT / "var" / "bench" / "sidecar"
 DEFAULT_OUT = PROJECT_ROOT / "var" / "bench" / "sidecar.json"
 BIN = Path(sys.executable).parent
-SCORE_PATH = "/v1/fraud/score"
+SCORE_PATH = realtime_task().route
 CHAIN = "chain"
 STARTED = time.perf_counter()
 
@@ -203,7 +204,8 @@ def write_bodies(cfg, day: date, path: Path) -> list[dict]:
 
 
 def chain_spec(feast_port: int, mlflow_port: int, bodies: Path) -> dict:
-    from models.datasets import feature_columns, get_task
+    from models.datasets import feature_columns
+    from skewless.tasks import get_task
 
     service = get_task("fraud").service
     return {

@@ -2,31 +2,35 @@
 ### batch_score
 
 Nightly batch scoring for the day carried by the model assets (or the `day` param), with the
-`champion` of each model:
+`champion` of each task declared in skewless/tasks.py, one Airflow task `score_<task>` each:
 
-- **fraud** — every transaction of the day → `predictions.fraud_scores` (that day's partition
-  replaced);
-- **churn_30d** — every customer, as of midnight after the day → `predictions.churn_scores` and
-  Redis (`skewless:churn_30d:<customer_id>`) for the sidecar's key lookup.
+- a realtime task (**fraud**) scores every event of the day → its predictions table
+  (`predictions.fraud_scores`, that day's partition replaced);
+- a batch task (**churn_30d**) scores every entity as of midnight after the day → its predictions
+  table (`predictions.churn_scores`) and Redis (`skewless:churn_30d:<customer_id>`) for the
+  sidecar's key lookup.
 
-Re-running a day leaves identical tables.
+Runs once every model asset has an event; re-running a day leaves identical tables.
 """
 
 from __future__ import annotations
 
+import functools
+import operator
 from datetime import UTC, datetime, timedelta
 
-from airflow.sdk import Asset, Param, dag, task
+from airflow.sdk import Asset, Param, chain, dag, task
 
 from skewless.orchestration import MODEL_URIS, PREDICTIONS_URI, WAREHOUSE_POOL
+from skewless.tasks import TASKS
 
-MODELS = [Asset(uri) for uri in MODEL_URIS.values()]
+MODELS = [Asset(MODEL_URIS[name]) for name in TASKS]
 PREDICTIONS = Asset(PREDICTIONS_URI)
 
 
 @dag(
     dag_id="batch_score",
-    schedule=MODELS[0] & MODELS[1],
+    schedule=functools.reduce(operator.and_, MODELS),  # every model asset
     start_date=datetime(2025, 1, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,
@@ -45,25 +49,23 @@ def batch_score():
         return run_day(params, triggering_asset_events, data_interval_start).isoformat()
 
     @task(pool=WAREHOUSE_POOL)
-    def score_fraud(day: str) -> dict:
+    def score(name: str, day: str) -> dict:
         from datetime import date
 
-        from models.batch_score import score_fraud as score
+        from models.batch_score import score as score_task
 
-        return score(date.fromisoformat(day))
+        return score_task(name, date.fromisoformat(day))
 
-    @task(pool=WAREHOUSE_POOL, outlets=[PREDICTIONS])
-    def score_churn(day: str, outlet_events=None) -> dict:
-        from datetime import date
-
-        from models.batch_score import score_churn as score
-
-        summary = score(date.fromisoformat(day))
+    @task(outlets=[PREDICTIONS])
+    def predictions(day: str, outlet_events=None) -> str:
+        """Every task scored the day: the predictions asset carries it to skew_report."""
         outlet_events[PREDICTIONS].extra = {"day": day}
-        return summary
+        return day
 
     day = resolve_day()
-    score_fraud(day) >> score_churn(day)
+    # one at a time (the warehouse pool has one slot), in declaration order
+    steps = [score.override(task_id=f"score_{name}")(name, day) for name in TASKS]
+    chain(*steps, predictions(day))
 
 
 batch_score()

@@ -1,12 +1,12 @@
-"""Nightly batch scoring with the champion models.
+"""Nightly batch scoring with the champion models, one function for every declared task.
 
-- fraud: every transaction of the day, from the per-transaction feature rows dbt built (the state
-  just before each transaction) plus the request-time features;
-- churn_30d: every customer, from the customer_daily_activity row at the midnight after the day;
-  the scores also go to Redis (``skewless:churn_30d:<customer_id>``) for the sidecar's key lookup.
+- a realtime task (fraud): every event of the day, from the per-event feature rows dbt built (the
+  state just before each event) plus the request-time features;
+- a batch task (churn_30d): every entity, from its daily group's row at the midnight after the
+  day; the scores also go to Redis (``skewless:<task>:<entity id>``) for the sidecar's lookup.
 
-Each run replaces the day's partition of ``predictions.fraud_scores`` / ``predictions.churn_scores``
-in one transaction (delete + insert): scoring a day twice leaves the same tables. The warehouse has
+Each run replaces the day's partition of the task's predictions table (``predictions.<...>``) in
+one transaction (delete + insert): scoring a day twice leaves the same tables. The warehouse has
 one writer, so it is opened read-write only inside these functions, after the model is loaded, and
 closed before returning. Scores come from the LightGBM Booster on a NumPy matrix (not pyfunc).
 """
@@ -23,37 +23,27 @@ import numpy as np
 import pandas as pd
 
 from models import datasets, registry
-from models.config import CHURN_KEY_PREFIX
 from skewless import settings as settings_module
-from skewless.features import group, request_features_frame
+from skewless.tasks import PREDICTIONS_SCHEMA, Task, get_task, names
 
-SCHEMA = "predictions"
-FRAUD_TABLE = f"{SCHEMA}.fraud_scores"
-CHURN_TABLE = f"{SCHEMA}.churn_scores"
 REDIS_BATCH = 10_000
 PREDICT_THREADS = 2
 
-DDL = (
-    f"create schema if not exists {SCHEMA}",
-    f"""create table if not exists {FRAUD_TABLE} (
-        transaction_id varchar not null,
-        customer_id varchar not null,
-        merchant_id varchar not null,
-        event_timestamp timestamp not null,
-        score_date date not null,
-        fraud_probability double not null,
-        is_alert boolean not null,
-        model_name varchar not null,
-        model_version varchar not null
-    )""",
-    f"""create table if not exists {CHURN_TABLE} (
-        customer_id varchar not null,
-        score_date date not null,
-        churn_probability double not null,
-        model_name varchar not null,
-        model_version varchar not null
-    )""",
-)
+
+def ddl(task: Task) -> list[str]:
+    """The statements that create the task's predictions table if missing (idempotent)."""
+    columns = [f"{name} varchar not null" for name in task.ids]
+    if task.realtime:
+        columns.append("event_timestamp timestamp not null")
+    columns += ["score_date date not null", f"{task.score_column} double not null"]
+    if task.realtime:
+        columns.append("is_alert boolean not null")
+    columns += ["model_name varchar not null", "model_version varchar not null"]
+    body = ",\n    ".join(columns)
+    return [
+        f"create schema if not exists {PREDICTIONS_SCHEMA}",
+        f"create table if not exists {task.predictions_table} (\n    {body}\n)",
+    ]
 
 
 class MissingFeatures(RuntimeError):
@@ -100,37 +90,31 @@ def _bounds(day: date) -> tuple[datetime, datetime]:
     return start, start + timedelta(days=1)
 
 
-def score_fraud(day: date, *, cfg=None) -> dict:
-    """Scores every transaction with event date ``day`` and replaces that date in fraud_scores."""
-    from skewless import warehouse
-
+def score(task: str | Task, day: date, *, cfg=None, redis_url: str | None = None) -> dict:
+    """Scores the day with the task's champion and replaces that date in its predictions table."""
+    task = get_task(task)
     day = _as_date(day)
     cfg = cfg or settings_module.load()
+    if task.realtime:
+        return _score_events(task, day, cfg)
+    return _score_entities(task, day, cfg, redis_url)
+
+
+def _score_events(task: Task, day: date, cfg) -> dict:
+    """Every event with event date ``day``, from the feature rows just before it."""
+    from skewless import warehouse
+
     started = time.perf_counter()
-    booster, name, version, threshold = registry.load_champion(cfg, "fraud")
+    booster, name, version, threshold = registry.load_champion(cfg, task.name)
     loaded = time.perf_counter()
-    customer = [f"c.{n}" for n in group("customer_transaction_windows").feature_names]
-    merchant = [f"m.{n}" for n in group("merchant_transaction_windows").feature_names]
     start, end = _bounds(day)
     con = warehouse.connect(cfg.warehouse_path)
     try:
-        for statement in DDL:
+        for statement in ddl(task):
             con.execute(statement)
-        rows = con.execute(
-            f"""
-            select t.transaction_id, t.customer_id, t.merchant_id, t.event_timestamp, t.amount,
-                c.transaction_id is null or m.transaction_id is null as is_missing,
-                {", ".join(customer + merchant)}
-            from stg_raw__transactions as t
-            left join customer_transaction_windows as c
-                on c.transaction_id = t.transaction_id and not c.is_snapshot
-            left join merchant_transaction_windows as m
-                on m.transaction_id = t.transaction_id and not m.is_snapshot
-            where t.event_timestamp >= ? and t.event_timestamp < ?
-            order by t.event_timestamp, t.transaction_id
-            """,
-            [start, end],
-        ).fetchdf()
+        rows = datasets.event_rows(
+            con, task, where="t.event_timestamp >= ? and t.event_timestamp < ?", params=[start, end]
+        )
         read = time.perf_counter()
         missing = int(rows["is_missing"].sum())
         if missing:
@@ -138,35 +122,19 @@ def score_fraud(day: date, *, cfg=None) -> dict:
                 f"{missing} of {len(rows)} transactions on {day} have no feature rows: "
                 "run `skewless build` before scoring"
             )
-        features = pd.concat(
-            [
-                rows,
-                request_features_frame(rows["amount"], rows["event_timestamp"], rows).drop(
-                    columns=["amount"]
-                ),
-            ],
-            axis=1,
-        )
-        scores = _predict(booster, features)
+        scores = _predict(booster, rows)
         predicted = time.perf_counter()
-        out = pd.DataFrame(
-            {
-                "transaction_id": rows["transaction_id"],
-                "customer_id": rows["customer_id"],
-                "merchant_id": rows["merchant_id"],
-                "event_timestamp": rows["event_timestamp"],
-                "fraud_probability": scores,
-                "is_alert": scores >= threshold,
-            }
-        )
-        _replace_partition(con, FRAUD_TABLE, day, out, name, version)
+        out = rows[[*task.ids, "event_timestamp"]].copy()
+        out[task.score_column] = scores
+        out["is_alert"] = scores >= threshold
+        _replace_partition(con, task.predictions_table, day, out, name, version)
     finally:
         con.close()
     written = time.perf_counter()
     return {
-        "task": "fraud",
+        "task": task.name,
         "score_date": day.isoformat(),
-        "table": FRAUD_TABLE,
+        "table": task.predictions_table,
         "rows": len(out),
         "alerts": int(out["is_alert"].sum()),
         "alert_threshold": threshold,
@@ -176,47 +144,39 @@ def score_fraud(day: date, *, cfg=None) -> dict:
     }
 
 
-def score_churn(day: date, *, cfg=None, redis_url: str | None = None) -> dict:
-    """Scores every customer as of the midnight after ``day``; replaces that date in churn_scores
-    and writes the scores to Redis hashes (when ``day`` is the latest scored date)."""
+def _score_entities(task: Task, day: date, cfg, redis_url: str | None) -> dict:
+    """Every entity as of the midnight after ``day``; the scores also go to Redis hashes (when
+    ``day`` is the latest scored date)."""
     from skewless import redis_server, warehouse
 
-    day = _as_date(day)
-    cfg = cfg or settings_module.load()
     started = time.perf_counter()
-    booster, name, version, _ = registry.load_champion(cfg, "churn_30d")
+    booster, name, version, _ = registry.load_champion(cfg, task.name)
     loaded = time.perf_counter()
-    features = group("customer_daily_activity").feature_names
+    (group,) = task.service.groups
+    key = task.entity.join_key
     _, midnight = _bounds(day)
     con = warehouse.connect(cfg.warehouse_path)
     try:
-        for statement in DDL:
+        for statement in ddl(task):
             con.execute(statement)
         rows = con.execute(
-            f"select customer_id, {', '.join(features)} from customer_daily_activity "
-            "where event_timestamp = ? order by customer_id",
+            f"select {key}, {', '.join(group.feature_names)} from {group.name} "
+            f"where event_timestamp = ? order by {key}",
             [midnight],
         ).fetchdf()
         if rows.empty:
-            (built_to,) = con.execute(
-                "select max(event_timestamp) from customer_daily_activity"
-            ).fetchone()
+            (built_to,) = con.execute(f"select max(event_timestamp) from {group.name}").fetchone()
             if built_to is None or built_to < midnight:
                 raise MissingFeatures(
-                    f"customer_daily_activity ends at {built_to}, before {midnight}: "
+                    f"{group.name} ends at {built_to}, before {midnight}: "
                     "run `skewless build` before scoring"
                 )
         read = time.perf_counter()
         scores = _predict(booster, rows)
         predicted = time.perf_counter()
-        out = pd.DataFrame(
-            {
-                "customer_id": rows["customer_id"],
-                "churn_probability": scores,
-            }
-        )
-        _replace_partition(con, CHURN_TABLE, day, out, name, version)
-        (latest,) = con.execute(f"select max(score_date) from {CHURN_TABLE}").fetchone()
+        out = pd.DataFrame({key: rows[key], task.score_column: scores})
+        _replace_partition(con, task.predictions_table, day, out, name, version)
+        (latest,) = con.execute(f"select max(score_date) from {task.predictions_table}").fetchone()
     finally:
         con.close()
     written = time.perf_counter()
@@ -225,16 +185,16 @@ def score_churn(day: date, *, cfg=None, redis_url: str | None = None) -> dict:
     url, keys_written = None, 0
     if is_latest and len(out):
         url = redis_url or redis_server.resolve_url(cfg.redis_url, cfg.redis_dir)
-        keys_written = write_churn_to_redis(
-            url, out["customer_id"].to_numpy(), scores, version, day, cluster=cfg.redis_cluster
+        keys_written = write_scores_to_redis(
+            url, task, out[key].to_numpy(), scores, version, day, cluster=cfg.redis_cluster
         )
     pushed = time.perf_counter()
     return {
-        "task": "churn_30d",
+        "task": task.name,
         "score_date": day.isoformat(),
-        "table": CHURN_TABLE,
+        "table": task.predictions_table,
         "rows": len(out),
-        "mean_churn_probability": float(scores.mean()) if len(scores) else None,
+        f"mean_{task.score_column}": float(scores.mean()) if len(scores) else None,
         "model_name": name,
         "model_version": version,
         "redis": {
@@ -250,10 +210,11 @@ def score_churn(day: date, *, cfg=None, redis_url: str | None = None) -> dict:
     }
 
 
-def write_churn_to_redis(
-    url: str, customer_ids, scores, version: str, day: date, *, cluster: bool = False
+def write_scores_to_redis(
+    url: str, task: str | Task, ids, scores, version: str, day: date, *, cluster: bool = False
 ) -> int:
-    """HSET skewless:churn_30d:<id> churn_probability <p> model_version <v> score_date <d>.
+    """HSET <prefix><id> <score column> <p> model_version <v> score_date <d>, per entity id
+    (``skewless:churn_30d:<customer_id>`` with ``churn_probability`` for churn_30d).
 
     Pipelined in batches of REDIS_BATCH commands: each batch is packed as RESP in one buffer, sent
     with one write and its replies read back (an error reply raises). Packing the commands here
@@ -262,30 +223,31 @@ def write_churn_to_redis(
     """
     from skewless import redis_server
 
+    task = get_task(task)
     if cluster:
-        return _write_churn_to_cluster(url, customer_ids, scores, version, day)
+        return _write_to_cluster(url, task, ids, scores, version, day)
     client = redis_server.connect(url, cluster=False)
     tail = b"$13\r\nmodel_version\r\n%s$10\r\nscore_date\r\n%s" % (
         _bulk(str(version).encode()),
         _bulk(day.isoformat().encode()),
     )
     head = b"*8\r\n$4\r\nHSET\r\n"
-    field = b"$17\r\nchurn_probability\r\n"
-    prefix = CHURN_KEY_PREFIX.encode()
+    field = _bulk(task.score_column.encode())
+    prefix = task.scores_key_prefix.encode()
 
     def pack(start: int) -> tuple[bytes, int]:
-        ids = customer_ids[start : start + REDIS_BATCH]
+        batch = ids[start : start + REDIS_BATCH]
         values = scores[start : start + REDIS_BATCH].tolist()
         payload = b"".join(
-            head + _bulk(prefix + customer_id.encode()) + field + _bulk(repr(value).encode()) + tail
-            for customer_id, value in zip(ids, values, strict=True)
+            head + _bulk(prefix + entity_id.encode()) + field + _bulk(repr(value).encode()) + tail
+            for entity_id, value in zip(batch, values, strict=True)
         )
         return payload, len(values)
 
     written = 0
     connection = client.connection_pool.get_connection()
     try:
-        starts = range(0, len(customer_ids), REDIS_BATCH)
+        starts = range(0, len(ids), REDIS_BATCH)
         in_flight = None
         for start in starts:
             payload, count = pack(start)  # packed while Redis works on the previous batch
@@ -304,23 +266,23 @@ def write_churn_to_redis(
     return written
 
 
-def _write_churn_to_cluster(url: str, customer_ids, scores, version: str, day: date) -> int:
+def _write_to_cluster(url: str, task: Task, ids, scores, version: str, day: date) -> int:
     from skewless import redis_server
 
     client = redis_server.connect(url, cluster=True)
     written = 0
     try:
-        for start in range(0, len(customer_ids), REDIS_BATCH):
+        for start in range(0, len(ids), REDIS_BATCH):
             pipe = client.pipeline(transaction=False)
-            ids = customer_ids[start : start + REDIS_BATCH]
+            batch = ids[start : start + REDIS_BATCH]
             values = scores[start : start + REDIS_BATCH].tolist()
-            for customer_id, value in zip(ids, values, strict=True):
+            for entity_id, value in zip(batch, values, strict=True):
                 mapping = {
-                    "churn_probability": repr(value),
+                    task.score_column: repr(value),
                     "model_version": str(version),
                     "score_date": day.isoformat(),
                 }
-                pipe.hset(f"{CHURN_KEY_PREFIX}{customer_id}", mapping=mapping)
+                pipe.hset(f"{task.scores_key_prefix}{entity_id}", mapping=mapping)
             written += len(pipe.execute())
     finally:
         client.close()
@@ -359,7 +321,7 @@ def last_event_day(cfg=None) -> date:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("task", choices=["fraud", "churn", "churn_30d"])
+    parser.add_argument("task", choices=names())
     parser.add_argument(
         "--date", type=date.fromisoformat, help="the day to score (default: the last day)"
     )
@@ -368,7 +330,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     day = args.date or last_event_day()
     try:
-        result = score_fraud(day) if args.task == "fraud" else score_churn(day)
+        result = score(args.task, day)
     except (registry.NoChampion, MissingFeatures) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-# Batch churn scores in Redis: a hash per customer, written by batch scoring, read by the sidecar.
-CHURN_KEY_PREFIX = "skewless:churn_30d:"
-
 REQUIRED_KEYS = ("registered_model", "feature_service", "label", "alert_threshold", "top_k_per_day")
 
 

@@ -25,75 +25,17 @@ import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
 
 from skewless import settings as settings_module
-from skewless.features import FEATURE_SERVICES, REQUEST_FEATURES, FeatureService
+from skewless.features import REQUEST_FEATURES, request_features_frame
+from skewless.tasks import Task, get_task
 
 SOURCES = ("feast", "warehouse")
 DEFAULT_SOURCE = "warehouse"
-
-
-@dataclass(frozen=True)
-class Task:
-    """A model trained on one dbt training set through one feature service."""
-
-    name: str  # the model config key and the registered model name
-    service: FeatureService
-    training_set: str  # dbt model with the labels and entity keys
-    label: str
-    ids: tuple[str, ...]  # entity / row ids, in the order of ``keys``
-    merge_keys: tuple[str, ...]  # identify one row (to join Feast's answer back)
-    request_features: bool  # fraud: skewless.features.REQUEST_FEATURES from the request
-    card: str  # the id investigators review (a card): card precision@k ranks these per day
-    extra_columns: tuple[str, ...] = ()  # kept in ``keys`` (e.g. label_timestamp)
-
-    @property
-    def group_features(self) -> list[str]:
-        return [name for g in self.service.groups for name in g.feature_names]
-
-
-def _service(name: str) -> FeatureService:
-    return next(s for s in FEATURE_SERVICES if s.name == name)
-
-
-TASKS: dict[str, Task] = {
-    "fraud": Task(
-        name="fraud",
-        service=_service("fraud_v1"),
-        training_set="fraud_training_set",
-        label="is_fraud",
-        ids=("transaction_id", "customer_id", "merchant_id"),
-        merge_keys=("transaction_id",),
-        request_features=True,
-        card="customer_id",
-        extra_columns=("label_timestamp",),
-    ),
-    "churn_30d": Task(
-        name="churn_30d",
-        service=_service("churn_v1"),
-        training_set="churn_training_set",
-        label="is_churned_30d",
-        ids=("customer_id",),
-        merge_keys=("customer_id", "event_timestamp"),
-        request_features=False,
-        card="customer_id",
-    ),
-}
-ALIASES = {"churn": "churn_30d"}
-
-# The churn label looks this far ahead of each row (dbt var churn_horizon_days).
-CHURN_HORIZON = timedelta(days=30)
-
-
-def get_task(task: str) -> Task:
-    name = ALIASES.get(task, task)
-    if name not in TASKS:
-        raise ValueError(f"task={task!r}: expected one of {sorted(TASKS)} (or 'churn')")
-    return TASKS[name]
 
 
 def feature_columns(task: str) -> list[str]:
@@ -165,12 +107,13 @@ def _window_predicate(windows: Sequence[tuple[datetime, datetime]]) -> tuple[str
 
 
 def as_of_predicate(task: Task, as_of: datetime | None) -> tuple[str, list]:
-    """Rows usable at ``as_of``: fraud labels known by then, churn horizons ended by then."""
+    """Rows usable at ``as_of``: labels known by then (their ``label_timestamp``, or the end of
+    the task's label horizon)."""
     if as_of is None:
         return "true", []
-    if task.name == "fraud":
+    if task.label_horizon is None:
         return "label_timestamp <= ? and event_timestamp < ?", [as_of, as_of]
-    return "event_timestamp + to_days(?) <= ?", [CHURN_HORIZON.days, as_of]
+    return "event_timestamp + to_days(?) <= ?", [task.label_horizon.days, as_of]
 
 
 def query_rows(
@@ -280,6 +223,46 @@ def _assemble(spec: Task, rows: pd.DataFrame, source: str) -> TrainingFrame:
     y = rows[spec.label].astype("int8").rename(spec.label)
     keys = rows[[*spec.ids, "event_timestamp", *spec.extra_columns]].copy()
     return TrainingFrame(spec.name, X, y, keys, source)
+
+
+EVENTS = "stg_raw__transactions"  # the staged events a realtime task scores
+EVENT_ID = "transaction_id"
+
+
+def event_rows(con, task: str | Task, *, where: str, params=(), columns=()) -> pd.DataFrame:
+    """A realtime task's per-event rows, as the model scores them: the staged events matching
+    ``where`` (a predicate over alias ``t``), each with every group's feature row just before it
+    (left joined: ``is_missing`` is true when a group has none) and the request-time features.
+
+    Columns: the task's ids, event_timestamp, ``columns`` (more columns of the events),
+    is_missing, then the features in ``feature_columns(task)`` order. Event-time order.
+    """
+    spec = get_task(task)
+    groups = spec.service.groups
+    aliases = [f"g{i}" for i in range(len(groups))]
+    features = [f"{a}.{n}" for a, g in zip(aliases, groups, strict=True) for n in g.feature_names]
+    joins = "\n".join(
+        f"left join {g.name} as {a} on {a}.{EVENT_ID} = t.{EVENT_ID} and not {a}.is_snapshot"
+        for a, g in zip(aliases, groups, strict=True)
+    )
+    keys = [*spec.ids, "event_timestamp", *columns]
+    selected = dict.fromkeys([*keys, "amount"])  # the request features need the amount
+    rows = con.execute(
+        f"""
+        select {", ".join(f"t.{c}" for c in selected)},
+            {" or ".join(f"{a}.{EVENT_ID} is null" for a in aliases)} as is_missing,
+            {", ".join(features)}
+        from {EVENTS} as t
+        {joins}
+        where {where}
+        order by t.event_timestamp, t.{EVENT_ID}
+        """,
+        list(params),
+    ).fetchdf()
+    if spec.request_features:
+        request = request_features_frame(rows["amount"], rows["event_timestamp"], rows)
+        rows = pd.concat([rows, request.drop(columns=["amount"])], axis=1)
+    return rows[[*keys, "is_missing", *feature_columns(spec.name)]]
 
 
 def to_matrix(frame: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:

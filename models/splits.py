@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 
 from models import datasets
 from skewless import settings as settings_module
+from skewless.tasks import Task, get_task
 
 TEST_DAYS = timedelta(days=7)
 
@@ -40,8 +41,9 @@ def _midnight_after(value: datetime) -> datetime:
     return datetime.combine(value.date(), datetime.min.time()) + timedelta(days=1)
 
 
-def default_gap(task: datasets.Task, cfg) -> timedelta:
-    return cfg.label_delay if task.name == "fraud" else datasets.CHURN_HORIZON
+def default_gap(task: Task, cfg) -> timedelta:
+    """Train and test are this far apart: the label delay, or the task's label horizon."""
+    return task.label_horizon or cfg.label_delay
 
 
 def resolve_windows(
@@ -57,7 +59,7 @@ def resolve_windows(
     """Fills the windows that are not given and validates all four (ValueError names the argument)."""
     from skewless import warehouse
 
-    spec = datasets.get_task(task)
+    spec = get_task(task)
     cfg = cfg or settings_module.load()
     gap = default_gap(spec, cfg)
     train_start, train_end, test_start, test_end, as_of = (
@@ -81,7 +83,7 @@ def resolve_windows(
             )
         if test_end is None:
             test_end = _midnight_after(last)
-            if spec.name == "fraud" and as_of is not None:
+            if spec.label_horizon is None and as_of is not None:
                 # every label of the test window must be known at as_of
                 test_end = min(test_end, as_of - cfg.label_delay)
         if train_start is None:

@@ -22,6 +22,7 @@ from typing import Any
 from models import datasets, evaluation, registry, splits
 from models.config import model_config
 from skewless import settings as settings_module
+from skewless import tasks
 
 
 def lightgbm_params(task_config: dict) -> tuple[dict, int]:
@@ -60,7 +61,7 @@ def _evaluate(booster, frame: datasets.TrainingFrame, task_config: dict) -> tupl
         timestamps,
         threshold=threshold,
         k=int(task_config["top_k_per_day"]),
-        cards=frame.keys[datasets.get_task(frame.task).card],
+        cards=frame.keys[tasks.get_task(frame.task).card],
     )
     return {**metrics, "threshold_rule": rule}, scores
 
@@ -83,7 +84,7 @@ def train(
     then; ``source`` (default datasets.DEFAULT_SOURCE) picks where the features come from.
     """
     started = time.perf_counter()
-    spec = datasets.get_task(task)
+    spec = tasks.get_task(task)
     cfg = cfg or settings_module.load()
     task_config = model_config(cfg, spec.name)
     source = source or datasets.DEFAULT_SOURCE
@@ -328,7 +329,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m models.training", description=__doc__)
-    parser.add_argument("task", choices=[*datasets.TASKS, *datasets.ALIASES])
+    parser.add_argument("task", choices=tasks.names())
     for name in ("train-start", "train-end", "test-start", "test-end"):
         parser.add_argument(f"--{name}", type=_timestamp, help="UTC date or time; ends exclusive")
     parser.add_argument("--as-of", type=_timestamp, help="use only labels known at this time")

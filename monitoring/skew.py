@@ -37,19 +37,14 @@ from datetime import date, datetime, timedelta
 import numpy as np
 import pandas as pd
 
+from models.datasets import EVENT_ID, event_rows, feature_columns
 from monitoring import skew_measures as measures
 from monitoring.flush import TABLE
 from monitoring.skew_measures import consequences, distribution_distances  # noqa: F401 (API)
-from skewless.features import (
-    AMOUNT_RATIOS,
-    CUSTOMER_TRANSACTION_WINDOWS,
-    MERCHANT_TRANSACTION_WINDOWS,
-    request_features_frame,
-)
+from skewless.features import AMOUNT_RATIOS
+from skewless.tasks import realtime_task
 
-TASK = "fraud"
 STALE_MODES = ("materialized", "streaming")
-GROUPS = (CUSTOMER_TRANSACTION_WINDOWS, MERCHANT_TRANSACTION_WINDOWS)
 
 
 class SkewReportError(RuntimeError):
@@ -114,39 +109,25 @@ def _served_rows(con, day: date, mode: str, names: list[str]):
 
 
 def offline_truth(con, transaction_ids) -> pd.DataFrame:
-    """The offline feature rows (dbt per-transaction rows + request features) of the given
-    transactions, with customer_id, merchant_id, event_timestamp, arrival_timestamp and is_fraud;
-    one row per transaction id found, indexed by transaction_id."""
-    from models.datasets import feature_columns
-
-    customer = [f"c.{n}" for n in CUSTOMER_TRANSACTION_WINDOWS.feature_names]
-    merchant = [f"m.{n}" for n in MERCHANT_TRANSACTION_WINDOWS.feature_names]
-    ids = pd.DataFrame({"transaction_id": pd.Series(list(transaction_ids), dtype="object")})
+    """The offline feature rows (dbt per-event rows + request features) of the given events, with
+    the task's ids, event_timestamp, arrival_timestamp and its label; one row per event id found
+    (with every group's row), indexed by the event id."""
+    task = realtime_task()
+    ids = pd.DataFrame({EVENT_ID: pd.Series(list(transaction_ids), dtype="object")})
     con.register("skew_ids", ids)
     try:
-        rows = con.execute(
-            f"""
-            select t.transaction_id, t.customer_id, t.merchant_id, t.event_timestamp,
-                t.arrival_timestamp, t.amount, t.is_fraud, {", ".join(customer + merchant)}
-            from stg_raw__transactions as t
-            join (select distinct transaction_id from skew_ids) as i using (transaction_id)
-            join customer_transaction_windows as c
-                on c.transaction_id = t.transaction_id and not c.is_snapshot
-            join merchant_transaction_windows as m
-                on m.transaction_id = t.transaction_id and not m.is_snapshot
-            order by t.event_timestamp, t.transaction_id
-            """
-        ).fetchdf()
+        rows = event_rows(
+            con,
+            task,
+            where=f"t.{EVENT_ID} in (select {EVENT_ID} from skew_ids)",
+            columns=("arrival_timestamp", task.label),
+        )
     finally:
         con.unregister("skew_ids")
-    request = request_features_frame(rows["amount"], rows["event_timestamp"], rows)
-    names = feature_columns(TASK)
-    features = pd.concat([rows.drop(columns=["amount"]), request], axis=1)
-    keys = ["transaction_id", "customer_id", "merchant_id", "event_timestamp"]
-    keys += ["arrival_timestamp", "is_fraud"]
-    out = features[keys + names].copy()
+    out = rows[~rows["is_missing"]].drop(columns=["is_missing"]).reset_index(drop=True)
+    names = feature_columns(task.name)
     out[names] = out[names].astype("float64")
-    return out.set_index("transaction_id", drop=False)
+    return out.set_index(EVENT_ID, drop=False)
 
 
 def _load_boosters(cfg, versions) -> dict:
@@ -154,7 +135,7 @@ def _load_boosters(cfg, versions) -> dict:
     from models import registry
     from models.config import model_config
 
-    config = model_config(cfg, TASK)
+    config = model_config(cfg, realtime_task().name)
     name = config["registered_model"]
     mlflow, client = registry.connect(cfg)
     return {
@@ -169,7 +150,7 @@ def _load_boosters(cfg, versions) -> dict:
 def _feature_scope() -> dict[str, tuple[str, timedelta, timedelta]]:
     """feature -> (entity key, start, end): it depends on the events in [t - start, t - end)."""
     scope = {}
-    for group in GROUPS:
+    for group in realtime_task().service.groups:
         for aggregate, window, name in group.window_features():
             start, end = aggregate.bounds(window) if window else (group.horizon, timedelta(0))
             scope[name] = (group.entity.join_key, start, end)
@@ -245,7 +226,7 @@ def skew_report(day: date | None = None, *, mode: str | None = None, cfg=None) -
     cfg = cfg or settings.load()
     if isinstance(day, datetime):
         day = day.date()
-    names = datasets.feature_columns(TASK)
+    names = datasets.feature_columns(realtime_task().name)
 
     if not cfg.warehouse_path.exists():
         raise SkewReportError(f"no warehouse at {cfg.warehouse_path}: {_EMPTY}")

@@ -14,6 +14,8 @@ import json
 from datetime import date
 from pathlib import Path
 
+from skewless.tasks import realtime_task
+
 EXPERIMENT = "skew_report"
 
 
@@ -65,7 +67,7 @@ def log_to_mlflow(report: dict, artifacts: list[Path], cfg) -> str:
     with mlflow.start_run(
         experiment_id=experiment_id,
         run_name=f"skew-{mode}-{day}",
-        tags={"task": "fraud", "mode": mode, "date": day},
+        tags={"task": realtime_task().name, "mode": mode, "date": day},
     ) as run:
         mlflow.log_params(
             {

@@ -28,7 +28,6 @@ DEFAULTS = {
     "RECORD_EVENTS": True,  # every scored transaction enters the exact-mode state
     "SERVING_LOG_MAXLEN": 1_000_000,  # XADD MAXLEN ~ of skewless:serving_log
     "EVENT_STREAM_MAXLEN": 1_000_000,  # XADD MAXLEN ~ of the event stream skewless:events
-    "TASK": "fraud",  # models/config.yaml section and feature service of the scoring endpoint
 }
 
 

@@ -1,43 +1,60 @@
-"""GET /v1/customers/<id>/churn: the nightly batch churn score, by key lookup in Redis.
+"""The batch tasks' GET routes: an entity's nightly score, by key lookup in Redis.
 
-models/batch_score.py writes ``skewless:churn_30d:<customer_id>`` hashes with the fields
-``churn_probability``, ``model_version`` and ``score_date``.
+Batch scoring (models/batch_score.py) writes one hash per entity, ``skewless:<task>:<entity id>``,
+with the task's score column, ``model_version`` and ``score_date``. Every batch task declared in
+skewless/tasks.py gets its route here (churn_30d: ``GET /v1/customers/<customer_id>/churn``).
 """
 
 from __future__ import annotations
 
 from flask import Blueprint
 
-from models.config import CHURN_KEY_PREFIX, model_config
+from models.config import model_config
 from serving.auth import require_token
 from serving.errors import ApiError, response
 from serving.schemas import InvalidInput
 from serving.sidecar import sidecar
+from skewless.tasks import Task, batch
 
-bp = Blueprint("lookups", __name__, url_prefix="/v1/customers")
+MAX_ID_LENGTH = 128
+
+bp = Blueprint("lookups", __name__)
 bp.before_request(require_token)
 
 
-@bp.get("/<customer_id>/churn")
-def churn(customer_id: str):
-    if len(customer_id) > 128:
-        raise InvalidInput("customer_id", "longer than 128 characters")
-    app = sidecar()
-    values = app.redis.hgetall(f"{CHURN_KEY_PREFIX}{customer_id}")
-    if not values:
-        raise ApiError(
-            404, {"error": f"no churn score for customer {customer_id!r}", "field": "customer_id"}
-        )
-    values = {k.decode(): v.decode() for k, v in values.items()}
-    return response(
-        200,
-        {
-            "customer_id": customer_id,
-            "churn_probability": float(values["churn_probability"]),
-            "score_date": values["score_date"],
-            "model": {
-                "name": model_config(app.cfg, "churn_30d")["registered_model"],
-                "version": values["model_version"],
+def _view(task: Task):
+    key = task.entity.join_key
+
+    def lookup(**path: str):
+        entity_id = path[key]
+        if len(entity_id) > MAX_ID_LENGTH:
+            raise InvalidInput(key, f"longer than {MAX_ID_LENGTH} characters")
+        app = sidecar()
+        values = app.redis.hgetall(f"{task.scores_key_prefix}{entity_id}")
+        if not values:
+            raise ApiError(
+                404,
+                {
+                    "error": f"no {task.name} score for {task.entity.name} {entity_id!r}",
+                    "field": key,
+                },
+            )
+        values = {k.decode(): v.decode() for k, v in values.items()}
+        return response(
+            200,
+            {
+                key: entity_id,
+                task.score_column: float(values[task.score_column]),
+                "score_date": values["score_date"],
+                "model": {
+                    "name": model_config(app.cfg, task.name)["registered_model"],
+                    "version": values["model_version"],
+                },
             },
-        },
-    )
+        )
+
+    return lookup
+
+
+for _task in batch():
+    bp.add_url_rule(_task.route, endpoint=_task.name, view_func=_view(_task), methods=["GET"])

@@ -8,6 +8,7 @@ declaration, so the published schema lists exactly the features the fraud model 
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
@@ -22,8 +23,10 @@ from pydantic import (
 )
 from pydantic.json_schema import models_json_schema
 
-from models.datasets import feature_columns, get_task
+from models.datasets import feature_columns
 from skewless.features import REQUEST_FEATURES
+from skewless.tasks import Task, realtime_task
+from skewless.tasks import batch as batch_tasks
 
 EARLIEST = datetime(1970, 1, 1)
 LATEST = datetime(2100, 1, 1)
@@ -94,7 +97,7 @@ class ScoreRequest(BaseModel):
 
 
 def _feature_types() -> dict[str, str]:
-    service = get_task("fraud").service
+    service = realtime_task().service
     types = {f.name: f.dtype for g in service.groups for f in g.features}
     types.update({f.name: f.dtype for f in REQUEST_FEATURES})
     return types
@@ -104,7 +107,7 @@ def _features_model() -> type[BaseModel]:
     types = _feature_types()
     fields: dict[str, Any] = {
         name: (int | None if types[name] == "int64" else float | None, ...)
-        for name in feature_columns("fraud")
+        for name in feature_columns(realtime_task().name)
     }
     return create_model(
         "FraudFeatures",
@@ -138,11 +141,28 @@ class ScoreResponse(BaseModel):
     )
 
 
-class ChurnResponse(BaseModel):
-    customer_id: str
-    churn_probability: float = Field(ge=0, le=1)
-    score_date: str = Field(description="The day whose midnight state was scored (batch)")
-    model: ModelRef
+def _camel(name: str) -> str:
+    return "".join(part[:1].upper() + part[1:] for part in name.split("_"))
+
+
+def _lookup_model(task: Task) -> type[BaseModel]:
+    """The response of a batch task's lookup route (churn_30d: ``Churn30dResponse``)."""
+    return create_model(
+        f"{_camel(task.name)}Response",
+        __doc__=f"The latest nightly {task.name} score of a {task.entity.name}.",
+        **{
+            task.entity.join_key: (str, ...),
+            task.score_column: (float, Field(ge=0, le=1)),
+            "score_date": (
+                str,
+                Field(description="The day whose midnight state was scored (batch)"),
+            ),
+            "model": (ModelRef, ...),
+        },
+    )
+
+
+LOOKUP_RESPONSES = {task.name: _lookup_model(task) for task in batch_tasks()}
 
 
 FIELD_DESCRIPTION = (
@@ -234,7 +254,7 @@ def parse_score_request(body: bytes) -> ScoreRequest:
 _COMPONENTS = (
     ScoreRequest,
     ScoreResponse,
-    ChurnResponse,
+    *LOOKUP_RESPONSES.values(),
     ErrorResponse,
     UnavailableResponse,
     HealthResponse,
@@ -246,6 +266,35 @@ def _json(ref: str, description: str) -> dict:
     return {
         "description": description,
         "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}},
+    }
+
+
+def _path(route: str) -> str:
+    """An OpenAPI path from a Flask route: ``<customer_id>`` -> ``{customer_id}``."""
+    return re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", route)
+
+
+def _lookup_operation(task: Task, security: dict, errors: dict) -> dict:
+    key = task.entity.join_key
+    return {
+        "get": {
+            "operationId": f"get{_camel(task.name)}Score",
+            "summary": f"The nightly batch {task.name} score of a {task.entity.name}",
+            **security,
+            "parameters": [
+                {
+                    "name": key,
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "maxLength": 128},
+                }
+            ],
+            "responses": {
+                "200": _json(LOOKUP_RESPONSES[task.name].__name__, "The latest batch score"),
+                "404": _json("ErrorResponse", f"No batch score for this {task.entity.name}"),
+                **{k: v for k, v in errors.items() if k != "413"},
+            },
+        }
     }
 
 
@@ -279,9 +328,9 @@ def openapi(
             "description": "Fraud scoring at authorization time and batch-score lookups.",
         },
         "paths": {
-            "/v1/fraud/score": {
+            _path(realtime_task().route): {
                 "post": {
-                    "operationId": "scoreFraud",
+                    "operationId": f"score{_camel(realtime_task().name)}",
                     "summary": "Score one transaction",
                     **security,
                     "parameters": [
@@ -299,25 +348,9 @@ def openapi(
                     "responses": {"200": _json("ScoreResponse", "Scored"), **errors},
                 }
             },
-            "/v1/customers/{customer_id}/churn": {
-                "get": {
-                    "operationId": "getChurnScore",
-                    "summary": "The nightly batch churn score of a customer",
-                    **security,
-                    "parameters": [
-                        {
-                            "name": "customer_id",
-                            "in": "path",
-                            "required": True,
-                            "schema": {"type": "string", "maxLength": 128},
-                        }
-                    ],
-                    "responses": {
-                        "200": _json("ChurnResponse", "The latest batch score"),
-                        "404": _json("ErrorResponse", "No batch score for this customer"),
-                        **{k: v for k, v in errors.items() if k != "413"},
-                    },
-                }
+            **{
+                _path(task.route): _lookup_operation(task, security, errors)
+                for task in batch_tasks()
             },
             "/healthz": {
                 "get": {

@@ -1,4 +1,5 @@
-"""POST /v1/fraud/score: one transaction in, its fraud probability and decision out."""
+"""The realtime task's POST route (fraud: ``/v1/fraud/score``): one event in, its probability and
+decision out."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from serving.auth import require_token
 from serving.errors import response
 from serving.schemas import parse_score_request
 from serving.sidecar import sidecar
+from skewless.tasks import realtime_task
 
-bp = Blueprint("scoring", __name__, url_prefix="/v1/fraud")
+bp = Blueprint("scoring", __name__)
 bp.before_request(require_token)
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
@@ -24,7 +26,6 @@ def request_id() -> str:
     return given if given and _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
 
 
-@bp.post("/score")
 def score():
     app = sidecar()
     rid = request_id()
@@ -34,3 +35,6 @@ def score():
     g.mode = mode
     body = app.score(parsed, mode, rid, g.started)
     return response(200, body, {"X-Request-ID": rid})
+
+
+bp.add_url_rule(realtime_task().route, endpoint="score", view_func=score, methods=["POST"])

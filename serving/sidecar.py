@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 import redis
 from flask import Flask, current_app
 
-from models.datasets import feature_columns, get_task
+from models.datasets import feature_columns
 from serving import log as serving_log
 from serving.metrics import Metrics
 from serving.model import ChampionModel
@@ -28,6 +28,7 @@ from serving.state import ExactState
 from skewless import redis_server, stream
 from skewless import settings as settings_module
 from skewless.features import request_features
+from skewless.tasks import get_task, realtime_task
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ class Sidecar:
         )
         self.round_trip = round_trips(self.redis)
         self.metrics = Metrics()
-        self.task = conf["TASK"]
+        self.task = realtime_task().name
         self.service = get_task(self.task).service
         self.columns = feature_columns(self.task)
         self.model = ChampionModel(

@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 
 from serving.redisio import RoundTrips, round_trips
 from skewless.features import FEATURE_SERVICES, FeatureService
+from skewless.tasks import realtime_task
 
 KEY_PREFIX = "skewless:events:"
 _EPOCH = datetime(1970, 1, 1)
@@ -128,12 +129,16 @@ def state_key(entity: str, key: str, prefix: str = KEY_PREFIX) -> str:
     return f"{prefix}{entity}:{key}"
 
 
-def _service(name: str) -> FeatureService:
+def _service(name: str | None) -> FeatureService:
+    """A feature service by name; None: the realtime task's."""
+    if name is None:
+        return realtime_task().service
     return next(s for s in FEATURE_SERVICES if s.name == name)
 
 
 class ExactState:
-    """The per-entity event sets of one feature service's entities (fraud_v1: customer, merchant).
+    """The per-entity event sets of one feature service's entities (default: the realtime task's
+    service; fraud_v1: customer, merchant).
 
     ``prefix`` places the sets: exact mode uses ``KEY_PREFIX``; the stream consumer keeps its own
     state, with the same layout, under another prefix."""
@@ -141,14 +146,14 @@ class ExactState:
     def __init__(
         self,
         redis,
-        service: str | FeatureService = "fraud_v1",
+        service: str | FeatureService | None = None,
         round_trip: RoundTrips | None = None,
         prefix: str = KEY_PREFIX,
     ):
         self.redis = redis  # a redis-py client
         self.prefix = prefix
         self.round_trip = round_trip or (round_trips(redis) if redis is not None else None)
-        self.service = _service(service) if isinstance(service, str) else service
+        self.service = service if isinstance(service, FeatureService) else _service(service)
         retention: dict[str, timedelta] = {}
         join_keys: dict[str, str] = {}
         for group in self.service.groups:
@@ -278,7 +283,7 @@ class ExactState:
         return [[unpack(m) for m in members] for members in self.round_trip(*commands)]
 
 
-def history_frame(cfg, cutoff: datetime, *, by: str = "arrival", service: str = "fraud_v1"):
+def history_frame(cfg, cutoff: datetime, *, by: str = "arrival", service: str | None = None):
     """The events the online state holds at ``cutoff``, from the warehouse (opened read-only):
     those that had arrived (``by="arrival"``) or happened (``by="event"``) before the cutoff, within
     the longest window of the service's groups, plus each entity's newest older event."""

@@ -41,7 +41,6 @@ from datetime import UTC, datetime, timedelta
 from skewless.features import Agg, FeatureGroup
 from skewless.stream import (
     HELD_KEY,
-    SERVICE,
     STATUS_KEY,
     STREAM,
     Status,
@@ -124,7 +123,7 @@ class StreamConsumer:
         self.name = name
         self.cfg = cfg  # settings: the reset loads history from the warehouse (read-only)
         self.groups = streamed_groups()
-        self.state = ExactState(redis_client, SERVICE, prefix=STATE_PREFIX)
+        self.state = ExactState(redis_client, prefix=STATE_PREFIX)
         self.label_groups = [
             g for g in self.groups if any(a.agg is Agg.LABELED_RATE for a in g.aggregates)
         ]

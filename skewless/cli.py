@@ -8,7 +8,7 @@ import sys
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
-from skewless import settings
+from skewless import settings, tasks
 
 
 def _timestamp(text: str) -> datetime:
@@ -397,7 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_mlflow_ui)
 
     p = sub.add_parser("train", help="train a model on event-time windows, log it to MLflow")
-    p.add_argument("task", choices=["fraud", "churn_30d", "churn"])
+    p.add_argument("task", choices=tasks.names())
     for name in ("train-start", "train-end", "test-start", "test-end"):
         p.add_argument(f"--{name}", type=_timestamp, help="UTC date or time; ends are exclusive")
     p.add_argument("--as-of", type=_timestamp, help="use only labels known at this time")
@@ -407,7 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("score", help="batch-score a day with the champion model")
-    p.add_argument("task", choices=["fraud", "churn_30d", "churn"])
+    p.add_argument("task", choices=tasks.names())
     p.add_argument("--date", type=date.fromisoformat, help="default: the last day with events")
     p.set_defaults(func=cmd_score)
 

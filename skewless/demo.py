@@ -34,8 +34,9 @@ from skewless import (
     warehouse,
 )
 from skewless.features import GROUPS
+from skewless.tasks import TASKS
 
-DAGS = ("ingest", "build_features", "train_fraud", "train_churn_30d", "batch_score")
+DAGS = ("ingest", "build_features", *(f"train_{name}" for name in TASKS), "batch_score")
 
 
 def prepare_data(cfg: settings.Settings, *, customers: int, days: int, seed: int) -> date:

@@ -1,6 +1,6 @@
 """What the Airflow DAGs share, kept free of Airflow imports so the CLI and tests can use it.
 
-- the Assets' URIs that chain the DAGs (raw → features → models → predictions);
+- the Assets' URIs that chain the DAGs (raw → features → a model per task → predictions);
 - which day a run works on: an explicit ``day`` param, else the day carried by the triggering
   asset events, else the run's data interval;
 - the environment that runs Airflow on the embedded defaults (SQLite, LocalExecutor, var/).
@@ -14,13 +14,11 @@ from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
 from skewless import settings
+from skewless.tasks import TASKS
 
 RAW_URI = "skewless://warehouse/raw/transactions"
 FEATURES_URI = "skewless://warehouse/features"
-MODEL_URIS = {
-    "fraud": "skewless://mlflow/models/fraud",
-    "churn_30d": "skewless://mlflow/models/churn_30d",
-}
+MODEL_URIS = {name: f"skewless://mlflow/models/{name}" for name in TASKS}
 PREDICTIONS_URI = "skewless://warehouse/predictions"
 
 WAREHOUSE_POOL = "warehouse"  # one slot: DuckDB has one writer

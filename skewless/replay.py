@@ -1,9 +1,10 @@
 """Replays one day of the warehouse's transactions against a running sidecar, over HTTP.
 
 ``replay(day)`` (``skewless replay``) reads the day's transactions from ``stg_raw__transactions``
-(read-only; DuckDB has one writer) and POSTs each to ``{url}/v1/fraud/score`` on one keep-alive
-session, optionally paced to ``rate`` requests per second. Several URLs (sidecar replicas on the
-same Redis) take the requests in turn, as a round-robin load balancer would.
+(read-only; DuckDB has one writer) and POSTs each to the realtime task's route (fraud:
+``{url}/v1/fraud/score``) on one keep-alive session, optionally paced to ``rate`` requests per
+second. Several URLs (sidecar replicas on the same Redis) take the requests in turn, as a
+round-robin load balancer would.
 
 Arrival is not event time: the feed is ordered by ``arrival_timestamp``. A
 transaction that reached the system late is sent when it arrives, and its request carries its
@@ -35,8 +36,9 @@ from collections import Counter
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 
+from skewless.tasks import realtime_task
+
 DEFAULT_URL = "http://127.0.0.1:8000"
-SCORE_PATH = "/v1/fraud/score"
 _COLUMNS = (
     "transaction_id, customer_id, merchant_id, amount, event_timestamp, arrival_timestamp, "
     "is_fraud, label_timestamp"
@@ -297,7 +299,9 @@ def replay(
             target = urls[sent % len(urls)]
             before = time.perf_counter()
             try:
-                response = session.post(f"{target}{SCORE_PATH}", data=body, timeout=timeout)
+                response = session.post(
+                    f"{target}{realtime_task().route}", data=body, timeout=timeout
+                )
             except requests.ConnectionError as exc:
                 raise _unreachable(target, exc) from None
             latencies.append((time.perf_counter() - before) * 1000)

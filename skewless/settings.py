@@ -393,13 +393,6 @@ TABLE: tuple[Setting, ...] = (
         _integer(1, "a whole number >= 1"),
         component="sidecar",
     ),
-    Setting(
-        "SKEWLESS_TASK",
-        "fraud",
-        "models/config.yaml section and feature service of the scoring endpoint",
-        _text,
-        component="sidecar",
-    ),
     # Read by serving/gunicorn_conf.py (command-line flags of `skewless serve` win).
     Setting(
         "SKEWLESS_BIND",

@@ -15,21 +15,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from skewless.features import FEATURE_SERVICES, FeatureGroup
+from skewless.features import FeatureGroup
+from skewless.tasks import realtime_task
 
 # The consumer changes the stream, its held set and its status in one transaction: the hash tag
 # {stream} keeps the three in one slot of a Redis Cluster.
 STREAM = "skewless:{stream}:events"
 STATUS_KEY = "skewless:{stream}:consumer"
 HELD_KEY = "skewless:{stream}:held"
-SERVICE = "fraud_v1"
 DEFAULT_MAXLEN = 1_000_000
 KINDS = ("event", "label", "reset")
 
 
 def streamed_groups() -> tuple[FeatureGroup, ...]:
-    """The feature groups the stream feeds: those of the fraud service."""
-    return next(s for s in FEATURE_SERVICES if s.name == SERVICE).groups
+    """The feature groups the stream feeds: those of the realtime task's service."""
+    return realtime_task().service.groups
 
 
 def stream_view_name(group_name: str) -> str:

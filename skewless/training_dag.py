@@ -1,6 +1,6 @@
-"""The Airflow DAG that trains one model, built for each task by its file in dags/.
+"""The Airflow DAG that trains one model, built for each declared task by dags/train.py.
 
-Both training DAGs are the same wiring around models.training.train; this builds it once. Airflow
+Every training DAG is the same wiring around models.training.train; this builds it once. Airflow
 is imported inside the function so that importing skewless never needs it.
 """
 
@@ -9,10 +9,25 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from skewless.orchestration import FEATURES_URI, MODEL_URIS
+from skewless.tasks import get_task
+
+DOC = """
+### train_{name}
+
+{description}
+
+Trains the `{name}` model ({serving}) on the features as of the day carried by the features asset
+(only labels known by then), evaluates it on a holdout after a gap, logs everything to MLflow and
+registers a new version. The alias `champion` moves only if the new version beats the champion on
+the same holdout (models/config.yaml). Emits the model asset that `batch_score` waits for.
+"""
 
 
-def training_dag(task: str, *, doc_md: str):
+def training_dag(task: str):
     """The `train_<task>` DAG: scheduled by the features asset, emits the model asset."""
+    spec = get_task(task)
+    task = spec.name
+    doc_md = DOC.format(name=spec.name, description=spec.description, serving=spec.serving)
     from airflow.sdk import Asset, Param, dag
     from airflow.sdk import task as airflow_task
 

@@ -7,8 +7,8 @@ from datetime import date, datetime
 import pytest
 
 from models import batch_score, registry, training
-from models.config import CHURN_KEY_PREFIX
 from skewless import settings, warehouse
+from skewless.tasks import TASKS
 
 pytestmark = pytest.mark.slow
 
@@ -33,13 +33,13 @@ def _count(sql: str, params: list) -> int:
 
 def test_fraud_scoring_replaces_the_day_and_is_idempotent(pipeline_copy):
     with pytest.raises(registry.NoChampion, match="skewless train fraud"):
-        batch_score.score_fraud(DAY)
+        batch_score.score("fraud", DAY)
     model = training.train("fraud")
 
-    first = batch_score.score_fraud(DAY)
-    table_once = _table(batch_score.FRAUD_TABLE, "score_date, transaction_id")
-    second = batch_score.score_fraud(DAY)
-    table_twice = _table(batch_score.FRAUD_TABLE, "score_date, transaction_id")
+    first = batch_score.score("fraud", DAY)
+    table_once = _table(TASKS["fraud"].predictions_table, "score_date, transaction_id")
+    second = batch_score.score("fraud", DAY)
+    table_twice = _table(TASKS["fraud"].predictions_table, "score_date, transaction_id")
     assert table_twice.equals(table_once)
 
     day_transactions = _count(
@@ -55,8 +55,8 @@ def test_fraud_scoring_replaces_the_day_and_is_idempotent(pipeline_copy):
     assert set(table_once["model_version"]) == {model["model_version"]} == {first["model_version"]}
 
     # another day is added beside it, not over it
-    batch_score.score_fraud(date(2025, 4, 13))
-    both = _table(batch_score.FRAUD_TABLE, "score_date, transaction_id")
+    batch_score.score("fraud", date(2025, 4, 13))
+    both = _table(TASKS["fraud"].predictions_table, "score_date, transaction_id")
     assert both[both["score_date"].dt.date == DAY].reset_index(drop=True).equals(table_once)
     assert len(both) > len(table_once)
 
@@ -78,25 +78,25 @@ def test_churn_scores_every_customer_into_the_table_and_redis(pipeline_copy, red
         )
     assert model["model_name"] == "churn_30d" and model["promoted"]
 
-    first = batch_score.score_churn(DAY, redis_url=url)
-    table_once = _table(batch_score.CHURN_TABLE, "score_date, customer_id")
-    second = batch_score.score_churn(DAY, redis_url=url)
-    table_twice = _table(batch_score.CHURN_TABLE, "score_date, customer_id")
+    first = batch_score.score("churn_30d", DAY, redis_url=url)
+    table_once = _table(TASKS["churn_30d"].predictions_table, "score_date, customer_id")
+    second = batch_score.score("churn_30d", DAY, redis_url=url)
+    table_twice = _table(TASKS["churn_30d"].predictions_table, "score_date, customer_id")
     assert table_twice.equals(table_once)
     customers = _count("select count(distinct customer_id) from stg_raw__transactions", [])
     assert first["rows"] == second["rows"] == len(table_once) == customers
     assert first["redis"]["keys_written"] == customers
 
-    keys = client.keys(CHURN_KEY_PREFIX + "*")
+    keys = client.keys(TASKS["churn_30d"].scores_key_prefix + "*")
     assert len(keys) == customers
     for row in table_once.sample(20, random_state=0).itertuples():
-        stored = client.hgetall(f"{CHURN_KEY_PREFIX}{row.customer_id}")
+        stored = client.hgetall(f"{TASKS['churn_30d'].scores_key_prefix}{row.customer_id}")
         assert float(stored["churn_probability"]) == row.churn_probability  # exact round trip
         assert stored["model_version"] == model["model_version"]
         assert stored["score_date"] == DAY.isoformat()
 
     # a backfill of an earlier day fills its partition but leaves the newer scores in Redis
-    backfill = batch_score.score_churn(date(2025, 4, 10), redis_url=url)
+    backfill = batch_score.score("churn_30d", date(2025, 4, 10), redis_url=url)
     assert backfill["redis"]["keys_written"] == 0
     assert {client.hget(k, "score_date") for k in keys} == {DAY.isoformat()}
     client.flushdb()
@@ -113,4 +113,4 @@ def test_scoring_past_the_built_features_is_refused(pipeline_copy):
     with pytest.raises(
         batch_score.MissingFeatures, match=r"1 of \d+ transactions .*skewless build"
     ):
-        batch_score.score_fraud(DAY)
+        batch_score.score("fraud", DAY)

@@ -227,17 +227,19 @@ def test_a_replayed_day_is_served_alike_on_the_cluster(
 
 
 def test_churn_scores_are_written_across_nodes_and_served(make_app, cluster_env, cluster_client):
-    from models.batch_score import write_churn_to_redis
-    from models.config import CHURN_KEY_PREFIX
+    from models.batch_score import write_scores_to_redis
+    from skewless.tasks import TASKS
 
     ids = np.array([f"churner-{i}" for i in range(500)])
     scores = np.linspace(0.0, 1.0, len(ids))
-    written = write_churn_to_redis(
-        cluster_env.redis_url, ids, scores, "7", date(2025, 4, 14), cluster=True
+    written = write_scores_to_redis(
+        cluster_env.redis_url, "churn_30d", ids, scores, "7", date(2025, 4, 14), cluster=True
     )
     assert written == len(ids)
     nodes = _primaries(cluster_client)
-    assert all(node.keys(f"{CHURN_KEY_PREFIX}*") for node in nodes)  # spread over every primary
+    assert all(
+        node.keys(f"{TASKS['churn_30d'].scores_key_prefix}*") for node in nodes
+    )  # spread over every primary
     for node in nodes:
         node.close()
     app = make_app(REDIS_URL=cluster_env.redis_url, SETTINGS=cluster_env.cfg)

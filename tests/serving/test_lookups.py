@@ -7,7 +7,7 @@ from datetime import date
 import numpy as np
 import pytest
 
-from models.batch_score import write_churn_to_redis
+from models.batch_score import write_scores_to_redis
 
 pytestmark = pytest.mark.slow  # on the built pipeline (dbt, Feast, MLflow)
 
@@ -17,7 +17,12 @@ URL = "/v1/customers/{}/churn"
 def test_returns_the_batch_score_written_by_batch_scoring(client, serving_env):
     ids = np.array(["c00001", "c00002", "ü-42"], dtype=object)
     scores = np.array([0.125, 0.9, 0.0])
-    assert write_churn_to_redis(serving_env.redis_url, ids, scores, "7", date(2025, 4, 14)) == 3
+    assert (
+        write_scores_to_redis(
+            serving_env.redis_url, "churn_30d", ids, scores, "7", date(2025, 4, 14)
+        )
+        == 3
+    )
     response = client.get(URL.format("c00002"))
     assert response.status_code == 200
     assert response.get_json() == {

@@ -2,7 +2,7 @@
 ### batch_score
 
 Nightly batch scoring for the day carried by the model assets (or the `day` param), with the
-`champion` of each task declared in skewless/tasks.py, one Airflow task `score_<task>` each:
+`champion` of each task declared in skewless/features.py, one Airflow task `score_<task>` each:
 
 - a realtime task (**fraud**) scores every event of the day → its predictions table
   (`predictions.fraud_scores`, that day's partition replaced);

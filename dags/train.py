@@ -1,4 +1,4 @@
-"""The training DAGs: one Airflow DAG `train_<task>` per task declared in skewless/tasks.py.
+"""The training DAGs: one Airflow DAG `train_<task>` per task declared in skewless/features.py.
 
 Each trains its model on the features as of the day carried by the features asset (only labels
 known by then), evaluates it on a holdout after a gap, logs everything to MLflow and registers a

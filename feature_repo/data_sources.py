@@ -82,9 +82,8 @@ def _postgres_source(group: FeatureGroup):
 _make_source = _postgres_source if offline_store_type() == "postgres" else _file_source
 SOURCES = {group.name: _make_source(group) for group in GROUPS}
 
-customer_transaction_windows_source = SOURCES["customer_transaction_windows"]
-merchant_transaction_windows_source = SOURCES["merchant_transaction_windows"]
-customer_daily_activity_source = SOURCES["customer_daily_activity"]
+# `feast apply` finds the objects among the module's attributes.
+globals().update({source.name: source for source in SOURCES.values()})
 
 # Feast requires a batch source behind a push source; it is the group's offline source.
 PUSH_SOURCES = {
@@ -101,5 +100,4 @@ PUSH_SOURCES = {
     for group in streamed_groups()
 }
 
-customer_transaction_windows_push = PUSH_SOURCES["customer_transaction_windows"]
-merchant_transaction_windows_push = PUSH_SOURCES["merchant_transaction_windows"]
+globals().update({source.name: source for source in PUSH_SOURCES.values()})

@@ -1,25 +1,20 @@
-"""Feast entities, one per entity of the feature declaration (skewless/features.py)."""
+"""Feast entities, one per entity of the declaration (skewless/features.py)."""
 
 from feast import Entity, ValueType
 
-from skewless.features import CUSTOMER, MERCHANT
+from skewless.features import ENTITIES as DECLARED
 
-customer = Entity(
-    name=CUSTOMER.name,
-    join_keys=[CUSTOMER.join_key],
-    value_type=ValueType.STRING,
-    description=CUSTOMER.description,
-    owner="ml-platform@skewless.dev",
-    tags={"domain": "payments"},
-)
+ENTITIES = {
+    entity.name: Entity(
+        name=entity.name,
+        join_keys=[entity.join_key],
+        value_type=ValueType.STRING,
+        description=entity.description,
+        owner="ml-platform@skewless.dev",
+        tags={"domain": "payments"},
+    )
+    for entity in DECLARED
+}
 
-merchant = Entity(
-    name=MERCHANT.name,
-    join_keys=[MERCHANT.join_key],
-    value_type=ValueType.STRING,
-    description=MERCHANT.description,
-    owner="ml-platform@skewless.dev",
-    tags={"domain": "payments"},
-)
-
-ENTITIES = {CUSTOMER.name: customer, MERCHANT.name: merchant}
+# `feast apply` finds the objects among the module's attributes.
+globals().update(ENTITIES)

@@ -1,4 +1,4 @@
-"""Feature services, one per model version (fraud_v1, churn_v1), from the declaration."""
+"""Feature services, one per model version (fraud_v1, churn_v1, ...), from the declaration."""
 
 from feast import FeatureService
 from feature_views import VIEWS
@@ -16,5 +16,5 @@ SERVICES = {
     for service in FEATURE_SERVICES
 }
 
-fraud_v1 = SERVICES["fraud_v1"]
-churn_v1 = SERVICES["churn_v1"]
+# `feast apply` finds the objects among the module's attributes.
+globals().update(SERVICES)

@@ -44,9 +44,8 @@ VIEWS = {
     for group in GROUPS
 }
 
-customer_transaction_windows = VIEWS["customer_transaction_windows"]
-merchant_transaction_windows = VIEWS["merchant_transaction_windows"]
-customer_daily_activity = VIEWS["customer_daily_activity"]
+# `feast apply` finds the objects among the module's attributes.
+globals().update(VIEWS)
 
 STREAM_VIEWS = {
     group.name: FeatureView(
@@ -67,5 +66,4 @@ STREAM_VIEWS = {
     for group in streamed_groups()
 }
 
-customer_transaction_windows_stream = STREAM_VIEWS["customer_transaction_windows"]
-merchant_transaction_windows_stream = STREAM_VIEWS["merchant_transaction_windows"]
+globals().update({view.name: view for view in STREAM_VIEWS.values()})

@@ -2,7 +2,7 @@
 
 Batch scoring (models/batch_score.py) writes one hash per entity, ``skewless:<task>:<entity id>``,
 with the task's score column, ``model_version`` and ``score_date``. Every batch task declared in
-skewless/tasks.py gets its route here (churn_30d: ``GET /v1/customers/<customer_id>/churn``).
+skewless/features.py gets its route here (churn_30d: ``GET /v1/customers/<customer_id>/churn``).
 """
 
 from __future__ import annotations

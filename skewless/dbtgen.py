@@ -26,6 +26,7 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
+from skewless import dbtgen_sets
 from skewless import features as F
 
 HEADER = "-- Generated from skewless/features.py by `skewless dbtgen`. Do not edit by hand.\n"
@@ -525,6 +526,7 @@ def expected_files() -> dict[Path, str]:
         files[FEATURES_DIR / f"{group.name}.sql"] = render_group(group)
         files[FEATURES_DIR / f"_{group.name}.yml"] = render_schema(group)
         files[EXPORTS_DIR / f"feast_{group.name}.sql"] = render_export(group)
+    files.update(dbtgen_sets.expected_files())
     return files
 
 
@@ -532,7 +534,7 @@ def generated_paths(project_dir: Path) -> list[Path]:
     """Generated files present on disk (a removed group leaves one behind until regenerated)."""
     return [
         p
-        for folder in (FEATURES_DIR, EXPORTS_DIR)
+        for folder in (FEATURES_DIR, EXPORTS_DIR, dbtgen_sets.TRAINING_DIR)
         for p in sorted((project_dir / folder).glob("*"))
         if p.is_file() and p.read_text().startswith(("-- Generated", "# Generated"))
     ]

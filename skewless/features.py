@@ -1,10 +1,16 @@
-"""The one feature declaration.
+"""The one declaration: entities, windowed features, feature services and tasks.
 
-Every windowed feature is declared here once. Three things follow from it:
+Every entity, feature and model is declared here once (in the words of ``skewless.vocabulary``).
+What follows from it:
 
 1. the dbt models that compute the offline truth (``skewless.dbtgen`` writes them),
-2. the Feast feature views and feature services (``feature_repo/`` reads this module),
-3. the online computation of the sidecar (``skewless.evaluate``).
+2. the Feast entities, feature views and feature services (``feature_repo/`` reads this module),
+3. the online computation of the sidecar (``skewless.evaluate``),
+4. the models' training DAGs, batch scoring and the sidecar's routes (``skewless.tasks``).
+
+A declaration of one's own extends this one: the Python file named by SKEWLESS_DECLARATION may
+define ENTITIES, GROUPS, FEATURE_SERVICES and TASKS (sequences of vocabulary objects); they are
+added to the ones below, and the whole is checked (``check``) before anything uses it.
 
 Window semantics: a feature evaluated at time t over window w covers the entity's events with
 ``event_timestamp`` in [t - w, t), strictly before t. An aggregate declared with an ``offset`` d
@@ -31,175 +37,33 @@ it sees a terminal's new frauds days before the shifted window does. The fraud s
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+import importlib.util
+import sys
+from collections.abc import Iterable, Mapping
 from datetime import timedelta
-from enum import StrEnum
+from pathlib import Path
 
-WINDOWS: dict[str, timedelta] = {
-    "1h": timedelta(hours=1),
-    "1d": timedelta(days=1),
-    "7d": timedelta(days=7),
-    "30d": timedelta(days=30),
-    "90d": timedelta(days=90),
-}
-
-
-def window_length(window: str) -> timedelta:
-    try:
-        return WINDOWS[window]
-    except KeyError:
-        raise KeyError(
-            f"unknown window {window!r}; declare it in WINDOWS: {list(WINDOWS)}"
-        ) from None
-
-
-class Agg(StrEnum):
-    COUNT = "count"  # number of events
-    SUM = "sum"  # sum of a column (0 when empty)
-    AVG = "avg"  # mean of a column (null when empty)
-    COUNT_DISTINCT = "count_distinct"  # distinct values of a column
-    LABELED_RATE = "labeled_rate"  # mean of a 0/1 label over events whose label is known at t
-    SECONDS_SINCE_LAST = "seconds_since_last"  # t minus the latest event before t (null if none)
-
-
-class Grain(StrEnum):
-    # One row per event (the state just before it) plus one snapshot row per entity at the cutoff.
-    TRANSACTION = "transaction"
-    # One row per entity and day, at midnight UTC, from the day after its first event to the cutoff.
-    DAILY = "daily"
-
-
-@dataclass(frozen=True)
-class Entity:
-    name: str
-    join_key: str
-    description: str
-
+from skewless import settings
+from skewless.vocabulary import (  # noqa: F401  (the vocabulary, re-exported for the declaration's users)
+    PREDICTIONS_SCHEMA,
+    WINDOWS,
+    Agg,
+    Aggregate,
+    AmountRatio,
+    Entity,
+    Feature,
+    FeatureGroup,
+    FeatureService,
+    Grain,
+    Ratio,
+    Serving,
+    Task,
+    window_length,
+)
 
 CUSTOMER = Entity("customer", "customer_id", "A card holder (one card per customer).")
 MERCHANT = Entity("merchant", "merchant_id", "A merchant terminal where cards are used.")
-
-
-@dataclass(frozen=True)
-class Aggregate:
-    """One aggregation of one column, evaluated over each of the group's windows."""
-
-    name: str  # feature name stem; the window is appended: customer_tx_count_1h
-    agg: Agg
-    column: str | None = None
-    description: str = ""
-    # A key of WINDOWS: each window ends this long before t, [t - offset - w, t - offset).
-    offset: str | None = None
-    # A key of WINDOWS: the window runs over label time instead: labels that became known in
-    # [t - w, t], of the entity's events in [t - within, t).
-    label_time_within: str | None = None
-
-    def __post_init__(self):
-        for option in ("offset", "label_time_within"):
-            value = getattr(self, option)
-            if value is None:
-                continue
-            window_length(value)  # a declared length, or a KeyError naming the known ones
-            if self.agg is not Agg.LABELED_RATE:
-                raise ValueError(
-                    f"{self.name}: {option} applies to label-based rates ({Agg.LABELED_RATE})"
-                    f" only, not {self.agg}"
-                )
-        if self.offset and self.label_time_within:
-            raise ValueError(f"{self.name}: offset and label_time_within exclude each other")
-
-    @property
-    def dtype(self) -> str:
-        return "int64" if self.agg in (Agg.COUNT, Agg.COUNT_DISTINCT) else "float64"
-
-    @property
-    def windowed(self) -> bool:
-        return self.agg is not Agg.SECONDS_SINCE_LAST
-
-    @property
-    def shift(self) -> timedelta:
-        """How long before t each window ends (0 without an offset)."""
-        return window_length(self.offset) if self.offset else timedelta(0)
-
-    def bounds(self, window: str) -> tuple[timedelta, timedelta]:
-        """(start, end) of the events ``window`` reads, as durations before t: [t - start, t - end).
-        A window over label time reads the events of ``label_time_within``."""
-        if self.label_time_within:
-            return window_length(self.label_time_within), timedelta(0)
-        return self.shift + window_length(window), self.shift
-
-
-@dataclass(frozen=True)
-class Ratio:
-    """A feature derived from two others of the same group: numerator / denominator * scale."""
-
-    name: str
-    numerator: str
-    denominator: str
-    scale: float = 1.0
-    description: str = ""
-    dtype: str = "float64"
-
-
-@dataclass(frozen=True)
-class Feature:
-    name: str
-    dtype: str
-    description: str
-
-
-@dataclass(frozen=True)
-class FeatureGroup:
-    """Features of one entity at one grain: one dbt model, one Feast feature view."""
-
-    name: str
-    entity: Entity
-    grain: Grain
-    windows: tuple[str, ...]
-    aggregates: tuple[Aggregate, ...]
-    ratios: tuple[Ratio, ...] = ()
-    description: str = ""
-    tags: dict[str, str] = field(default_factory=dict)
-
-    def feature_name(self, aggregate: Aggregate, window: str | None) -> str:
-        return f"{aggregate.name}_{window}" if window else aggregate.name
-
-    def window_features(self) -> list[tuple[Aggregate, str | None, str]]:
-        """(aggregate, window or None, feature name) for every computed feature, in order."""
-        out = []
-        for aggregate in self.aggregates:
-            windows = self.windows if aggregate.windowed else (None,)
-            out.extend((aggregate, w, self.feature_name(aggregate, w)) for w in windows)
-        return out
-
-    @property
-    def features(self) -> list[Feature]:
-        out = [Feature(name, a.dtype, _describe(a, w)) for a, w, name in self.window_features()]
-        out.extend(Feature(r.name, r.dtype, r.description) for r in self.ratios)
-        return out
-
-    @property
-    def feature_names(self) -> list[str]:
-        return [f.name for f in self.features]
-
-    @property
-    def horizon(self) -> timedelta:
-        """How far back before t the group's windows read events (a window plus its offset, or
-        the span of a window over label time, whichever is longest): what online state keeps."""
-        return max(a.bounds(w)[0] for a, w, _ in self.window_features() if w is not None)
-
-
-def _describe(aggregate: Aggregate, window: str | None) -> str:
-    if window is None:
-        scope = "before t"
-    elif aggregate.offset:
-        scope = f"over the {window} ending {aggregate.offset} before t"
-    elif aggregate.label_time_within:
-        scope = f"whose label became known in the {window} before t"
-    else:
-        scope = f"over the {window} before t"
-    return f"{aggregate.description} {scope}".strip()
+ENTITIES: tuple[Entity, ...] = (CUSTOMER, MERCHANT)
 
 
 CUSTOMER_TRANSACTION_WINDOWS = FeatureGroup(
@@ -290,16 +154,6 @@ GROUPS: tuple[FeatureGroup, ...] = (
 )
 
 
-@dataclass(frozen=True)
-class FeatureService:
-    """The features one model version consumes; its name is the registered model's name."""
-
-    name: str
-    model_name: str
-    groups: tuple[FeatureGroup, ...]
-    description: str
-
-
 FEATURE_SERVICES: tuple[FeatureService, ...] = (
     FeatureService(
         "fraud_v1",
@@ -313,14 +167,46 @@ FEATURE_SERVICES: tuple[FeatureService, ...] = (
 )
 
 
-@dataclass(frozen=True)
-class AmountRatio:
-    """A request-time feature: the request's amount divided by one of the entity's window
-    features (null when that is null, NaN or not > 0)."""
-
-    name: str
-    feature: str  # a window feature of the fraud service, e.g. customer_amount_avg_7d
-    description: str
+# The models: one task each (skewless/tasks.py says how they are used).
+TASKS: dict[str, Task] = {
+    task.name: task
+    for task in (
+        Task(
+            name="fraud",
+            service=FEATURE_SERVICES[0],
+            description="Fraud at authorization: the probability that a transaction is fraud.",
+            training_set="fraud_training_set",
+            label="is_fraud",
+            label_horizon=None,
+            serving=Serving.REALTIME,
+            ids=("transaction_id", "customer_id", "merchant_id"),
+            merge_keys=("transaction_id",),
+            card="customer_id",
+            score_column="fraud_probability",
+            predictions_table=f"{PREDICTIONS_SCHEMA}.fraud_scores",
+            route="/v1/fraud/score",
+            request_features=True,
+            extra_columns=("label_timestamp",),
+        ),
+        Task(
+            name="churn_30d",
+            service=FEATURE_SERVICES[1],
+            description="Churn: the probability that a customer makes no transaction in 30 days.",
+            training_set="churn_training_set",
+            label="is_churned_30d",
+            label_horizon=timedelta(days=30),
+            active_within="90d",
+            serving=Serving.BATCH,
+            ids=("customer_id",),
+            merge_keys=("customer_id", "event_timestamp"),
+            card="customer_id",
+            score_column="churn_probability",
+            predictions_table=f"{PREDICTIONS_SCHEMA}.churn_scores",
+            route="/v1/customers/<customer_id>/churn",
+            aliases=("churn",),
+        ),
+    )
+}
 
 
 AMOUNT_RATIOS: tuple[AmountRatio, ...] = (
@@ -398,3 +284,55 @@ def group(name: str) -> FeatureGroup:
         if g.name == name:
             return g
     raise KeyError(f"unknown feature group {name!r}; known: {[g.name for g in GROUPS]}")
+
+
+def _twice(kind: str, names: Iterable[str]) -> None:
+    seen: set[str] = set()
+    twice = sorted({n for n in names if n in seen or seen.add(n)})
+    if twice:
+        raise ValueError(f"{kind} declared twice: {twice}")
+
+
+def check(entities, groups, services, tasks) -> None:
+    """ValueError naming what is wrong with a declaration: a name, join key, feature or route
+    declared twice, or a group's entity, a service's group or a task's service not declared."""
+    _twice("entity", (e.name for e in entities))
+    _twice("join key", (e.join_key for e in entities))
+    _twice("feature group", (g.name for g in groups))
+    _twice("feature", (f for g in groups for f in g.feature_names))
+    _twice("feature service", (s.name for s in services))
+    _twice("task", (t.name for t in tasks))
+    _twice("route", (t.route for t in tasks))
+    for g in groups:
+        if g.entity not in entities:
+            raise ValueError(f"feature group {g.name!r}: entity {g.entity.name!r} not in ENTITIES")
+    for s in services:
+        for g in s.groups:
+            if g not in groups:
+                raise ValueError(f"feature service {s.name!r}: group {g.name!r} not in GROUPS")
+    for t in tasks:
+        if t.service not in services:
+            raise ValueError(f"task {t.name!r}: service {t.service.name!r} not in FEATURE_SERVICES")
+
+
+def load_extension(path: Path):
+    """The module of a declaration file of one's own (its ENTITIES, GROUPS, FEATURE_SERVICES and
+    TASKS extend this declaration). It builds with ``skewless.vocabulary`` and may refer to this
+    declaration's objects (``from skewless.features import CUSTOMER``)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"SKEWLESS_DECLARATION={str(path)!r}: no such file")
+    spec = importlib.util.spec_from_file_location("skewless_declaration", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+_extension_path = settings.get("SKEWLESS_DECLARATION")
+if _extension_path is not None:
+    _extension = load_extension(_extension_path)
+    ENTITIES = (*ENTITIES, *getattr(_extension, "ENTITIES", ()))
+    GROUPS = (*GROUPS, *getattr(_extension, "GROUPS", ()))
+    FEATURE_SERVICES = (*FEATURE_SERVICES, *getattr(_extension, "FEATURE_SERVICES", ()))
+    TASKS = {**TASKS, **{t.name: t for t in getattr(_extension, "TASKS", ())}}
+check(ENTITIES, GROUPS, FEATURE_SERVICES, tuple(TASKS.values()))

@@ -22,7 +22,7 @@ from skewless import schemas
 from skewless import warehouse as _warehouse
 
 CANONICAL = tuple(schemas.RAW_TRANSACTION_COLUMNS)
-_IDS = ("transaction_id", "customer_id", "merchant_id")
+_IDS = (schemas.EVENT_ID, *schemas.ENTITY_KEYS)
 _TIMESTAMPS = ("event_timestamp", "arrival_timestamp", "label_timestamp")
 MAP_SYNTAX = "--map canonical=source (e.g. --map transaction_id=TX_ID --map amount=TX_AMOUNT)"
 _CSV_SUFFIXES = (".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz")
@@ -154,9 +154,7 @@ def _unparseable(name: str) -> str:
 # (reason, condition); a row's reason is the first that holds. `repeated` and `loaded` come from
 # the checking query.
 _CHECKS = [
-    ("null transaction_id", "v_transaction_id IS NULL"),
-    ("null customer_id", "v_customer_id IS NULL"),
-    ("null merchant_id", "v_merchant_id IS NULL"),
+    *((f"null {key}", f"v_{key} IS NULL") for key in _IDS),
     ("null event_timestamp", _blank("event_timestamp")),
     ("unparseable event_timestamp", "v_event_timestamp IS NULL"),
     ("future event_timestamp", "v_event_timestamp > $now"),

@@ -1,19 +1,27 @@
-"""The raw data contract: canonical columns and the warehouse tables holding them."""
+"""The raw data contract: canonical columns and the warehouse tables holding them.
+
+Every event has an id, a time and an amount, and the key of each declared entity (customer_id,
+merchant_id, ... from ``skewless.features.ENTITIES``): a declared entity is a raw column.
+"""
 
 from __future__ import annotations
 
+from skewless.features import ENTITIES
+
+EVENT_ID = "transaction_id"
+ENTITY_KEYS: tuple[str, ...] = tuple(entity.join_key for entity in ENTITIES)
+
 # Canonical raw transaction columns -> DuckDB type. Order is the table's column order.
 RAW_TRANSACTION_COLUMNS: dict[str, str] = {
-    "transaction_id": "VARCHAR",
+    EVENT_ID: "VARCHAR",
     "event_timestamp": "TIMESTAMP",  # UTC, no time zone stored
-    "customer_id": "VARCHAR",
-    "merchant_id": "VARCHAR",
+    **dict.fromkeys(ENTITY_KEYS, "VARCHAR"),
     "amount": "DOUBLE",
     "is_fraud": "TINYINT",  # 0/1, NULL = label not known (yet)
     "arrival_timestamp": "TIMESTAMP",  # NULL = arrived at event_timestamp
     "label_timestamp": "TIMESTAMP",  # NULL = event_timestamp + the configured label delay
 }
-REQUIRED_COLUMNS = ("transaction_id", "event_timestamp", "customer_id", "merchant_id", "amount")
+REQUIRED_COLUMNS = (EVENT_ID, "event_timestamp", *ENTITY_KEYS, "amount")
 OPTIONAL_COLUMNS = ("is_fraud", "arrival_timestamp", "label_timestamp")
 
 RAW_SCHEMA = "raw"

@@ -223,6 +223,20 @@ TABLE: tuple[Setting, ...] = (
         "max_quarantine_share",
     ),
     Setting(
+        "SKEWLESS_DBT_PROJECT",
+        "{project}/dbt_project",
+        "the dbt project (`skewless dbtgen` writes its generated models there)",
+        _path,
+        "dbt_project_dir",
+    ),
+    Setting(
+        "SKEWLESS_DECLARATION",
+        None,
+        "a Python file that extends the declaration (entities, feature groups, services, tasks)",
+        _path,
+        unset="the declaration of `skewless/features.py` alone",
+    ),
+    Setting(
         "SKEWLESS_MODEL_CONFIG",
         "{project}/models/config.yaml",
         "thresholds, promotion rule, LightGBM parameters",
@@ -498,7 +512,6 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         **values,
         redis_dir=var_dir / "redis",
         feast_repo=PROJECT_ROOT / "feature_repo",
-        dbt_project_dir=PROJECT_ROOT / "dbt_project",
     )
 
 

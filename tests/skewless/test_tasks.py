@@ -35,7 +35,7 @@ def test_a_task_whose_features_do_not_fit_its_serving_is_refused():
     daily = next(s for s in FEATURE_SERVICES if s.name == "churn_v1")
     with pytest.raises(ValueError, match="realtime tasks need transaction feature groups"):
         dataclasses.replace(TASKS["fraud"], service=daily)
-    with pytest.raises(ValueError, match="a batch task needs a label_horizon"):
+    with pytest.raises(ValueError, match="a batch task needs a label_horizon and active_within"):
         dataclasses.replace(TASKS["churn_30d"], label_horizon=None)
     with pytest.raises(ValueError, match="must hold <customer_id>"):
         dataclasses.replace(TASKS["churn_30d"], route="/v1/churn")

@@ -1,3 +1,4 @@
+-- Generated from skewless/features.py by `skewless dbtgen`. Do not edit by hand.
 -- Typed, deduplicated transactions with the raw contract's defaults filled in:
 -- arrival_timestamp defaults to event_timestamp, label_timestamp to event_timestamp + label delay.
 -- Portable SQL: engine differences go through the macros in macros/cross_engine.sql.

@@ -1,6 +1,7 @@
--- One row per active customer and day (midnight UTC): the customer's activity features and the label
--- "no transaction in the next churn_horizon_days days". Only days whose horizon lies within the data
--- (the label is observable) and customers active in the previous 90 days are kept.
+-- Generated from skewless/features.py by `skewless dbtgen`. Do not edit by hand.
+-- One row per customer and day (midnight UTC) of customer_daily_activity, for entities with an
+-- event in the previous 90d, labeled is_churned_30d: no event within the next
+-- 30 days. Only days whose horizon lies within the data are kept.
 
 with daily as (
     select * from {{ ref('customer_daily_activity') }}
@@ -26,8 +27,7 @@ select
     daily.*,
     (
         next_events.next_event_at is null
-        or next_events.next_event_at
-        >= daily.event_timestamp + {{ interval_of(var('churn_horizon_days'), 'day') }}
+        or next_events.next_event_at >= daily.event_timestamp + {{ interval_of(2592000, 'second') }}
     ) as is_churned_30d
 from daily
 inner join next_events
@@ -36,4 +36,4 @@ inner join next_events
 cross join observed
 where
     daily.customer_daily_tx_count_90d > 0
-    and daily.event_timestamp + {{ interval_of(var('churn_horizon_days'), 'day') }} <= observed.last_event_at
+    and daily.event_timestamp + {{ interval_of(2592000, 'second') }} <= observed.last_event_at

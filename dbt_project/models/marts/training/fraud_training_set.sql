@@ -1,36 +1,41 @@
--- One row per labeled transaction: the customer and merchant state just before it, and its label.
--- This is the set Feast's point-in-time retrieval over the fraud_v1 service must reproduce.
+-- Generated from skewless/features.py by `skewless dbtgen`. Do not edit by hand.
+-- One row per labeled event, its label is_fraud and the state just before it of
+--   customer_transaction_windows
+--   merchant_transaction_windows
+-- Feast's point-in-time retrieval over the fraud_v1 service must reproduce it.
 
-with transactions as (
+with events as (
     select transaction_id, event_timestamp, customer_id, merchant_id, amount, is_fraud, label_timestamp
     from {{ ref('stg_raw__transactions') }}
     where is_fraud is not null
 ),
 
-customer_windows as (
-    select c.*
-    from {{ ref('customer_transaction_windows') }} as c
-    where not c.is_snapshot
+customer_transaction_windows_rows as (
+    select g.*
+    from {{ ref('customer_transaction_windows') }} as g
+    where not g.is_snapshot
 ),
 
-merchant_windows as (
-    select m.*
-    from {{ ref('merchant_transaction_windows') }} as m
-    where not m.is_snapshot
+merchant_transaction_windows_rows as (
+    select g.*
+    from {{ ref('merchant_transaction_windows') }} as g
+    where not g.is_snapshot
 )
 
 select
-    transactions.transaction_id,
-    transactions.event_timestamp,
-    transactions.customer_id,
-    transactions.merchant_id,
-    transactions.amount,
-    {{ star_except('customer_windows', ref('customer_transaction_windows'),
+    events.transaction_id,
+    events.event_timestamp,
+    events.customer_id,
+    events.merchant_id,
+    events.amount,
+    {{ star_except('customer_transaction_windows_rows', ref('customer_transaction_windows'),
         ['customer_id', 'event_timestamp', 'transaction_id', 'is_snapshot']) }},
-    {{ star_except('merchant_windows', ref('merchant_transaction_windows'),
+    {{ star_except('merchant_transaction_windows_rows', ref('merchant_transaction_windows'),
         ['merchant_id', 'event_timestamp', 'transaction_id', 'is_snapshot']) }},
-    transactions.is_fraud,
-    transactions.label_timestamp
-from transactions
-inner join customer_windows on transactions.transaction_id = customer_windows.transaction_id
-inner join merchant_windows on transactions.transaction_id = merchant_windows.transaction_id
+    events.is_fraud,
+    events.label_timestamp
+from events
+inner join customer_transaction_windows_rows
+    on events.transaction_id = customer_transaction_windows_rows.transaction_id
+inner join merchant_transaction_windows_rows
+    on events.transaction_id = merchant_transaction_windows_rows.transaction_id

@@ -1,0 +1,270 @@
+"""The declaration's vocabulary: windows, entities, aggregates, feature groups and services, tasks.
+
+``skewless/features.py`` declares the project's features and tasks with these; a declaration of
+one's own (the file named by SKEWLESS_DECLARATION) extends it with the same words.
+
+Window semantics: a feature evaluated at time t over window w covers the entity's events with
+``event_timestamp`` in [t - w, t), strictly before t. An aggregate declared with an ``offset`` d
+covers [t - d - w, t - d) instead: the window ends d before t. Label-based aggregations only count
+events whose ``label_timestamp`` <= t. An aggregate declared with ``label_time_within`` runs over
+label time: it counts the labels that became known in [t - w, t] (both ends in), of the entity's
+events in [t - within, t).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from enum import StrEnum
+
+PREDICTIONS_SCHEMA = "predictions"
+
+WINDOWS: dict[str, timedelta] = {
+    "1h": timedelta(hours=1),
+    "1d": timedelta(days=1),
+    "7d": timedelta(days=7),
+    "30d": timedelta(days=30),
+    "90d": timedelta(days=90),
+}
+
+
+def window_length(window: str) -> timedelta:
+    try:
+        return WINDOWS[window]
+    except KeyError:
+        raise KeyError(
+            f"unknown window {window!r}; declare it in WINDOWS: {list(WINDOWS)}"
+        ) from None
+
+
+class Agg(StrEnum):
+    COUNT = "count"  # number of events
+    SUM = "sum"  # sum of a column (0 when empty)
+    AVG = "avg"  # mean of a column (null when empty)
+    COUNT_DISTINCT = "count_distinct"  # distinct values of a column
+    LABELED_RATE = "labeled_rate"  # mean of a 0/1 label over events whose label is known at t
+    SECONDS_SINCE_LAST = "seconds_since_last"  # t minus the latest event before t (null if none)
+
+
+class Grain(StrEnum):
+    # One row per event (the state just before it) plus one snapshot row per entity at the cutoff.
+    TRANSACTION = "transaction"
+    # One row per entity and day, at midnight UTC, from the day after its first event to the cutoff.
+    DAILY = "daily"
+
+
+@dataclass(frozen=True)
+class Entity:
+    name: str
+    join_key: str
+    description: str
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    """One aggregation of one column, evaluated over each of the group's windows."""
+
+    name: str  # feature name stem; the window is appended: customer_tx_count_1h
+    agg: Agg
+    column: str | None = None
+    description: str = ""
+    # A key of WINDOWS: each window ends this long before t, [t - offset - w, t - offset).
+    offset: str | None = None
+    # A key of WINDOWS: the window runs over label time instead: labels that became known in
+    # [t - w, t], of the entity's events in [t - within, t).
+    label_time_within: str | None = None
+
+    def __post_init__(self):
+        for option in ("offset", "label_time_within"):
+            value = getattr(self, option)
+            if value is None:
+                continue
+            window_length(value)  # a declared length, or a KeyError naming the known ones
+            if self.agg is not Agg.LABELED_RATE:
+                raise ValueError(
+                    f"{self.name}: {option} applies to label-based rates ({Agg.LABELED_RATE})"
+                    f" only, not {self.agg}"
+                )
+        if self.offset and self.label_time_within:
+            raise ValueError(f"{self.name}: offset and label_time_within exclude each other")
+
+    @property
+    def dtype(self) -> str:
+        return "int64" if self.agg in (Agg.COUNT, Agg.COUNT_DISTINCT) else "float64"
+
+    @property
+    def windowed(self) -> bool:
+        return self.agg is not Agg.SECONDS_SINCE_LAST
+
+    @property
+    def shift(self) -> timedelta:
+        """How long before t each window ends (0 without an offset)."""
+        return window_length(self.offset) if self.offset else timedelta(0)
+
+    def bounds(self, window: str) -> tuple[timedelta, timedelta]:
+        """(start, end) of the events ``window`` reads, as durations before t: [t - start, t - end).
+        A window over label time reads the events of ``label_time_within``."""
+        if self.label_time_within:
+            return window_length(self.label_time_within), timedelta(0)
+        return self.shift + window_length(window), self.shift
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """A feature derived from two others of the same group: numerator / denominator * scale."""
+
+    name: str
+    numerator: str
+    denominator: str
+    scale: float = 1.0
+    description: str = ""
+    dtype: str = "float64"
+
+
+@dataclass(frozen=True)
+class Feature:
+    name: str
+    dtype: str
+    description: str
+
+
+@dataclass(frozen=True)
+class FeatureGroup:
+    """Features of one entity at one grain: one dbt model, one Feast feature view."""
+
+    name: str
+    entity: Entity
+    grain: Grain
+    windows: tuple[str, ...]
+    aggregates: tuple[Aggregate, ...]
+    ratios: tuple[Ratio, ...] = ()
+    description: str = ""
+    tags: dict[str, str] = field(default_factory=dict)
+
+    def feature_name(self, aggregate: Aggregate, window: str | None) -> str:
+        return f"{aggregate.name}_{window}" if window else aggregate.name
+
+    def window_features(self) -> list[tuple[Aggregate, str | None, str]]:
+        """(aggregate, window or None, feature name) for every computed feature, in order."""
+        out = []
+        for aggregate in self.aggregates:
+            windows = self.windows if aggregate.windowed else (None,)
+            out.extend((aggregate, w, self.feature_name(aggregate, w)) for w in windows)
+        return out
+
+    @property
+    def features(self) -> list[Feature]:
+        out = [Feature(name, a.dtype, _describe(a, w)) for a, w, name in self.window_features()]
+        out.extend(Feature(r.name, r.dtype, r.description) for r in self.ratios)
+        return out
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    @property
+    def horizon(self) -> timedelta:
+        """How far back before t the group's windows read events (a window plus its offset, or
+        the span of a window over label time, whichever is longest): what online state keeps."""
+        return max(a.bounds(w)[0] for a, w, _ in self.window_features() if w is not None)
+
+
+def _describe(aggregate: Aggregate, window: str | None) -> str:
+    if window is None:
+        scope = "before t"
+    elif aggregate.offset:
+        scope = f"over the {window} ending {aggregate.offset} before t"
+    elif aggregate.label_time_within:
+        scope = f"whose label became known in the {window} before t"
+    else:
+        scope = f"over the {window} before t"
+    return f"{aggregate.description} {scope}".strip()
+
+
+@dataclass(frozen=True)
+class FeatureService:
+    """The features one model version consumes; its name is the registered model's name."""
+
+    name: str
+    model_name: str
+    groups: tuple[FeatureGroup, ...]
+    description: str
+
+
+@dataclass(frozen=True)
+class AmountRatio:
+    """A request-time feature: the request's amount divided by one of the entity's window
+    features (null when that is null, NaN or not > 0)."""
+
+    name: str
+    feature: str  # a window feature of the fraud service, e.g. customer_amount_avg_7d
+    description: str
+
+
+class Serving(StrEnum):
+    REALTIME = "realtime"
+    BATCH = "batch"
+
+
+@dataclass(frozen=True)
+class Task:
+    """One model: its features, labels, keys and how its predictions are served."""
+
+    name: str  # registered model name, models/config.yaml key, CLI choice, DAG train_<name>
+    service: FeatureService
+    description: str
+    training_set: str  # dbt model with the labels and entity keys
+    label: str  # 0/1 column of the training set
+    # When a row's label is known: the training set's ``label_timestamp`` column (None here), or
+    # this long after the row's time (the label looks that far ahead).
+    label_horizon: timedelta | None
+    serving: Serving
+    ids: tuple[str, ...]  # entity / row ids, in the order of ``keys``
+    merge_keys: tuple[str, ...]  # identify one training row (to join Feast's answer back)
+    card: str  # the id investigators review: card precision@k ranks these per day
+    score_column: str  # the probability's column in the predictions table and responses
+    predictions_table: str
+    route: str  # the sidecar's route: POST (realtime) or GET by entity id (batch)
+    # batch: the training rows are the entities with an event in this window (a key of WINDOWS
+    # over which the task's group counts events)
+    active_within: str | None = None
+    request_features: bool = False  # the request-time features (REQUEST_FEATURES) too
+    extra_columns: tuple[str, ...] = ()  # training-set columns kept beside the keys
+    aliases: tuple[str, ...] = ()  # other names accepted by the CLI
+
+    def __post_init__(self):
+        grains = {g.grain for g in self.service.groups}
+        expected = Grain.TRANSACTION if self.serving is Serving.REALTIME else Grain.DAILY
+        if grains != {expected}:
+            raise ValueError(
+                f"task {self.name!r}: {self.serving} tasks need {expected} feature groups, "
+                f"service {self.service.name!r} has {sorted(grains)}"
+            )
+        if self.serving is Serving.BATCH and (self.label_horizon is None or not self.active_within):
+            raise ValueError(
+                f"task {self.name!r}: a batch task needs a label_horizon and active_within"
+            )
+        if self.serving is Serving.BATCH and len(self.service.groups) != 1:
+            raise ValueError(f"task {self.name!r}: a batch task scores from one daily group")
+        if self.serving is Serving.BATCH and f"<{self.entity.join_key}>" not in self.route:
+            raise ValueError(
+                f"task {self.name!r}: route {self.route!r} must hold <{self.entity.join_key}>"
+            )
+
+    @property
+    def realtime(self) -> bool:
+        return self.serving is Serving.REALTIME
+
+    @property
+    def entity(self) -> Entity:
+        """What one batch prediction is about: the entity of the task's daily group."""
+        return self.service.groups[0].entity
+
+    @property
+    def scores_key_prefix(self) -> str:
+        """Redis hash per entity holding a batch task's latest score (``<prefix><entity id>``)."""
+        return f"skewless:{self.name}:"
+
+    @property
+    def group_features(self) -> list[str]:
+        return [name for g in self.service.groups for name in g.feature_names]

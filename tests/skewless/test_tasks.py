@@ -50,3 +50,24 @@ def test_the_sidecar_serves_exactly_one_realtime_task(monkeypatch):
     assert [t.name for t in tasks.batch()] == ["churn_30d"]
     assert TASKS["churn_30d"].serving is Serving.BATCH
     assert TASKS["churn_30d"].label_horizon == timedelta(days=30)
+
+
+def test_a_declaration_that_does_not_hold_together_is_refused(tmp_path):
+    from skewless import features as F
+
+    entities, groups, services = F.ENTITIES, F.GROUPS, F.FEATURE_SERVICES
+    tasks_ = tuple(TASKS.values())
+    F.check(entities, groups, services, tasks_)  # the project's own holds
+    with pytest.raises(ValueError, match=r"entity declared twice: \['customer'\]"):
+        F.check((*entities, F.CUSTOMER), groups, services, tasks_)
+    with pytest.raises(ValueError, match=r"entity 'merchant' not in ENTITIES"):
+        F.check((F.CUSTOMER,), groups, services, tasks_)
+    with pytest.raises(ValueError, match=r"group 'customer_daily_activity' not in GROUPS"):
+        F.check(entities, groups[:2], services, tasks_)
+    with pytest.raises(ValueError, match=r"service 'churn_v1' not in FEATURE_SERVICES"):
+        F.check(entities, groups, services[:1], tasks_)
+    renamed = dataclasses.replace(TASKS["fraud"], name="fraud_copy")
+    with pytest.raises(ValueError, match=r"route declared twice: \['/v1/fraud/score'\]"):
+        F.check(entities, groups, services, (*tasks_, renamed))
+    with pytest.raises(FileNotFoundError, match="SKEWLESS_DECLARATION="):
+        F.load_extension(tmp_path / "missing.py")

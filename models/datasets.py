@@ -32,6 +32,7 @@ import pandas as pd
 
 from skewless import settings as settings_module
 from skewless.features import REQUEST_FEATURES, request_features_frame
+from skewless.schemas import EVENT_ID
 from skewless.tasks import Task, get_task
 
 SOURCES = ("feast", "warehouse")
@@ -226,7 +227,6 @@ def _assemble(spec: Task, rows: pd.DataFrame, source: str) -> TrainingFrame:
 
 
 EVENTS = "stg_raw__transactions"  # the staged events a realtime task scores
-EVENT_ID = "transaction_id"
 
 
 def event_rows(con, task: str | Task, *, where: str, params=(), columns=()) -> pd.DataFrame:

@@ -37,14 +37,14 @@ from datetime import date, datetime, timedelta
 import numpy as np
 import pandas as pd
 
-from models.datasets import EVENT_ID, event_rows, feature_columns
+from models.datasets import event_rows, feature_columns
 from monitoring import skew_measures as measures
 from monitoring.flush import TABLE
 from monitoring.skew_measures import consequences, distribution_distances  # noqa: F401 (API)
+from skewless import modes
 from skewless.features import AMOUNT_RATIOS
+from skewless.schemas import EVENT_ID
 from skewless.tasks import realtime_task
-
-STALE_MODES = ("materialized", "streaming")
 
 
 class SkewReportError(RuntimeError):
@@ -164,7 +164,7 @@ def _late_arrivals(con, mismatches: pd.DataFrame) -> np.ndarray:
     served_time): whether an event of that entity in [t - start, t - end) arrived after the served
     time."""
     flags = np.zeros(len(mismatches), dtype=bool)
-    for key in ("customer_id", "merchant_id"):
+    for key in sorted({g.entity.join_key for g in realtime_task().service.groups}):
         part = mismatches[mismatches["entity_key"] == key]
         if part.empty:
             continue
@@ -243,11 +243,11 @@ def skew_report(day: date | None = None, *, mode: str | None = None, cfg=None) -
         # importing MLflow and loading the models (seconds in a fresh process) overlaps the queries
         boosters = loader.submit(_load_boosters, cfg, sorted(v for (v,) in logged_versions))
         log, served = _served_rows(con, day, mode, names)
-        truth = offline_truth(con, log["transaction_id"])
-        known = log["transaction_id"].isin(truth.index).to_numpy()
+        truth = offline_truth(con, log[EVENT_ID])
+        known = log[EVENT_ID].isin(truth.index).to_numpy()
         log = log[known].reset_index(drop=True)
         served = served[known].reset_index(drop=True)
-        truth = truth.loc[log["transaction_id"]].reset_index(drop=True)
+        truth = truth.loc[log[EVENT_ID]].reset_index(drop=True)
         offline = truth[names]
 
         features, feature_histograms, mismatch_parts = {}, {}, []
@@ -265,7 +265,7 @@ def skew_report(day: date | None = None, *, mode: str | None = None, cfg=None) -
                             "feature": name,
                             "entity_key": key,
                             "entity_id": truth[key][bad].to_numpy() if key else None,
-                            "transaction_id": truth["transaction_id"][bad].to_numpy(),
+                            "transaction_id": truth[EVENT_ID][bad].to_numpy(),
                             "t": truth["event_timestamp"][bad].to_numpy(),
                             "start_seconds": start.total_seconds(),
                             "end_seconds": end.total_seconds(),
@@ -279,7 +279,7 @@ def skew_report(day: date | None = None, *, mode: str | None = None, cfg=None) -
             mismatches["row"] = np.arange(len(mismatches))
             late = _late_arrivals(con, mismatches)
             causes["late_arrival"] = int(late.sum())
-            other = "staleness" if mode in STALE_MODES else "logic"
+            other = "staleness" if modes.mode(mode).stale else "logic"
             causes[other] = int((~late).sum())
     finally:
         con.close()
@@ -302,7 +302,7 @@ def skew_report(day: date | None = None, *, mode: str | None = None, cfg=None) -
 
     served_decline = (log["decision"] == "decline").to_numpy()
     offline_decline = offline_scores >= thresholds
-    is_fraud = truth["is_fraud"]
+    is_fraud = truth[realtime_task().label]
     consequence = consequences(served_decline, offline_decline, is_fraud)
     known = is_fraud.notna()
     return {
@@ -356,8 +356,8 @@ def example_tables(report: dict) -> dict[str, tuple[list[str], list[list]]]:
     """The three tables as {title: (header, rows)}, the shown features only (text and HTML)."""
     examples = report["examples"]
     shown = examples["features"]
-    keys = ["transaction_id", "customer_id"]
-    impact = ["is_fraud", "offline_score", "served_score", "score_drift"]
+    keys = [EVENT_ID, realtime_task().card]
+    impact = [realtime_task().label, "offline_score", "served_score", "score_drift"]
     impact += ["offline_decision", "served_decision", "consequence"]
     return {
         "features at training time (offline truth)": (

@@ -12,9 +12,12 @@ import io
 import math
 from html import escape
 
+from skewless.schemas import EVENT_ID
+from skewless.tasks import realtime_task
+
 PLOTTED_FEATURES = 6  # distribution plots for the most skewed features only
 SERVED, OFFLINE = "#d95f02", "#1b9e77"
-_TEXT_COLUMNS = {"transaction_id", "customer_id", "event_timestamp", "served_at"}
+_TEXT_COLUMNS = {EVENT_ID, realtime_task().card, "event_timestamp", "served_at"}
 _TEXT_COLUMNS |= {"offline_decision", "served_decision", "consequence"}
 
 _CSS = """

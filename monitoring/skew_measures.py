@@ -10,6 +10,9 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
+from skewless.schemas import EVENT_ID
+from skewless.tasks import realtime_task
+
 REL_TOL = 1e-9
 BINS = 20
 EPSILON = 1e-4
@@ -150,6 +153,7 @@ def examples(log, truth, served, offline, scores, decisions, features) -> dict:
     frauds, then false alerts, then other flipped decisions, then the largest score drift (ties by
     transaction id), one request per transaction. ``features`` lists the columns to show: those that differ in these rows,
     the least matching first, at least three."""
+    task = realtime_task()
     served_scores, offline_scores = scores
     served_decline, offline_decline, consequence = decisions
     drift = served_scores - offline_scores
@@ -161,7 +165,7 @@ def examples(log, truth, served, offline, scores, decisions, features) -> dict:
                 np.where(served_decline != offline_decline, 2, 3),
             ),
             "drift": -np.nan_to_num(np.abs(drift), nan=-1.0),
-            "transaction_id": truth["transaction_id"].to_numpy(),
+            "transaction_id": truth[EVENT_ID].to_numpy(),
         }
     )
     ordered = rank.sort_values(list(rank.columns), kind="stable")
@@ -181,10 +185,7 @@ def examples(log, truth, served, offline, scores, decisions, features) -> dict:
     shown = ranked[: max(3, min(EXAMPLE_COLUMNS, sum(differs.values())))]
     training, serving, impact = [], [], []
     for i in rows:
-        ids = {
-            "transaction_id": truth.at[i, "transaction_id"],
-            "customer_id": truth.at[i, "customer_id"],
-        }
+        ids = {key: truth.at[i, key] for key in (EVENT_ID, task.card)}
         training.append(
             {
                 **ids,
@@ -202,7 +203,7 @@ def examples(log, truth, served, offline, scores, decisions, features) -> dict:
         impact.append(
             {
                 **ids,
-                "is_fraud": _value(truth.at[i, "is_fraud"]),
+                task.label: _value(truth.at[i, task.label]),
                 "offline_score": _value(offline_scores[i]),
                 "served_score": _value(served_scores[i]),
                 "score_drift": _value(drift[i]),

@@ -18,13 +18,17 @@ _own_metrics_dir = "PROMETHEUS_MULTIPROC_DIR" not in os.environ
 if _own_metrics_dir:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="skewless-prometheus-")
 
+from skewless import settings  # noqa: E402  (after the environment above)
+
+_section = settings.section("gunicorn")  # SKEWLESS_BIND, SKEWLESS_WORKERS, SKEWLESS_THREADS
 wsgi_app = "serving.app:create_app()"
-bind = os.environ.get("SKEWLESS_BIND", "127.0.0.1:8000")
-workers = int(os.environ.get("SKEWLESS_WORKERS", "2"))
+bind = _section["BIND"]
+workers = _section["WORKERS"]
 worker_class = "gthread"
-# One thread per worker: a request is ~1 ms of CPU with sub-millisecond Redis waits, so more threads
-# only add GIL handoffs (make bench, 300 req/s: p50 2.04 ms with 4 threads, 1.37 ms with 1).
-threads = int(os.environ.get("SKEWLESS_THREADS", "1"))
+# One thread per worker by default: a request is ~1 ms of CPU with sub-millisecond Redis waits, so
+# more threads only add GIL handoffs (make bench, 300 req/s: p50 2.04 ms with 4 threads, 1.37 ms
+# with 1).
+threads = _section["THREADS"]
 keepalive = 30
 preload_app = True
 timeout = 30

@@ -15,14 +15,14 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
+from skewless.schemas import EVENT_KEYS
+
 STREAM = "skewless:serving_log"
 DEFAULT_MAXLEN = 1_000_000
 
 FIELDS = (
     "request_id",
-    "transaction_id",
-    "customer_id",
-    "merchant_id",
+    *EVENT_KEYS,
     "amount",
     "event_timestamp",
     "served_at",

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from serving import feast_layout
 from serving.redisio import round_trips
 from serving.state import ExactState
-from skewless import stream
+from skewless import modes, stream
 from skewless.evaluate import evaluate
 from skewless.features import FeatureGroup, FeatureService
 
@@ -166,3 +166,18 @@ class StreamingReader(MaterializedReader):
         if not replies[-1]:
             raise FeaturesUnavailable("streaming consumer not running")
         return self._decode(replies[:-1])
+
+
+# One reader per declared serving mode (skewless/modes.py).
+_READERS = {r.mode: r for r in (MaterializedReader, ExactReader, StreamingReader)}
+_missing = [name for name in modes.NAMES if name not in _READERS]
+if _missing:
+    raise RuntimeError(f"serving modes without a reader in serving/readers.py: {_missing}")
+
+
+def make_reader(name: str, round_trip, service: FeatureService, project: str, state: ExactState):
+    """The reader of serving mode ``name``, on the sidecar's Redis round trips or its state."""
+    reader = _READERS[name]
+    if reader is ExactReader:
+        return ExactReader(state)
+    return reader(round_trip, service, project)

@@ -24,7 +24,9 @@ from pydantic import (
 from pydantic.json_schema import models_json_schema
 
 from models.datasets import feature_columns
+from skewless import modes
 from skewless.features import REQUEST_FEATURES
+from skewless.schemas import EVENT_KEYS
 from skewless.tasks import Task, realtime_task
 from skewless.tasks import batch as batch_tasks
 
@@ -32,10 +34,8 @@ EARLIEST = datetime(1970, 1, 1)
 LATEST = datetime(2100, 1, 1)
 
 
-class Mode(StrEnum):
-    MATERIALIZED = "materialized"
-    STREAMING = "streaming"
-    EXACT = "exact"
+# The declared serving modes (skewless/modes.py) as the API's enum.
+Mode = StrEnum("Mode", {name.upper(): name for name in modes.NAMES})
 
 
 class Decision(StrEnum):
@@ -66,34 +66,32 @@ UtcTimestamp = Annotated[
 ]
 
 
-class ScoreRequest(BaseModel):
-    """One card transaction at authorization time."""
+_EXAMPLE = {
+    **{key: f"{key.removesuffix('_id')}-00042" for key in EVENT_KEYS},
+    "amount": 57.3,
+    "event_timestamp": "2025-04-15T13:45:00Z",
+}
 
-    model_config = ConfigDict(
+# One event at authorization time: the declared ids (schemas.EVENT_KEYS), amount, time and mode.
+ScoreRequest = create_model(
+    "ScoreRequest",
+    __config__=ConfigDict(
         extra="forbid",
         strict=True,
         allow_inf_nan=False,
-        json_schema_extra={
-            "examples": [
-                {
-                    "transaction_id": "tx-000123",
-                    "customer_id": "c00042",
-                    "merchant_id": "m00317",
-                    "amount": 57.3,
-                    "event_timestamp": "2025-04-15T13:45:00Z",
-                }
-            ]
-        },
-    )
-
-    transaction_id: Identifier
-    customer_id: Identifier
-    merchant_id: Identifier
-    amount: float = Field(ge=0, description="Amount of the transaction (>= 0, finite)")
-    event_timestamp: UtcTimestamp
-    mode: Mode | None = Field(
-        default=None, description="Feature mode for this request (default: the server's mode)"
-    )
+        json_schema_extra={"examples": [_EXAMPLE]},
+    ),
+    __doc__="One card transaction at authorization time.",
+    **{key: (Identifier, ...) for key in EVENT_KEYS},
+    amount=(float, Field(ge=0, description="Amount of the transaction (>= 0, finite)")),
+    event_timestamp=(UtcTimestamp, ...),
+    mode=(
+        Mode | None,
+        Field(
+            default=None, description="Feature mode for this request (default: the server's mode)"
+        ),
+    ),
+)
 
 
 def _feature_types() -> dict[str, str]:

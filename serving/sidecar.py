@@ -21,13 +21,14 @@ from models.datasets import feature_columns
 from serving import log as serving_log
 from serving.metrics import Metrics
 from serving.model import ChampionModel
-from serving.readers import ExactReader, MaterializedReader, StreamingReader, feast_project
+from serving.readers import feast_project, make_reader
 from serving.redisio import client, round_trips
 from serving.schemas import Decision, ScoreRequest
 from serving.state import ExactState
-from skewless import redis_server, stream
+from skewless import modes, redis_server, stream
 from skewless import settings as settings_module
 from skewless.features import request_features
+from skewless.schemas import EVENT_KEYS
 from skewless.tasks import get_task, realtime_task
 
 logger = logging.getLogger(__name__)
@@ -73,9 +74,8 @@ class Sidecar:
                 f"feature_store.yaml: entity_key_serialization_version {key_version} != 3"
             )
         self.readers = {
-            "materialized": MaterializedReader(self.round_trip, self.service, project),
-            "exact": ExactReader(self.state),
-            "streaming": StreamingReader(self.round_trip, self.service, project),
+            name: make_reader(name, self.round_trip, self.service, project, self.state)
+            for name in modes.NAMES
         }
         self.default_mode = str(conf["SERVING_MODE"])
         self.record_events = bool(conf["RECORD_EVENTS"])
@@ -106,7 +106,7 @@ class Sidecar:
             return f"redis: {exc}"
         if self.model.current is None:
             return f"model: {self.model.error}"
-        if self.default_mode == "streaming" and not self.redis.exists(stream.STATUS_KEY):
+        if modes.mode(self.default_mode).consumer and not self.redis.exists(stream.STATUS_KEY):
             return (
                 f"streaming consumer not running (no {stream.STATUS_KEY}): start "
                 "`skewless stream-consumer`"
@@ -129,11 +129,10 @@ class Sidecar:
         probability = model.predict(features)
         decision = Decision.DECLINE if probability >= model.threshold else Decision.APPROVE
         latency_ms = round((time.perf_counter() - started) * 1000, 3)
+        ids = {key: getattr(request, key) for key in EVENT_KEYS}
         entry = {
             "request_id": request_id,
-            "transaction_id": request.transaction_id,
-            "customer_id": request.customer_id,
-            "merchant_id": request.merchant_id,
+            **ids,
             "amount": request.amount,
             "event_timestamp": request.event_timestamp.isoformat(),
             "served_at": datetime.now(UTC).replace(tzinfo=None).isoformat(),
@@ -153,9 +152,7 @@ class Sidecar:
             # exact-mode state and onto the event stream. The sidecar has no clock in replay time,
             # so the entry's arrival is its event time; the consumer's watermark places it.
             event = {
-                "transaction_id": request.transaction_id,
-                "customer_id": request.customer_id,
-                "merchant_id": request.merchant_id,
+                **ids,
                 "event_timestamp": request.event_timestamp,
                 "amount": request.amount,
             }

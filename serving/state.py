@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 
 from serving.redisio import RoundTrips, round_trips
 from skewless.features import FEATURE_SERVICES, FeatureService
+from skewless.schemas import ENTITY_KEYS, EVENT_ID, EVENT_KEYS
 from skewless.tasks import realtime_task
 
 KEY_PREFIX = "skewless:events:"
@@ -33,7 +34,7 @@ _EPOCH = datetime(1970, 1, 1)
 _MICROSECOND = timedelta(microseconds=1)
 _NO_LABEL_TIME = -(2**63)
 # event_us, label_us, amount, is_fraud (-1 unknown), len(customer_id), len(merchant_id)
-_BODY = struct.Struct("<qqdbHH")
+_BODY = struct.Struct("<qqdb")  # event time, label time, amount, is_fraud
 _ID_LENGTH = struct.Struct("<H")
 # Offset of the is_fraud byte after the transaction-id prefix (1-based, for Lua's string.byte).
 _IS_FRAUD_OFFSET = 8 + 8 + 8 + 1
@@ -80,26 +81,23 @@ def from_micros(value: int) -> datetime:
 
 
 def pack(event: Mapping) -> bytes:
-    """An event as a compact set member; it starts with the transaction-id prefix."""
-    transaction = str(event["transaction_id"]).encode()
-    customer = str(event["customer_id"]).encode()
-    merchant = str(event["merchant_id"]).encode()
+    """An event as a compact set member; it starts with the event-id prefix, then the times,
+    amount and label, then each entity key (length-prefixed) in ``ENTITY_KEYS`` order."""
+    event_id = str(event[EVENT_ID]).encode()
+    keys = [str(event[key]).encode() for key in ENTITY_KEYS]
     label_time = event.get("label_timestamp")
     is_fraud = event.get("is_fraud")
     return b"".join(
         (
-            _ID_LENGTH.pack(len(transaction)),
-            transaction,
+            _ID_LENGTH.pack(len(event_id)),
+            event_id,
             _BODY.pack(
                 to_micros(event["event_timestamp"]),
                 _NO_LABEL_TIME if label_time is None else to_micros(label_time),
                 float(event["amount"]),
                 -1 if is_fraud is None else int(is_fraud),
-                len(customer),
-                len(merchant),
             ),
-            customer,
-            merchant,
+            *(_ID_LENGTH.pack(len(key)) + key for key in keys),
         )
     )
 
@@ -107,17 +105,21 @@ def pack(event: Mapping) -> bytes:
 def unpack(member: bytes) -> dict:
     (length,) = _ID_LENGTH.unpack_from(member, 0)
     pos = _ID_LENGTH.size + length
-    event_us, label_us, amount, is_fraud, n_customer, n_merchant = _BODY.unpack_from(member, pos)
+    event = {EVENT_ID: member[_ID_LENGTH.size : pos].decode()}
+    event_us, label_us, amount, is_fraud = _BODY.unpack_from(member, pos)
     pos += _BODY.size
-    return {
-        "transaction_id": member[_ID_LENGTH.size : _ID_LENGTH.size + length].decode(),
-        "customer_id": member[pos : pos + n_customer].decode(),
-        "merchant_id": member[pos + n_customer : pos + n_customer + n_merchant].decode(),
-        "event_timestamp": from_micros(event_us),
-        "amount": amount,
-        "is_fraud": None if is_fraud < 0 else is_fraud,
-        "label_timestamp": None if label_us == _NO_LABEL_TIME else from_micros(label_us),
-    }
+    for key in ENTITY_KEYS:
+        (length,) = _ID_LENGTH.unpack_from(member, pos)
+        pos += _ID_LENGTH.size
+        event[key] = member[pos : pos + length].decode()
+        pos += length
+    event.update(
+        event_timestamp=from_micros(event_us),
+        amount=amount,
+        is_fraud=None if is_fraud < 0 else is_fraud,
+        label_timestamp=None if label_us == _NO_LABEL_TIME else from_micros(label_us),
+    )
+    return event
 
 
 def _prefix(transaction_id: str) -> bytes:
@@ -177,7 +179,7 @@ class ExactState:
         at = event["event_timestamp"]
         score = str(to_micros(at))
         has_label = "1" if event.get("is_fraud") is not None else "0"
-        transaction = _prefix(event["transaction_id"])
+        transaction = _prefix(event[EVENT_ID])
         flags = (has_label, "1" if only_existing else "0")
         return [
             (
@@ -235,7 +237,7 @@ class ExactState:
         if "is_fraud" not in frame:
             frame["is_fraud"] = None
         as_of = as_of or frame["event_timestamp"].max().to_pydatetime()
-        columns = ["transaction_id", "customer_id", "merchant_id", "event_timestamp", "amount"]
+        columns = [*EVENT_KEYS, "event_timestamp", "amount"]
         records = frame[[*columns, "is_fraud", "label_timestamp"]].to_dict("records")
         per_key: dict[str, dict[bytes, int]] = defaultdict(dict)
         for record in records:
@@ -293,13 +295,19 @@ def history_frame(cfg, cutoff: datetime, *, by: str = "arrival", service: str | 
         raise ValueError(f"by={by!r}: expected 'arrival' or 'event'")
     state = ExactState(None, service)
     start = cutoff - max(state.retention.values())
-    columns = (
-        "transaction_id, customer_id, merchant_id, event_timestamp, amount, is_fraud, "
-        "label_timestamp, arrival_timestamp"
+    columns = ", ".join(
+        [
+            *EVENT_KEYS,
+            "event_timestamp",
+            "amount",
+            "is_fraud",
+            "label_timestamp",
+            "arrival_timestamp",
+        ]
     )
     latest = [
         f"select {columns} from arrived where event_timestamp < $start qualify row_number() over "
-        f"(partition by {key} order by event_timestamp desc, transaction_id desc) = 1"
+        f"(partition by {key} order by event_timestamp desc, {EVENT_ID} desc) = 1"
         for key in sorted(set(state.join_keys.values()))
     ]
     sql = f"""
@@ -309,7 +317,7 @@ def history_frame(cfg, cutoff: datetime, *, by: str = "arrival", service: str | 
         select {columns} from arrived where event_timestamp >= $start
         union
         {" union ".join(latest)}
-        order by event_timestamp, transaction_id
+        order by event_timestamp, {EVENT_ID}
     """
     con = warehouse.connect(cfg.warehouse_path, read_only=True)
     try:

@@ -33,12 +33,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 
+from skewless import settings
 from skewless.features import Agg, FeatureGroup
+from skewless.schemas import ENTITY_KEYS, EVENT_ID
 from skewless.stream import (
     HELD_KEY,
     STATUS_KEY,
@@ -58,28 +59,7 @@ logger = logging.getLogger(__name__)
 GROUP = "skewless-stream-consumer"
 CONSUMER = "consumer-1"
 STATE_PREFIX = "skewless:stream:events:"
-DEFAULT_LAG_SECONDS = 10.0
-DEFAULT_ALLOWED_LATENESS_SECONDS = 3600.0
-LAG_VAR = "SKEWLESS_STREAM_LAG_SECONDS"
-LATENESS_VAR = "SKEWLESS_STREAM_ALLOWED_LATENESS_SECONDS"
 _MICROSECOND = timedelta(microseconds=1)
-
-
-# -- configuration --------------------------------------------------------------------------------
-
-
-def seconds_setting(name: str, default: float, value: str | float | None = None) -> float:
-    """A number of seconds >= 0 from ``value``, else the environment variable ``name``."""
-    raw = value if value is not None else os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        seconds = float(raw)
-    except ValueError:
-        raise ValueError(f"{name}={raw!r}: expected a number of seconds, e.g. {default}") from None
-    if not seconds >= 0:
-        raise ValueError(f"{name}={raw!r}: expected a number of seconds >= 0")
-    return seconds
 
 
 # -- consuming ------------------------------------------------------------------------------------
@@ -105,8 +85,8 @@ class StreamConsumer:
         redis_client,
         store,
         *,
-        lag: float = DEFAULT_LAG_SECONDS,
-        allowed_lateness: float = DEFAULT_ALLOWED_LATENESS_SECONDS,
+        lag: float | None = None,
+        allowed_lateness: float | None = None,
         batch: int = 500,
         name: str = CONSUMER,
         cfg=None,
@@ -115,6 +95,21 @@ class StreamConsumer:
 
         if batch < 1:
             raise ValueError(f"batch={batch}: expected at least 1 entry per read")
+        section = settings.section(  # the table's defaults and checks (SKEWLESS_STREAM_*)
+            "stream",
+            overrides={
+                k: v
+                for k, v in (
+                    ("STREAM_LAG_SECONDS", lag),
+                    ("STREAM_ALLOWED_LATENESS_SECONDS", allowed_lateness),
+                )
+                if v is not None
+            },
+        )
+        lag, allowed_lateness = (
+            section["STREAM_LAG_SECONDS"],
+            section["STREAM_ALLOWED_LATENESS_SECONDS"],
+        )
         self.redis = redis_client
         self.store = store
         self.lag = timedelta(seconds=lag)
@@ -233,7 +228,7 @@ class StreamConsumer:
                     self.status.dropped_late += 1
                     logger.info(
                         "dropped late event %s: event time %s < watermark %s - allowed lateness",
-                        event["transaction_id"],
+                        event[EVENT_ID],
                         event["event_timestamp"].isoformat(),
                         self.status.watermark.isoformat(),
                     )
@@ -381,8 +376,7 @@ class StreamConsumer:
             known = pd.notna(row.is_fraud) and pd.notna(label_time)
             records.append(
                 {
-                    "customer_id": str(row.customer_id),
-                    "merchant_id": str(row.merchant_id),
+                    **{key: str(getattr(row, key)) for key in ENTITY_KEYS},
                     "amount": float(row.amount),
                     "event_timestamp": row.event_timestamp.to_pydatetime(),
                     "is_fraud": int(row.is_fraud) if known else None,
@@ -411,18 +405,16 @@ def main(
     """``skewless stream-consumer``: runs until SIGTERM or SIGINT."""
     import signal
 
-    from skewless import dependencies, pipeline, redis_server, settings
+    from skewless import dependencies, pipeline, redis_server
     from skewless.redis_server import serving_url
 
-    lag = seconds_setting(LAG_VAR, DEFAULT_LAG_SECONDS, lag)
-    lateness = seconds_setting(LATENESS_VAR, DEFAULT_ALLOWED_LATENESS_SECONDS, allowed_lateness)
     cfg = settings.load()
     url = serving_url(cfg, redis_url)
     dependencies.wait_for_redis(url)  # bounded and logged: a dead Redis is an exit, not a hang
     client = redis_server.connect(url, cluster=cfg.redis_cluster)
     store = pipeline.feature_store(cfg, url)
     consumer = StreamConsumer(
-        client, store, lag=lag, allowed_lateness=lateness, batch=batch, name=name, cfg=cfg
+        client, store, lag=lag, allowed_lateness=allowed_lateness, batch=batch, name=name, cfg=cfg
     )
     consumer.check_store()
     stopping = []
@@ -437,8 +429,8 @@ def main(
         name,
         url,
         STREAM,
-        lag,
-        lateness,
+        consumer.lag.total_seconds(),
+        consumer.allowed_lateness.total_seconds(),
     )
     try:
         consumer.run(stop=lambda: bool(stopping))

@@ -8,7 +8,7 @@ import sys
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
-from skewless import settings, tasks
+from skewless import modes, settings, tasks
 
 
 def _timestamp(text: str) -> datetime:
@@ -251,7 +251,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     argv = [gunicorn, "--config", str(root / "serving" / "gunicorn_conf.py")]
     argv += ["--pythonpath", str(root), "--bind", f"{host}:{port}"]
     argv += ["--workers", str(workers), "--threads", str(threads)]
-    mode = env.get("SKEWLESS_SERVING_MODE", "materialized")
+    mode = env.get("SKEWLESS_SERVING_MODE", modes.DEFAULT)
     redis_shown = settings.mask(env["SKEWLESS_REDIS_URL"])
     print(f"sidecar on http://{host}:{port} (mode {mode}, redis {redis_shown})")
     sys.stdout.flush()
@@ -414,18 +414,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="run the realtime sidecar under gunicorn")
     p.add_argument("--host", help="default: from SKEWLESS_BIND (127.0.0.1)")
     p.add_argument("--port", type=int, help="default: from SKEWLESS_BIND (8000)")
-    p.add_argument(
-        "--mode", choices=["materialized", "streaming", "exact"], help="default feature mode"
-    )
+    p.add_argument("--mode", choices=modes.NAMES, help="default feature mode")
     p.add_argument("--workers", type=int, help="gunicorn worker processes (SKEWLESS_WORKERS, 2)")
     p.add_argument("--threads", type=int, help="threads per worker, gthread (SKEWLESS_THREADS, 1)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("replay", help="send a day's transactions to the sidecar over HTTP")
     p.add_argument("--date", type=date.fromisoformat, help="default: the last day with events")
-    p.add_argument(
-        "--mode", choices=["materialized", "streaming", "exact"], help="default: the sidecar's"
-    )
+    p.add_argument("--mode", choices=modes.NAMES, help="default: the sidecar's")
     p.add_argument(
         "--rate", type=float, help="requests per second (default: as fast as it answers)"
     )
@@ -466,9 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("skew-report", help="served features and scores vs the offline truth")
     p.add_argument("--date", type=date.fromisoformat, help="default: the last served day")
-    p.add_argument(
-        "--mode", choices=["materialized", "streaming", "exact"], help="default: the most served"
-    )
+    p.add_argument("--mode", choices=modes.NAMES, help="default: the most served")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--html", type=Path, help="write the HTML page (with plots) here")
     p.add_argument(

@@ -26,6 +26,7 @@ from pathlib import Path
 from skewless import (
     importer,
     ingest,
+    modes,
     orchestration,
     processes,
     redis_server,
@@ -109,12 +110,16 @@ def realtime(cfg: settings.Settings, held_out: date, port: int) -> dict:
         # exact first: every scored request also enters the exact-mode state, which must not
         # already hold the day's events when the exact replay starts. The streaming replay
         # bootstraps again: its reset makes the consumer restart from the state before the day.
-        for mode, bootstrap in (("exact", True), ("streaming", True), ("materialized", False)):
-            sent = replay.replay(held_out, mode=mode, url=url, cfg=cfg, bootstrap=bootstrap)
-            print(f"  replay {mode:<12} {sent['ok']}/{sent['sent']} ok  p50 {sent['p50_ms']} ms")
+        for mode in modes.MODES:  # exact first (see skewless/modes.py)
+            sent = replay.replay(
+                held_out, mode=mode.name, url=url, cfg=cfg, bootstrap=mode.bootstrap
+            )
+            print(
+                f"  replay {mode.name:<12} {sent['ok']}/{sent['sent']} ok  p50 {sent['p50_ms']} ms"
+            )
         flush.flush_log(cfg)
-        for mode in ("exact", "streaming", "materialized"):
-            reports[mode] = skew.skew_report(held_out, mode=mode, cfg=cfg)
+        for name in modes.NAMES:
+            reports[name] = skew.skew_report(held_out, mode=name, cfg=cfg)
     finally:
         if consumer is not None:
             processes.stop_group(consumer)

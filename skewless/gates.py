@@ -8,28 +8,11 @@ downstream reads the data. Nothing is deleted: failing rows stay where they are 
 from __future__ import annotations
 
 import logging
-import os
 from datetime import date, datetime, time, timedelta
 
 from skewless import ingest, quality, schemas, settings, warehouse
 
 log = logging.getLogger(__name__)
-
-# A day whose file had more than this share of its rows quarantined is suspect as a whole.
-DEFAULT_MAX_QUARANTINE_SHARE = 0.05
-
-
-def max_quarantine_share() -> float:
-    value = os.environ.get("SKEWLESS_MAX_QUARANTINE_SHARE", str(DEFAULT_MAX_QUARANTINE_SHARE))
-    try:
-        share = float(value)
-    except ValueError:
-        share = -1.0
-    if not 0 <= share <= 1:
-        raise settings.SettingError(
-            f"SKEWLESS_MAX_QUARANTINE_SHARE={value!r}: expected a share between 0 and 1, e.g. 0.05"
-        )
-    return share
 
 
 def raw_day_report(day: date, cfg: settings.Settings | None = None) -> quality.Report:
@@ -57,7 +40,7 @@ def raw_day_report(day: date, cfg: settings.Settings | None = None) -> quality.R
     finally:
         con.close()
     report = quality.validate_raw(frame, day=day, table=schemas.TRANSACTIONS_TABLE)
-    limit = max_quarantine_share()
+    limit = cfg.max_quarantine_share  # SKEWLESS_MAX_QUARANTINE_SHARE, checked by the table
     read = quarantined + loaded
     report.checks += 1
     if read and quarantined / read > limit:

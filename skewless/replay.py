@@ -36,12 +36,13 @@ from collections import Counter
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 
+from skewless import modes
+from skewless.schemas import EVENT_KEYS, event_from_row
 from skewless.tasks import realtime_task
 
 DEFAULT_URL = "http://127.0.0.1:8000"
-_COLUMNS = (
-    "transaction_id, customer_id, merchant_id, amount, event_timestamp, arrival_timestamp, "
-    "is_fraud, label_timestamp"
+_COLUMNS = ", ".join(
+    [*EVENT_KEYS, "amount", "event_timestamp", "arrival_timestamp", "is_fraud", "label_timestamp"]
 )
 # Order of timeline items at the same instant: labels known by then, arriving events, requests,
 # then labels held back until their own transaction had arrived.
@@ -80,22 +81,6 @@ def day_frames(cfg, day: date):
     return feed, arrivals
 
 
-def _event(row, *, label: bool) -> dict:
-    import pandas as pd
-
-    event = {
-        "transaction_id": str(row.transaction_id),
-        "customer_id": str(row.customer_id),
-        "merchant_id": str(row.merchant_id),
-        "event_timestamp": row.event_timestamp.to_pydatetime(),
-        "amount": float(row.amount),
-    }
-    if label and pd.notna(row.is_fraud) and pd.notna(row.label_timestamp):
-        event["is_fraud"] = int(row.is_fraud)
-        event["label_timestamp"] = row.label_timestamp.to_pydatetime()
-    return event
-
-
 def _labels(frame, arrived, start, until, timeline) -> None:
     """Timeline items for the labels of ``frame`` that become known in [start, until]; a label
     waits for its transaction's arrival (``arrived``: a column, or None when already in state)."""
@@ -111,7 +96,7 @@ def _labels(frame, arrived, start, until, timeline) -> None:
         at = getattr(row, arrived) if arrived else None
         if at is not None and at >= known:
             known, kind = at, _LATE_LABEL
-        timeline.append((known, kind, len(timeline), _event(row, label=True)))
+        timeline.append((known, kind, len(timeline), event_from_row(row, label=True)))
 
 
 def build_timeline(feed, arrivals, history, day: date) -> list[tuple]:
@@ -123,7 +108,9 @@ def build_timeline(feed, arrivals, history, day: date) -> list[tuple]:
     for row in feed.itertuples(index=False):
         timeline.append((row.arrival_timestamp, _REQUEST, len(timeline), row))
     for row in arrivals.itertuples(index=False):
-        timeline.append((row.arrival_timestamp, _EVENT, len(timeline), _event(row, label=False)))
+        timeline.append(
+            (row.arrival_timestamp, _EVENT, len(timeline), event_from_row(row, label=False))
+        )
     _labels(feed, "arrival_timestamp", start, until, timeline)
     _labels(arrivals, "arrival_timestamp", start, until, timeline)
     if history is not None:
@@ -173,9 +160,7 @@ def _py(value) -> datetime:
 
 def _body(row, mode: str | None) -> bytes:
     body = {
-        "transaction_id": str(row.transaction_id),
-        "customer_id": str(row.customer_id),
-        "merchant_id": str(row.merchant_id),
+        **{key: str(getattr(row, key)) for key in EVENT_KEYS},
         "amount": float(row.amount),
         "event_timestamp": row.event_timestamp.isoformat(),
     }
@@ -216,13 +201,11 @@ def replay(
     errors (by status), latency percentiles, seconds."""
     import requests
 
-    from serving.schemas import Mode
     from skewless import settings, stream, warehouse
 
     cfg = cfg or settings.load()
-    modes = [m.value for m in Mode]
-    if mode is not None and mode not in modes:
-        raise ReplayError(f"mode={mode!r}: expected one of {modes}")
+    if mode is not None and mode not in modes.NAMES:
+        raise ReplayError(f"mode={mode!r}: expected one of {list(modes.NAMES)}")
     if rate is not None and rate <= 0:
         raise ReplayError(f"rate={rate}: expected requests per second > 0")
     urls = [u.rstrip("/") for u in ([url] if isinstance(url, str) else url)]
@@ -263,7 +246,7 @@ def replay(
             )
             state = ExactState(client)
             boot_summary, history = bootstrap_state(state, cfg, day)
-            wait = stream_timeout if served_mode == Mode.STREAMING.value else None
+            wait = stream_timeout if modes.mode(served_mode).consumer else None
             boot_summary["stream_reset"] = reset_stream(client, day, wait=wait)
         timeline = build_timeline(feed, arrivals if bootstrap else arrivals.iloc[0:0], history, day)
         if not bootstrap:

@@ -23,12 +23,30 @@ RAW_TRANSACTION_COLUMNS: dict[str, str] = {
 }
 REQUIRED_COLUMNS = (EVENT_ID, "event_timestamp", *ENTITY_KEYS, "amount")
 OPTIONAL_COLUMNS = ("is_fraud", "arrival_timestamp", "label_timestamp")
+# An event as it travels online (the sidecar's request, the event stream, the exact-mode state,
+# the replay): its ids as text, then event_timestamp, amount and, once known, is_fraud and
+# label_timestamp.
+EVENT_KEYS: tuple[str, ...] = (EVENT_ID, *ENTITY_KEYS)
 
 RAW_SCHEMA = "raw"
 TRANSACTIONS_TABLE = f"{RAW_SCHEMA}.transactions"
 QUARANTINE_TABLE = f"{RAW_SCHEMA}.transactions_quarantine"
 
 _LINEAGE = {"source_file": "VARCHAR", "loaded_at": "TIMESTAMP"}
+
+
+def event_from_row(row, *, label: bool) -> dict:
+    """An online event from a warehouse row (a namedtuple of ``itertuples`` with pandas
+    timestamps); with ``label``, its is_fraud and label_timestamp when both are known."""
+    import pandas as pd
+
+    event = {key: str(getattr(row, key)) for key in EVENT_KEYS}
+    event["event_timestamp"] = row.event_timestamp.to_pydatetime()
+    event["amount"] = float(row.amount)
+    if label and pd.notna(row.is_fraud) and pd.notna(row.label_timestamp):
+        event["is_fraud"] = int(row.is_fraud)
+        event["label_timestamp"] = row.label_timestamp.to_pydatetime()
+    return event
 
 
 def ddl() -> list[str]:

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from skewless import modes
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 MASK = "***"
@@ -325,12 +327,12 @@ TABLE: tuple[Setting, ...] = (
             ("SCHEMA", "the schema of the dbt tables there", _text),
         )
     ),
-    # Read by the sidecar (serving/app.py DEFAULTS, through Flask's from_prefixed_env).
+    # The sidecar's section (serving/app.py: settings.section("sidecar"); its config mapping wins).
     Setting(
         "SKEWLESS_SERVING_MODE",
-        "materialized",
+        modes.DEFAULT,
         "default feature mode; a request may choose another",
-        _choice("materialized", "streaming", "exact"),
+        _choice(*modes.NAMES),
         component="sidecar",
     ),
     Setting(
@@ -407,7 +409,7 @@ TABLE: tuple[Setting, ...] = (
         _integer(1, "a whole number >= 1"),
         component="sidecar",
     ),
-    # Read by serving/gunicorn_conf.py (command-line flags of `skewless serve` win).
+    # The gunicorn section (serving/gunicorn_conf.py; command-line flags of `skewless serve` win).
     Setting(
         "SKEWLESS_BIND",
         "127.0.0.1:8000",
@@ -429,7 +431,7 @@ TABLE: tuple[Setting, ...] = (
         _integer(1, "a whole number >= 1"),
         component="gunicorn",
     ),
-    # Read by the stream consumer (`skewless stream-consumer`, flags win): settings.get(...).
+    # The stream section (the stream consumer; `skewless stream-consumer` flags win).
     Setting(
         "SKEWLESS_STREAM_LAG_SECONDS",
         "10",
@@ -496,6 +498,39 @@ def get(name: str, env: Mapping[str, str] | None = None) -> Any:
     setting = BY_ENV[name]
     text, _ = _raw(setting, env, _var_dir(env))
     return None if text is None else setting.parse_text(text)
+
+
+COMPONENTS = ("sidecar", "gunicorn", "stream")
+
+
+def _as_text(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def section(
+    component: str, env: Mapping[str, str] | None = None, overrides: Mapping | None = None
+) -> dict[str, Any]:
+    """One component's settings, parsed and checked by the table: {key: value}, the key being the
+    variable's name without ``SKEWLESS_`` (``SERVING_MODE``). ``overrides`` (same keys; None
+    unsets) win over the environment and go through the same checks, so a bad value is refused
+    the same way wherever it comes from."""
+    if component not in COMPONENTS:
+        raise ValueError(f"component={component!r}: expected one of {list(COMPONENTS)}")
+    env = os.environ if env is None else env
+    var_dir = _var_dir(env)
+    overrides = overrides or {}
+    values: dict[str, Any] = {}
+    for setting in TABLE:
+        if setting.component != component:
+            continue
+        key = setting.env.removeprefix("SKEWLESS_")
+        text = _as_text(overrides[key]) if key in overrides else _raw(setting, env, var_dir)[0]
+        values[key] = None if text is None else setting.parse_text(text)
+    return values
 
 
 def load(env: Mapping[str, str] | None = None) -> Settings:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from skewless.features import FeatureGroup
+from skewless.schemas import EVENT_KEYS
 from skewless.tasks import realtime_task
 
 # The consumer changes the stream, its held set and its status in one transaction: the hash tag
@@ -54,9 +55,7 @@ def entry_fields(event: Mapping, *, kind: str = "event", arrival: datetime | Non
         raise ValueError(f"kind={kind!r}: expected 'event' or 'label'")
     fields = {
         "kind": kind,
-        "transaction_id": str(event["transaction_id"]),
-        "customer_id": str(event["customer_id"]),
-        "merchant_id": str(event["merchant_id"]),
+        **{key: str(event[key]) for key in EVENT_KEYS},
         "amount": repr(float(event["amount"])),
         "event_timestamp": iso_time(event["event_timestamp"]),
         "arrival_timestamp": iso_time(arrival or event["event_timestamp"]),
@@ -112,9 +111,7 @@ def event_from_text(raw: Mapping, *, labeled: bool) -> dict:
     """An event from its text fields (an entry's, or a held member's JSON): ids, amount, event
     time and, when ``labeled``, is_fraud and label_timestamp."""
     event = {
-        "transaction_id": raw["transaction_id"],
-        "customer_id": raw["customer_id"],
-        "merchant_id": raw["merchant_id"],
+        **{key: raw[key] for key in EVENT_KEYS},
         "amount": float(raw["amount"]),
         "event_timestamp": datetime.fromisoformat(raw["event_timestamp"]),
     }

@@ -8,7 +8,7 @@ What it checks:
   server's options are options of `mlflow server`;
 - every ${VAR} is documented in .env.example or has a ${VAR:-default}; required secrets
   (${VAR:?…}) are assigned (empty) in .env.example;
-- every variable the code reads (settings.TABLE, the sidecar's DEFAULTS) is set or has a default
+- every variable the code reads (settings.TABLE) is set or has a default
   in each project service, the deployment ones (REDIS_URL, MLFLOW_TRACKING_URI) set explicitly;
   every SKEWLESS_* the file sets is a known setting and its value parses;
 - ports agree with the code's defaults (sidecar 8000, MLflow 5000, Airflow 8080, Redis 6379);
@@ -77,10 +77,9 @@ def _parses(parser: argparse.ArgumentParser, argv: list[str]) -> str | None:
 
 
 def code_variables() -> set[str]:
-    """Every environment variable the code reads: the settings table and the sidecar's config."""
-    from serving.app import DEFAULTS
-
-    return {s.env for s in settings.TABLE} | {f"SKEWLESS_{key}" for key in DEFAULTS}
+    """Every environment variable the code reads: the settings table (the sidecar reads its own
+    section of it)."""
+    return {s.env for s in settings.TABLE}
 
 
 def code_ports() -> dict[str, int]:

@@ -236,7 +236,7 @@ def test_a_configured_token_is_required(make_app):
 
 
 def test_a_numeric_token_from_the_environment_works(make_app, monkeypatch):
-    monkeypatch.setenv("SKEWLESS_API_TOKEN", "12345")  # from_prefixed_env parses it as a number
+    monkeypatch.setenv("SKEWLESS_API_TOKEN", "12345")  # digits: still a token (text), not a number
     client = make_app(API_TOKEN=...).test_client()
     assert client.post(URL, json=VALID).status_code == 401
     ok = client.post(URL, json=VALID, headers={"Authorization": "Bearer 12345"})

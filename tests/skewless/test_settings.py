@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from skewless import dependencies, gates, pipeline, settings
+from skewless import dependencies, pipeline, settings
 
 ROOT = settings.PROJECT_ROOT
 SKEWLESS = str(Path(sys.executable).parent / "skewless")
@@ -70,7 +70,7 @@ def test_every_core_setting_is_overridable(tmp_path):
         ("REDIS_URL", "redis://redis:port/0", "numeric port"),
         ("MLFLOW_TRACKING_URI", "mlflow:5000", "a URI such as http://mlflow:5000"),
         ("SKEWLESS_DEPENDENCY_ATTEMPTS", "0", "a whole number >= 1"),
-        ("SKEWLESS_SERVING_MODE", "fast", "one of materialized, streaming, exact"),
+        ("SKEWLESS_SERVING_MODE", "fast", "one of exact, streaming, materialized"),
         ("SKEWLESS_RECORD_EVENTS", "False", "true or false"),
         ("SKEWLESS_BIND", "8000", "host:port"),
         ("SKEWLESS_STREAM_LAG_SECONDS", "soon", "a number of seconds >= 0"),
@@ -92,32 +92,49 @@ def test_mask_hides_passwords_and_tokens_only():
     assert settings.mask(None) is None
 
 
-def test_the_sidecar_config_keys_are_in_the_table_with_the_same_defaults():
-    from serving.app import DEFAULTS
+def test_each_component_reads_its_section_of_the_table():
+    from serving.app import create_app
 
-    for key, default in DEFAULTS.items():
-        setting = settings.BY_ENV.get(f"SKEWLESS_{key}")
-        assert setting is not None, f"SKEWLESS_{key} (serving/app.py) is not in settings.TABLE"
-        assert setting.component == "sidecar"
-        table_default = None if setting.default is None else setting.parse(setting.default)
-        assert table_default == default, f"SKEWLESS_{key}: {table_default!r} != {default!r}"
+    assert settings.section("gunicorn", {}) == {
+        "BIND": "127.0.0.1:8000",
+        "WORKERS": 2,
+        "THREADS": 1,
+    }
+    assert settings.section("stream", {"SKEWLESS_STREAM_LAG_SECONDS": "2.5"}) == {
+        "STREAM_LAG_SECONDS": 2.5,
+        "STREAM_ALLOWED_LATENESS_SECONDS": 3600.0,
+    }
+    sidecar = settings.section("sidecar", {})
+    assert set(sidecar) == {
+        s.env.removeprefix("SKEWLESS_") for s in settings.TABLE if s.component == "sidecar"
+    }
+    assert sidecar["SERVING_MODE"] == "materialized" and sidecar["API_TOKEN"] is None
+    app = create_app(
+        {
+            "SETTINGS": settings.load({}),
+            "LOAD_MODEL": False,
+            "MODEL_CHECK_SECONDS": 0,
+            "API_TOKEN": 1234,
+            "REDIS_URL": "redis://127.0.0.1:1/0",
+        }
+    )
+    assert app.config["API_TOKEN"] == "1234"  # checked and typed by the table like the variable
+    assert app.config["MAX_CONTENT_LENGTH"] == 16384
+    app.extensions["skewless"].close()
 
 
-def test_gunicorn_and_gate_defaults_agree_with_the_table():
-    source = (ROOT / "serving" / "gunicorn_conf.py").read_text()
-    found = dict(re.findall(r'os\.environ\.get\("(SKEWLESS_\w+)", "([^"]*)"\)', source))
-    assert set(found) == {s.env for s in settings.TABLE if s.component == "gunicorn"}
-    for name, default in found.items():
-        assert settings.BY_ENV[name].default == default
-    assert settings.get("SKEWLESS_MAX_QUARANTINE_SHARE", {}) == gates.DEFAULT_MAX_QUARANTINE_SHARE
-    stream = (ROOT / "serving" / "stream_consumer.py").read_text()
-    for constant, name in (
-        ("DEFAULT_LAG_SECONDS", "SKEWLESS_STREAM_LAG_SECONDS"),
-        ("DEFAULT_ALLOWED_LATENESS_SECONDS", "SKEWLESS_STREAM_ALLOWED_LATENESS_SECONDS"),
+def test_an_override_goes_through_the_same_check_as_the_variable():
+    with pytest.raises(
+        settings.SettingError, match="SKEWLESS_SERVING_MODE='nope': expected one of"
     ):
-        value = re.search(rf"^{constant} = ([0-9.]+)$", stream, re.M)
-        assert value, f"serving/stream_consumer.py: {constant} not found"
-        assert float(value.group(1)) == settings.get(name, {}), name
+        settings.section("sidecar", {}, overrides={"SERVING_MODE": "nope"})
+    with pytest.raises(
+        settings.SettingError,
+        match="SKEWLESS_STREAM_LAG_SECONDS='-1': expected a number of seconds >= 0",
+    ):
+        settings.section("stream", {}, overrides={"STREAM_LAG_SECONDS": -1})
+    with pytest.raises(ValueError, match="component='web'"):
+        settings.section("web", {})
 
 
 def test_every_skewless_variable_in_the_code_is_in_the_table():

@@ -24,7 +24,7 @@ import pandas as pd
 
 from models import datasets, registry
 from skewless import settings as settings_module
-from skewless.tasks import PREDICTIONS_SCHEMA, Task, get_task, names
+from skewless.tasks import PREDICTIONS_SCHEMA, Task, get_task
 
 REDIS_BATCH = 10_000
 PREDICT_THREADS = 2
@@ -320,14 +320,8 @@ def last_event_day(cfg=None) -> date:
     return warehouse.last_event_day((cfg or settings_module.load()).warehouse_path)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("task", choices=names())
-    parser.add_argument(
-        "--date", type=date.fromisoformat, help="the day to score (default: the last day)"
-    )
-
-
 def run(args: argparse.Namespace) -> int:
+    """``skewless score <task> [--date]``: prints the summary as JSON."""
     day = args.date or last_event_day()
     try:
         result = score(args.task, day)
@@ -336,13 +330,3 @@ def run(args: argparse.Namespace) -> int:
         return 1
     print(json.dumps(result, indent=2, default=str))
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m models.batch_score", description=__doc__)
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -5,7 +5,7 @@ logs params, metrics, the feature service and feature list, the data window and 
 PR/ROC/feature-importance plots and the model (registered as the feature service's model name).
 The alias ``champion`` moves to the new version only when it beats the current champion, scored
 on the same holdout, by the committed ``promotion.min_improvement``; the first version always
-becomes champion. ``python -m models.training fraud --json`` = ``skewless train fraud --json``.
+becomes champion. ``skewless train fraud --json`` runs it from the command line.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import hashlib
 import json
 import sys
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -66,6 +67,31 @@ def _evaluate(booster, frame: datasets.TrainingFrame, task_config: dict) -> tupl
     return {**metrics, "threshold_rule": rule}, scores
 
 
+@dataclass(frozen=True)
+class _Job:
+    """What one training run works on: the task, its config, the feature source and windows."""
+
+    spec: tasks.Task
+    cfg: Any
+    task_config: dict
+    source: str
+    as_of: datetime | None
+    windows: splits.Windows
+
+
+@dataclass(frozen=True)
+class _Fitted:
+    """The frames, the model and its holdout evaluation."""
+
+    train: datasets.TrainingFrame
+    test: datasets.TrainingFrame
+    booster: Any
+    metrics: dict
+    scores: Any
+    window: dict  # the data window and fingerprints (data_window.json)
+    seconds: dict[str, float]  # load and fit
+
+
 def train(
     task: str,
     *,
@@ -84,12 +110,36 @@ def train(
     then; ``source`` (default datasets.DEFAULT_SOURCE) picks where the features come from.
     """
     started = time.perf_counter()
+    job = _job(task, (train_start, train_end, test_start, test_end), as_of, cfg, source)
+    fitted = _fit_and_evaluate(job)
+    spec, windows = job.spec, job.windows
+    mlflow, client = registry.connect(job.cfg)
+    model_name = job.task_config["registered_model"]
+    with mlflow.start_run(
+        experiment_id=registry.experiment(mlflow, job.cfg, spec.name),
+        run_name=f"{spec.name}-{windows.test_end:%Y%m%d}",
+        tags={"task": spec.name, "feature_service": spec.service.name, "source": job.source},
+    ) as run:
+        _log_inputs(mlflow, job, fitted)
+        _log_evaluation(mlflow, job, fitted)
+        version = _log_model(mlflow, fitted, model_name, register)
+        decision = _promotion(
+            mlflow, client, model_name, version, fitted.test, fitted.metrics, job.task_config
+        )
+        _log_decision(mlflow, client, job, fitted, model_name, version, decision)
+    return _result(job, fitted, run.info.run_id, model_name, version, decision, started)
+
+
+def _job(task: str, windows: tuple, as_of: datetime | None, cfg, source: str | None) -> _Job:
+    """The task, its config, the feature source and the resolved windows (``windows``: train_start,
+    train_end, test_start, test_end, None for the defaults)."""
     spec = tasks.get_task(task)
     cfg = cfg or settings_module.load()
     task_config = model_config(cfg, spec.name)
     source = source or datasets.DEFAULT_SOURCE
     as_of = datasets.naive_utc(as_of)
-    windows = splits.resolve_windows(
+    train_start, train_end, test_start, test_end = windows
+    resolved = splits.resolve_windows(
         spec.name,
         train_start=train_start,
         train_end=train_end,
@@ -98,116 +148,61 @@ def train(
         as_of=as_of,
         cfg=cfg,
     )
+    return _Job(spec, cfg, task_config, source, as_of, resolved)
+
+
+def _load(job: _Job) -> tuple[datasets.TrainingFrame, datasets.TrainingFrame, float]:
+    """The checked train and test frames and the seconds it took to load them."""
+    windows = job.windows
     # one retrieval for both windows; rows inside the gap are never loaded
     both = datasets.load_windows(
-        spec.name,
+        job.spec.name,
         [(windows.train_start, windows.train_end), (windows.test_start, windows.test_end)],
-        cfg=cfg,
-        as_of=as_of,
-        source=source,
+        cfg=job.cfg,
+        as_of=job.as_of,
+        source=job.source,
     )
     train_frame = both.subset(windows.train_start, windows.train_end)
     test_frame = both.subset(windows.test_start, windows.test_end)
     splits.check_frame(train_frame, "train", windows.train_start, windows.train_end)
     splits.check_frame(test_frame, "test", windows.test_start, windows.test_end)
+    return train_frame, test_frame, both.seconds
 
+
+def _fit_and_evaluate(job: _Job) -> _Fitted:
+    """Loads the frames, fits on train and evaluates on test (metrics at the derived threshold)."""
+    train_frame, test_frame, load_seconds = _load(job)
     fit_started = time.perf_counter()
-    booster = fit(train_frame, task_config)
+    booster = fit(train_frame, job.task_config)
     fit_seconds = round(time.perf_counter() - fit_started, 3)
-    metrics, scores = _evaluate(booster, test_frame, task_config)
+    metrics, scores = _evaluate(booster, test_frame, job.task_config)
+    window = _data_window(job, train_frame, test_frame)
+    seconds = {"load": load_seconds, "fit": fit_seconds}
+    return _Fitted(train_frame, test_frame, booster, metrics, scores, window, seconds)
+
+
+def _data_window(job: _Job, train_frame, test_frame) -> dict:
+    """The windows, row and positive counts and the data fingerprints (data_window.json)."""
     fingerprints = {"train": train_frame.fingerprint(), "test": test_frame.fingerprint()}
     data_fingerprint = hashlib.sha256(
         f"{fingerprints['train']}:{fingerprints['test']}".encode()
     ).hexdigest()
-
-    mlflow, client = registry.connect(cfg)
-    model_name = task_config["registered_model"]
-    window = {
-        **windows.as_dict(),
-        "as_of": as_of.isoformat() if as_of else None,
-        "training_set": spec.training_set,
+    return {
+        **job.windows.as_dict(),
+        "as_of": job.as_of.isoformat() if job.as_of else None,
+        "training_set": job.spec.training_set,
         "train_rows": len(train_frame),
         "test_rows": len(test_frame),
         "train_positives": int(train_frame.y.sum()),
         "test_positives": int(test_frame.y.sum()),
         "fingerprints": {**fingerprints, "data": data_fingerprint},
     }
-    with mlflow.start_run(
-        experiment_id=registry.experiment(mlflow, cfg, spec.name),
-        run_name=f"{spec.name}-{windows.test_end:%Y%m%d}",
-        tags={"task": spec.name, "feature_service": spec.service.name, "source": source},
-    ) as run:
-        _log_inputs(mlflow, spec, task_config, train_frame, window, data_fingerprint, source)
-        mlflow.log_metrics({k: v for k, v in metrics.items() if isinstance(v, int | float)})
-        mlflow.set_tag("threshold_rule", metrics["threshold_rule"])
-        mlflow.log_metrics({"load_seconds": both.seconds, "fit_seconds": fit_seconds})
-        per_day = evaluation.precision_at_k_by_day(
-            test_frame.y.to_numpy(),
-            scores,
-            test_frame.keys["event_timestamp"],
-            int(task_config["top_k_per_day"]),
-        )
-        mlflow.log_dict(per_day, "precision_at_k_by_day.json")
-        for name, figure in evaluation.figures(booster, test_frame.y.to_numpy(), scores).items():
-            mlflow.log_figure(figure, f"plots/{name}.png")
-
-        from mlflow.models import infer_signature
-
-        info = mlflow.lightgbm.log_model(
-            booster,
-            name="model",
-            signature=infer_signature(test_frame.X.head(100), scores[:100]),
-            input_example=train_frame.X.head(5),
-            registered_model_name=model_name if register else None,
-            pip_requirements=registry.pip_requirements(),
-        )
-        version = str(info.registered_model_version) if register else None
-        decision = _promotion(mlflow, client, model_name, version, test_frame, metrics, task_config)
-        mlflow.set_tags(registry.describe(decision))
-        mlflow.log_metric(f"challenger_{decision['metric']}", decision["challenger_score"])
-        if decision["champion_score"] is not None:
-            mlflow.log_metric(f"champion_{decision['metric']}", decision["champion_score"])
-        mlflow.log_metric("promoted", int(decision["promoted"]))
-        if version is not None:
-            tags = {
-                "feature_service": spec.service.name,
-                "data_fingerprint": data_fingerprint,
-                "test_window": f"{windows.test_start.isoformat()}/{windows.test_end.isoformat()}",
-                registry.THRESHOLD_TAG: repr(metrics["threshold"]),
-                "threshold_rule": metrics["threshold_rule"],
-                decision["metric"]: f"{decision['challenger_score']:.6f}",
-            }
-            for key, value in tags.items():
-                client.set_model_version_tag(model_name, version, key, value)
-    return {
-        "task": spec.name,
-        "run_id": run.info.run_id,
-        "model_name": model_name,
-        "model_version": version,
-        "promoted": decision["promoted"],
-        "champion_version": decision["champion_version"],
-        "previous_champion_version": decision["previous_champion_version"],
-        "promotion": decision,
-        "alert_threshold": metrics["threshold"],
-        "metrics": metrics,
-        "train_rows": len(train_frame),
-        "test_rows": len(test_frame),
-        "windows": windows.as_dict(),
-        "as_of": as_of.isoformat() if as_of else None,
-        "feature_service": spec.service.name,
-        "features": list(train_frame.X.columns),
-        "source": source,
-        "data_fingerprint": data_fingerprint,
-        "seconds": {
-            "load": both.seconds,
-            "fit": fit_seconds,
-            "total": round(time.perf_counter() - started, 3),
-        },
-    }
 
 
-def _log_inputs(mlflow, spec, task_config, train_frame, window, data_fingerprint, source) -> None:
+def _log_inputs(mlflow, job: _Job, fitted: _Fitted) -> None:
     """Params, the feature list and the data window of the run."""
+    spec, task_config, window = job.spec, job.task_config, fitted.window
+    data_fingerprint = window["fingerprints"]["data"]
     params, rounds = lightgbm_params(task_config)
     mlflow.log_params({f"lgb_{k}": v for k, v in params.items()})
     mlflow.log_params(
@@ -215,8 +210,8 @@ def _log_inputs(mlflow, spec, task_config, train_frame, window, data_fingerprint
             "task": spec.name,
             "num_boost_round": rounds,
             "feature_service": spec.service.name,
-            "n_features": train_frame.X.shape[1],
-            "source": source,
+            "n_features": fitted.train.X.shape[1],
+            "source": job.source,
             "training_set": spec.training_set,
             "alert_threshold_rule": json.dumps(task_config["alert_threshold"]),
             "top_k_per_day": task_config["top_k_per_day"],
@@ -233,7 +228,7 @@ def _log_inputs(mlflow, spec, task_config, train_frame, window, data_fingerprint
         }
     )
     mlflow.set_tag("data_fingerprint", data_fingerprint)
-    features = list(train_frame.X.columns)
+    features = list(fitted.train.X.columns)
     mlflow.log_dict(
         {
             "feature_service": spec.service.name,
@@ -243,6 +238,41 @@ def _log_inputs(mlflow, spec, task_config, train_frame, window, data_fingerprint
         "features.json",
     )
     mlflow.log_dict(window, "data_window.json")
+
+
+def _log_evaluation(mlflow, job: _Job, fitted: _Fitted) -> None:
+    """The holdout metrics, the threshold rule, the timings, precision@k per day and the plots."""
+    metrics, test_frame = fitted.metrics, fitted.test
+    mlflow.log_metrics({k: v for k, v in metrics.items() if isinstance(v, int | float)})
+    mlflow.set_tag("threshold_rule", metrics["threshold_rule"])
+    mlflow.log_metrics(
+        {"load_seconds": fitted.seconds["load"], "fit_seconds": fitted.seconds["fit"]}
+    )
+    per_day = evaluation.precision_at_k_by_day(
+        test_frame.y.to_numpy(),
+        fitted.scores,
+        test_frame.keys["event_timestamp"],
+        int(job.task_config["top_k_per_day"]),
+    )
+    mlflow.log_dict(per_day, "precision_at_k_by_day.json")
+    figures = evaluation.figures(fitted.booster, test_frame.y.to_numpy(), fitted.scores)
+    for name, figure in figures.items():
+        mlflow.log_figure(figure, f"plots/{name}.png")
+
+
+def _log_model(mlflow, fitted: _Fitted, model_name: str, register: bool) -> str | None:
+    """Logs the model (registered as ``model_name`` when ``register``); the new version or None."""
+    from mlflow.models import infer_signature
+
+    info = mlflow.lightgbm.log_model(
+        fitted.booster,
+        name="model",
+        signature=infer_signature(fitted.test.X.head(100), fitted.scores[:100]),
+        input_example=fitted.train.X.head(5),
+        registered_model_name=model_name if register else None,
+        pip_requirements=registry.pip_requirements(),
+    )
+    return str(info.registered_model_version) if register else None
 
 
 def _promotion(mlflow, client, model_name, version, test_frame, metrics, task_config) -> dict:
@@ -282,17 +312,60 @@ def _promotion(mlflow, client, model_name, version, test_frame, metrics, task_co
     }
 
 
-def _timestamp(text: str) -> datetime:
-    try:
-        return datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a date, expected e.g. 2025-03-01"
-        ) from None
+def _log_decision(mlflow, client, job: _Job, fitted: _Fitted, model_name, version, decision):
+    """The promotion decision on the run, and the registered version's tags."""
+    metrics, windows = fitted.metrics, job.windows
+    mlflow.set_tags(registry.describe(decision))
+    mlflow.log_metric(f"challenger_{decision['metric']}", decision["challenger_score"])
+    if decision["champion_score"] is not None:
+        mlflow.log_metric(f"champion_{decision['metric']}", decision["champion_score"])
+    mlflow.log_metric("promoted", int(decision["promoted"]))
+    if version is None:
+        return
+    tags = {
+        "feature_service": job.spec.service.name,
+        "data_fingerprint": fitted.window["fingerprints"]["data"],
+        "test_window": f"{windows.test_start.isoformat()}/{windows.test_end.isoformat()}",
+        registry.THRESHOLD_TAG: repr(metrics["threshold"]),
+        "threshold_rule": metrics["threshold_rule"],
+        decision["metric"]: f"{decision['challenger_score']:.6f}",
+    }
+    for key, value in tags.items():
+        client.set_model_version_tag(model_name, version, key, value)
+
+
+def _result(job: _Job, fitted: _Fitted, run_id, model_name, version, decision, started) -> dict:
+    """What ``train`` returns (``started``: its perf_counter start, for the total seconds)."""
+    metrics = fitted.metrics
+    return {
+        "task": job.spec.name,
+        "run_id": run_id,
+        "model_name": model_name,
+        "model_version": version,
+        "promoted": decision["promoted"],
+        "champion_version": decision["champion_version"],
+        "previous_champion_version": decision["previous_champion_version"],
+        "promotion": decision,
+        "alert_threshold": metrics["threshold"],
+        "metrics": metrics,
+        "train_rows": len(fitted.train),
+        "test_rows": len(fitted.test),
+        "windows": job.windows.as_dict(),
+        "as_of": job.as_of.isoformat() if job.as_of else None,
+        "feature_service": job.spec.service.name,
+        "features": list(fitted.train.X.columns),
+        "source": job.source,
+        "data_fingerprint": fitted.window["fingerprints"]["data"],
+        "seconds": {
+            "load": fitted.seconds["load"],
+            "fit": fitted.seconds["fit"],
+            "total": round(time.perf_counter() - started, 3),
+        },
+    }
 
 
 def run(args: argparse.Namespace) -> int:
-    """Runs ``train`` from parsed arguments (``skewless train`` and ``main`` share it)."""
+    """Runs ``train`` from the parsed arguments of ``skewless train``."""
     try:
         # MLflow and Feast may print progress: stdout carries only the result
         with contextlib.redirect_stdout(sys.stderr):
@@ -325,19 +398,3 @@ def run(args: argparse.Namespace) -> int:
             f"promoted={result['promoted']} champion=v{result['champion_version']}"
         )
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m models.training", description=__doc__)
-    parser.add_argument("task", choices=tasks.names())
-    for name in ("train-start", "train-end", "test-start", "test-end"):
-        parser.add_argument(f"--{name}", type=_timestamp, help="UTC date or time; ends exclusive")
-    parser.add_argument("--as-of", type=_timestamp, help="use only labels known at this time")
-    parser.add_argument("--source", choices=datasets.SOURCES, help="where features come from")
-    parser.add_argument("--no-register", action="store_true", help="log the run only")
-    parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -7,17 +7,7 @@ computed for the same transactions (``customer_transaction_windows`` and
 Jensen-Shannon divergence and PSI on shared quantile bins), per score (the served model version's
 booster applied to the offline vector), per decision at the fraud alert threshold, and the
 average precision and recall at the threshold of both scores. Every mismatching feature value is
-attributed to a cause:
-
-- ``late_arrival``: an event of the feature's entity with event time in the feature's window before
-  t arrived after the request was served (arrival is not event time);
-- ``staleness``: otherwise, when the mode serves a snapshot or lagging state (materialized,
-  streaming);
-- ``logic``: otherwise (exact mode should match the offline truth exactly).
-
-The request's served time is its transaction's ``arrival_timestamp`` (``skewless replay`` sends
-each request when its transaction arrives; the log's ``served_at`` is wall-clock time), or the
-log's ``served_at`` when the warehouse does not know the transaction.
+attributed to a cause: late arrival, staleness or logic (``monitoring/skew_causes.py``).
 
 Beyond the contract keys the report carries the seed's three tables for a few transactions
 (``examples``: their features at training time, as served, and the prediction impact) and the
@@ -31,18 +21,18 @@ from __future__ import annotations
 
 import json
 import math
-from concurrent.futures import ThreadPoolExecutor
-from datetime import date, datetime, timedelta
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import date, datetime
 
 import numpy as np
 import pandas as pd
 
-from models.datasets import event_rows, feature_columns
+from models.datasets import event_rows, feature_columns, predict
 from monitoring import skew_measures as measures
 from monitoring.flush import TABLE
+from monitoring.skew_causes import mismatch_causes
 from monitoring.skew_measures import consequences, distribution_distances  # noqa: F401 (API)
-from skewless import modes
-from skewless.features import AMOUNT_RATIOS
 from skewless.schemas import EVENT_ID
 from skewless.tasks import realtime_task
 
@@ -147,49 +137,6 @@ def _load_boosters(cfg, versions) -> dict:
     }
 
 
-def _feature_scope() -> dict[str, tuple[str, timedelta, timedelta]]:
-    """feature -> (entity key, start, end): it depends on the events in [t - start, t - end)."""
-    scope = {}
-    for group in realtime_task().service.groups:
-        for aggregate, window, name in group.window_features():
-            start, end = aggregate.bounds(window) if window else (group.horizon, timedelta(0))
-            scope[name] = (group.entity.join_key, start, end)
-    for ratio in AMOUNT_RATIOS:
-        scope[ratio.name] = scope[ratio.feature]
-    return scope
-
-
-def _late_arrivals(con, mismatches: pd.DataFrame) -> np.ndarray:
-    """For each mismatch (entity_key, entity_id, transaction_id, t, start_seconds, end_seconds,
-    served_time): whether an event of that entity in [t - start, t - end) arrived after the served
-    time."""
-    flags = np.zeros(len(mismatches), dtype=bool)
-    for key in sorted({g.entity.join_key for g in realtime_task().service.groups}):
-        part = mismatches[mismatches["entity_key"] == key]
-        if part.empty:
-            continue
-        columns = ["row", "entity_id", "transaction_id", "t", "start_seconds", "end_seconds"]
-        frame = part[[*columns, "served_time"]]
-        con.register("skew_mismatches", frame.reset_index(drop=True))
-        try:
-            late = con.execute(
-                f"""
-                select distinct x.row
-                from skew_mismatches as x
-                join stg_raw__transactions as e
-                    on e.{key} = x.entity_id
-                    and e.transaction_id <> x.transaction_id
-                    and e.event_timestamp < x.t - to_seconds(x.end_seconds)
-                    and e.event_timestamp >= x.t - to_seconds(x.start_seconds)
-                    and e.arrival_timestamp > x.served_time
-                """
-            ).fetchall()
-        finally:
-            con.unregister("skew_mismatches")
-        flags[[r for (r,) in late]] = True
-    return flags
-
-
 # -- the report -----------------------------------------------------------------------------------
 
 
@@ -215,18 +162,54 @@ def served_modes(day: date, cfg=None) -> list[str]:
     return [m for (m,) in found if m is not None]
 
 
+@dataclass(frozen=True)
+class _ServedDay:
+    """One mode's served day: the log rows, their served features and offline truth (aligned row
+    by row), the mismatch causes and the future of the served model versions' boosters."""
+
+    mode: str
+    day: date
+    log: pd.DataFrame
+    served: pd.DataFrame
+    truth: pd.DataFrame
+    causes: dict[str, int]
+    boosters: Future
+
+
+@dataclass(frozen=True)
+class _Scores:
+    """Served and offline scores and decisions at the threshold, and each row's consequence."""
+
+    served: np.ndarray
+    offline: np.ndarray
+    served_decline: np.ndarray
+    offline_decline: np.ndarray
+    consequence: np.ndarray
+    threshold: float | None  # of the newest model version served
+
+
 def skew_report(day: date | None = None, *, mode: str | None = None, cfg=None) -> dict:
     """The skew report of one served day and mode (defaults: the mode of the most logged requests,
     then its last served event day): the JSON contract (keys ``requests``,
     ``mode``, ``features``, ``score``, ``decisions``, ``quality``, ``causes``) plus ``date``,
     ``threshold``, ``model_versions``, ``examples`` (the three tables) and ``histograms``."""
-    from models import datasets
-    from skewless import settings, warehouse
+    from skewless import settings
 
     cfg = cfg or settings.load()
     if isinstance(day, datetime):
         day = day.date()
-    names = datasets.feature_columns(realtime_task().name)
+    names = feature_columns(realtime_task().name)
+    served_day = _load_day(cfg, day, mode, names)
+    offline = served_day.truth[names]
+    features, feature_histograms = _feature_measures(served_day.served, offline, names)
+    scores = _scores(served_day, offline)
+    return _assemble(served_day, offline, features, feature_histograms, scores)
+
+
+def _load_day(cfg, day: date | None, mode: str | None, names: list[str]) -> _ServedDay:
+    """Reads the served day from the warehouse (read-only) and counts the mismatch causes; the
+    served model versions load in a background thread meanwhile."""
+    from skewless import warehouse
 
     if not cfg.warehouse_path.exists():
         raise SkewReportError(f"no warehouse at {cfg.warehouse_path}: {_EMPTY}")
@@ -248,68 +231,58 @@ def skew_report(day: date | None = None, *, mode: str | None = None, cfg=None) -
         log = log[known].reset_index(drop=True)
         served = served[known].reset_index(drop=True)
         truth = truth.loc[log[EVENT_ID]].reset_index(drop=True)
-        offline = truth[names]
-
-        features, feature_histograms, mismatch_parts = {}, {}, []
-        scope = _feature_scope()
-        served_time = truth["arrival_timestamp"].fillna(log["served_at"])
-        for name in names:
-            s, o = served[name].to_numpy(), offline[name].to_numpy()
-            features[name], feature_histograms[name] = measures.feature_stats(s, o)
-            bad = ~measures.matches(s, o)
-            if bad.any():
-                key, start, end = scope.get(name, (None, timedelta(0), timedelta(0)))
-                mismatch_parts.append(
-                    pd.DataFrame(
-                        {
-                            "feature": name,
-                            "entity_key": key,
-                            "entity_id": truth[key][bad].to_numpy() if key else None,
-                            "transaction_id": truth[EVENT_ID][bad].to_numpy(),
-                            "t": truth["event_timestamp"][bad].to_numpy(),
-                            "start_seconds": start.total_seconds(),
-                            "end_seconds": end.total_seconds(),
-                            "served_time": served_time[bad].to_numpy(),
-                        }
-                    )
-                )
-        causes = {"late_arrival": 0, "staleness": 0, "logic": 0}
-        if mismatch_parts:
-            mismatches = pd.concat(mismatch_parts, ignore_index=True)
-            mismatches["row"] = np.arange(len(mismatches))
-            late = _late_arrivals(con, mismatches)
-            causes["late_arrival"] = int(late.sum())
-            other = "staleness" if modes.mode(mode).stale else "logic"
-            causes[other] = int((~late).sum())
+        causes = mismatch_causes(con, mode, log, served, truth, names)
     finally:
         con.close()
         loader.shutdown(wait=False)
+    return _ServedDay(mode, day, log, served, truth, causes, boosters)
 
-    versions = sorted(log["model_version"].dropna().unique())
+
+def _feature_measures(served, offline, names: list[str]) -> tuple[dict, dict]:
+    """Per feature: its measures (match rate, differences, divergences) and its histograms."""
+    features, histograms = {}, {}
+    for name in names:
+        s, o = served[name].to_numpy(), offline[name].to_numpy()
+        features[name], histograms[name] = measures.feature_stats(s, o)
+    return features, histograms
+
+
+def _scores(served_day: _ServedDay, offline: pd.DataFrame) -> _Scores:
+    """Each row's offline score by the model version that served it, and the decisions of both
+    scores at that version's threshold."""
+    log = served_day.log
     offline_scores = np.full(len(log), np.nan)
-    thresholds = np.full(
-        len(log), np.nan
-    )  # each row at the threshold of the version that served it
+    # each row at the threshold of the version that served it
+    thresholds = np.full(len(log), np.nan)
     threshold = None
-    for version, (booster, threshold) in boosters.result().items():
+    for version, (booster, threshold) in served_day.boosters.result().items():
         rows = (log["model_version"] == version).to_numpy()
         # one call over all rows: two threads cost no spin-waiting here (models/batch_score.py)
-        offline_scores[rows] = datasets.predict(booster, offline[rows], num_threads=2)
+        offline_scores[rows] = predict(booster, offline[rows], num_threads=2)
         thresholds[rows] = threshold
     served_scores = log["fraud_probability"].to_numpy(dtype="float64")
-    drift = np.abs(served_scores - offline_scores)
-    drift = drift[~np.isnan(drift)]
-
     served_decline = (log["decision"] == "decline").to_numpy()
     offline_decline = offline_scores >= thresholds
-    is_fraud = truth[realtime_task().label]
+    is_fraud = served_day.truth[realtime_task().label]
     consequence = consequences(served_decline, offline_decline, is_fraud)
+    return _Scores(
+        served_scores, offline_scores, served_decline, offline_decline, consequence, threshold
+    )
+
+
+def _assemble(served_day: _ServedDay, offline, features, feature_histograms, scores) -> dict:
+    """The report dict (its key order is the JSON's)."""
+    log, truth = served_day.log, served_day.truth
+    versions = sorted(log["model_version"].dropna().unique())
+    drift = np.abs(scores.served - scores.offline)
+    drift = drift[~np.isnan(drift)]
+    is_fraud = truth[realtime_task().label]
     known = is_fraud.notna()
     return {
         "requests": len(log),
-        "mode": mode,
-        "date": day.isoformat(),
-        "threshold": threshold,  # of the newest model version served
+        "mode": served_day.mode,
+        "date": served_day.day.isoformat(),
+        "threshold": scores.threshold,  # of the newest model version served
         "model_versions": [str(v) for v in versions],
         "features": features,
         "score": {
@@ -317,31 +290,31 @@ def skew_report(day: date | None = None, *, mode: str | None = None, cfg=None) -
             "p95_abs_drift": measures.quantile(drift, 0.95),
         },
         "decisions": {
-            "flipped": int((served_decline != offline_decline).sum()),
-            "missed_frauds": int((consequence == "missed fraud").sum()),
-            "false_alerts": int((consequence == "false alert").sum()),
+            "flipped": int((scores.served_decline != scores.offline_decline).sum()),
+            "missed_frauds": int((scores.consequence == "missed fraud").sum()),
+            "false_alerts": int((scores.consequence == "false alert").sum()),
         },
         "quality": {
-            "served_average_precision": measures.average_precision(is_fraud, served_scores),
-            "offline_average_precision": measures.average_precision(is_fraud, offline_scores),
-            "served_recall": measures.recall(is_fraud, served_decline),
-            "offline_recall": measures.recall(is_fraud, offline_decline),
+            "served_average_precision": measures.average_precision(is_fraud, scores.served),
+            "offline_average_precision": measures.average_precision(is_fraud, scores.offline),
+            "served_recall": measures.recall(is_fraud, scores.served_decline),
+            "offline_recall": measures.recall(is_fraud, scores.offline_decline),
             "labelled": int(known.sum()),
             "frauds": int((is_fraud[known] == 1).sum()),
         },
-        "causes": causes,
+        "causes": served_day.causes,
         "examples": measures.examples(
             log,
             truth,
-            served,
+            served_day.served,
             offline,
-            (served_scores, offline_scores),
-            (served_decline, offline_decline, consequence),
+            (scores.served, scores.offline),
+            (scores.served_decline, scores.offline_decline, scores.consequence),
             features,
         ),
         "histograms": {
             "features": feature_histograms,
-            **measures.score_histograms(served_scores, offline_scores),
+            **measures.score_histograms(scores.served, scores.offline),
         },
     }
 

@@ -146,12 +146,28 @@ def most_skewed(report: dict, n: int = PLOTTED_FEATURES) -> list[str]:
 
 def render(report: dict) -> str:
     """The report as an HTML document (a string)."""
-    from monitoring.skew import example_tables
-
-    mode, day = report["mode"], report.get("date", "")
-    score, dec, q, c = report["score"], report["decisions"], report["quality"], report["causes"]
-    title = f"skewless skew report: {mode} mode, {day}"
     parts = [
+        *_summary(report),
+        *_quality(report["quality"]),
+        *_decisions(report["decisions"]),
+        *_causes(report["causes"]),
+        *_features(report),
+    ]
+    histograms = report.get("histograms", {})
+    if "score" in histograms:
+        parts += _score(report["score"], histograms)
+    if report.get("examples", {}).get("impact"):
+        parts += _examples(report)
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def _summary(report: dict) -> list[str]:
+    """The document's head, its title and the summary table."""
+    mode, day = report["mode"], report.get("date", "")
+    score, dec = report["score"], report["decisions"]
+    title = f"skewless skew report: {mode} mode, {day}"
+    return [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{escape(title)}</title>",
@@ -173,11 +189,14 @@ def render(report: dict) -> str:
         "</section>",
     ]
 
+
+def _quality(q: dict) -> list[str]:
+    """Average precision and recall of the served and the offline scores."""
     quality_rows = [
         ["average precision", q["served_average_precision"], q["offline_average_precision"]],
         ["recall at threshold", q.get("served_recall"), q.get("offline_recall")],
     ]
-    parts += [
+    return [
         '<section id="quality"><h2>Quality: served vs offline scores</h2>',
         f'<p class="note">Over {escape(_fmt(q.get("labelled")))} requests with a known label, '
         f"{escape(_fmt(q.get('frauds')))} of them frauds. The gap is what fresher features are "
@@ -192,7 +211,10 @@ def render(report: dict) -> str:
         "</section>",
     ]
 
-    parts += [
+
+def _decisions(dec: dict) -> list[str]:
+    """Flipped decisions, missed frauds and false alerts at the threshold."""
+    return [
         '<section id="decisions"><h2>Decisions at the threshold</h2>',
         _table(
             ["flipped", "missed frauds", "false alerts"],
@@ -205,6 +227,12 @@ def render(report: dict) -> str:
             "flipped decisions, missed frauds and false alerts",
         ),
         "</section>",
+    ]
+
+
+def _causes(c: dict) -> list[str]:
+    """Mismatching feature values by cause."""
+    return [
         '<section id="causes"><h2>Causes of mismatching feature values</h2>',
         _table(
             ["late arrival", "staleness", "logic"],
@@ -219,6 +247,9 @@ def render(report: dict) -> str:
         "</section>",
     ]
 
+
+def _features(report: dict) -> list[str]:
+    """The per-feature table and the distributions of the most skewed features."""
     feature_rows, classes = [], []
     for name, s in report["features"].items():
         feature_rows.append(
@@ -228,7 +259,7 @@ def render(report: dict) -> str:
         classes.append("skewed" if s["match_rate"] is not None and s["match_rate"] < 1 else "")
     histograms = report.get("histograms", {})
     plotted = [n for n in most_skewed(report) if n in histograms.get("features", {})]
-    parts += [
+    return [
         '<section id="features"><h2>Features</h2>',
         '<p class="note">Match: |served - offline| within 1e-9 relative. JS divergence (bits) '
         "and PSI on 20 shared quantile bins of the pooled values, nulls in a bin of their own."
@@ -243,35 +274,40 @@ def render(report: dict) -> str:
         *(_feature_plot(n, histograms["features"][n]) for n in plotted),
         "</section>",
     ]
-    if "score" in histograms:
-        parts += [
-            '<section id="score"><h2>Score drift</h2>',
-            _table(
-                ["mean |drift|", "p95 |drift|"],
-                [[score["mean_abs_drift"], score["p95_abs_drift"]]],
-            ),
-            _score_plots(histograms),
-            "</section>",
-        ]
 
-    if report.get("examples", {}).get("impact"):
+
+def _score(score: dict, histograms: dict) -> list[str]:
+    """Score drift: its mean and p95, and the score and drift histograms."""
+    return [
+        '<section id="score"><h2>Score drift</h2>',
+        _table(
+            ["mean |drift|", "p95 |drift|"],
+            [[score["mean_abs_drift"], score["p95_abs_drift"]]],
+        ),
+        _score_plots(histograms),
+        "</section>",
+    ]
+
+
+def _examples(report: dict) -> list[str]:
+    """The three tables of a few transactions, flipped decisions highlighted."""
+    from monitoring.skew import example_tables
+
+    parts = [
+        '<section id="examples"><h2>The three tables</h2>',
+        '<p class="note">A few transactions: missed frauds, false alerts and other flipped '
+        "decisions first, then the largest score drift. Features shown: those that differ "
+        "in these rows (the JSON has every feature).</p>",
+    ]
+    impact = report["examples"]["impact"]
+    row_classes = [
+        {"missed fraud": "missed", "false alert": "alert"}.get(r["consequence"], "") for r in impact
+    ]
+    for heading, (header, rows) in example_tables(report).items():
+        text = [i for i, h in enumerate(header) if h in _TEXT_COLUMNS]
         parts += [
-            '<section id="examples"><h2>The three tables</h2>',
-            '<p class="note">A few transactions: missed frauds, false alerts and other flipped '
-            "decisions first, then the largest score drift. Features shown: those that differ "
-            "in these rows (the JSON has every feature).</p>",
+            f"<h3>{escape(heading)}</h3>",
+            _table(header, rows, row_classes=row_classes, text_columns=text),
         ]
-        impact = report["examples"]["impact"]
-        row_classes = [
-            {"missed fraud": "missed", "false alert": "alert"}.get(r["consequence"], "")
-            for r in impact
-        ]
-        for heading, (header, rows) in example_tables(report).items():
-            text = [i for i, h in enumerate(header) if h in _TEXT_COLUMNS]
-            parts += [
-                f"<h3>{escape(heading)}</h3>",
-                _table(header, rows, row_classes=row_classes, text_columns=text),
-            ]
-        parts.append("</section>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
+    parts.append("</section>")
+    return parts

@@ -14,7 +14,7 @@ import time
 from flask import Flask, g, request
 
 from serving import errors, health, lookups, scoring
-from serving.schemas import openapi
+from serving.openapi import openapi
 from serving.sidecar import Sidecar
 from skewless import settings
 

@@ -1,4 +1,5 @@
-"""Request and response schemas, declared once (pydantic) and published as OpenAPI 3.1.
+"""Request and response schemas, declared once (pydantic) and published as OpenAPI 3.1
+(serving/openapi.py builds the document from them).
 
 Requests are validated strictly: extra fields are forbidden, numbers must be finite JSON numbers
 (no strings, no booleans), amounts >= 0, timestamps ISO 8601 strings (a naive time is UTC). The features object is generated from the feature
@@ -8,7 +9,6 @@ declaration, so the published schema lists exactly the features the fraud model 
 from __future__ import annotations
 
 import json
-import re
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
@@ -21,7 +21,6 @@ from pydantic import (
     ValidationError,
     create_model,
 )
-from pydantic.json_schema import models_json_schema
 
 from models.datasets import feature_columns
 from skewless import modes
@@ -139,14 +138,15 @@ class ScoreResponse(BaseModel):
     )
 
 
-def _camel(name: str) -> str:
+def camel(name: str) -> str:
+    """``churn_30d`` -> ``Churn30d``: model and operation names."""
     return "".join(part[:1].upper() + part[1:] for part in name.split("_"))
 
 
 def _lookup_model(task: Task) -> type[BaseModel]:
     """The response of a batch task's lookup route (churn_30d: ``Churn30dResponse``)."""
     return create_model(
-        f"{_camel(task.name)}Response",
+        f"{camel(task.name)}Response",
         __doc__=f"The latest nightly {task.name} score of a {task.entity.name}.",
         **{
             task.entity.join_key: (str, ...),
@@ -247,157 +247,3 @@ def parse_score_request(body: bytes) -> ScoreRequest:
             message = error["msg"].removeprefix("Value error, ")
         loc = error["loc"]
         raise InvalidInput(json_pointer(loc), message, _where(loc)) from None
-
-
-_COMPONENTS = (
-    ScoreRequest,
-    ScoreResponse,
-    *LOOKUP_RESPONSES.values(),
-    ErrorResponse,
-    UnavailableResponse,
-    HealthResponse,
-    ReadyResponse,
-)
-
-
-def _json(ref: str, description: str) -> dict:
-    return {
-        "description": description,
-        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}},
-    }
-
-
-def _path(route: str) -> str:
-    """An OpenAPI path from a Flask route: ``<customer_id>`` -> ``{customer_id}``."""
-    return re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", route)
-
-
-def _lookup_operation(task: Task, security: dict, errors: dict) -> dict:
-    key = task.entity.join_key
-    return {
-        "get": {
-            "operationId": f"get{_camel(task.name)}Score",
-            "summary": f"The nightly batch {task.name} score of a {task.entity.name}",
-            **security,
-            "parameters": [
-                {
-                    "name": key,
-                    "in": "path",
-                    "required": True,
-                    "schema": {"type": "string", "maxLength": 128},
-                }
-            ],
-            "responses": {
-                "200": _json(LOOKUP_RESPONSES[task.name].__name__, "The latest batch score"),
-                "404": _json("ErrorResponse", f"No batch score for this {task.entity.name}"),
-                **{k: v for k, v in errors.items() if k != "413"},
-            },
-        }
-    }
-
-
-def openapi(
-    title: str = "skewless sidecar", version: str = "1", *, bearer_token: bool = False
-) -> dict:
-    """The OpenAPI 3.1 document of the sidecar, generated from the models above.
-
-    It follows the configuration: with ``bearer_token`` (a token is configured) the API operations
-    require a bearer token and declare their 401; without, they declare neither."""
-    _, defs = models_json_schema(
-        [(model, "validation") for model in _COMPONENTS],
-        ref_template="#/components/schemas/{model}",
-    )
-    errors = {
-        "400": _json(
-            "ErrorResponse", "Malformed input: `field` points at it (a JSON Pointer in the body)"
-        ),
-        "401": _json("ErrorResponse", "Missing or wrong bearer token"),
-        "413": _json("ErrorResponse", "Request body too large"),
-        "503": _json("UnavailableResponse", "A dependency is down (Redis, model)"),
-    }
-    security: dict = {"security": [{"bearer": []}]} if bearer_token else {}
-    if not bearer_token:
-        del errors["401"]
-    return {
-        "openapi": "3.1.0",
-        "info": {
-            "title": title,
-            "version": version,
-            "description": "Fraud scoring at authorization time and batch-score lookups.",
-        },
-        "paths": {
-            _path(realtime_task().route): {
-                "post": {
-                    "operationId": f"score{_camel(realtime_task().name)}",
-                    "summary": "Score one transaction",
-                    **security,
-                    "parameters": [
-                        {
-                            "name": "X-Request-ID",
-                            "in": "header",
-                            "required": False,
-                            "schema": {"type": "string", "maxLength": 64},
-                        }
-                    ],
-                    "requestBody": {
-                        "required": True,
-                        **_json("ScoreRequest", "The transaction"),
-                    },
-                    "responses": {"200": _json("ScoreResponse", "Scored"), **errors},
-                }
-            },
-            **{
-                _path(task.route): _lookup_operation(task, security, errors)
-                for task in batch_tasks()
-            },
-            "/healthz": {
-                "get": {
-                    "operationId": "liveness",
-                    "summary": "Liveness: the process answers",
-                    "responses": {"200": _json("HealthResponse", "Alive")},
-                }
-            },
-            "/readyz": {
-                "get": {
-                    "operationId": "readiness",
-                    "summary": "Readiness: Redis reachable and a model loaded",
-                    "responses": {
-                        "200": _json("ReadyResponse", "Ready"),
-                        "503": errors["503"],
-                    },
-                }
-            },
-            "/metrics": {
-                "get": {
-                    "operationId": "metrics",
-                    "summary": "Prometheus metrics",
-                    "responses": {
-                        "200": {
-                            "description": "Prometheus text exposition format",
-                            "content": {"text/plain": {"schema": {"type": "string"}}},
-                        }
-                    },
-                }
-            },
-            "/openapi.json": {
-                "get": {
-                    "operationId": "openapi",
-                    "summary": "This document",
-                    "responses": {
-                        "200": {
-                            "description": "OpenAPI 3.1",
-                            "content": {"application/json": {"schema": {"type": "object"}}},
-                        }
-                    },
-                }
-            },
-        },
-        "components": {
-            "schemas": defs["$defs"],
-            **(
-                {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}}
-                if bearer_token
-                else {}
-            ),
-        },
-    }

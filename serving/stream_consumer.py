@@ -14,11 +14,12 @@ never the wall clock, so a replay gives the same rows whatever its speed:
   depend on how reads were batched and an entity's rows get strictly increasing times);
 - applying an event upserts it into the consumer's own per-entity state (``ExactState`` layout
   under ``skewless:stream:events:``); a label updates the event only where it is kept;
-- pushing: each updated entity's features are computed by ``skewless.evaluate`` (the one
-  declaration) as of just after its latest due time (due + 1 us, so the event itself counts) and
-  pushed with that time through the group's push source into the ``<group>_stream`` view. The
-  row then stays as it is until the entity's next update: events leave windows late and
-  ``seconds_since_last`` grows stale - the usual skew of a streaming pipeline;
+- pushing (serving/stream_push.py): each updated entity's features are computed by
+  ``skewless.evaluate`` (the one declaration) as of just after its latest due time (due + 1 us,
+  so the event itself counts) and pushed with that time through the group's push source into the
+  ``<group>_stream`` view. The row then stays as it is until the entity's next update: events
+  leave windows late and ``seconds_since_last`` grows stale - the usual skew of a streaming
+  pipeline;
 - reset (written by the replay before a day): held entries are discarded, the Feast rows of the
   stream views deleted (Feast never overwrites a newer row), the state loaded with what had
   arrived before the day (labels known by then, as exact mode's bootstrap), every entity pushed as
@@ -37,9 +38,11 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 
+from serving import stream_push
+from serving.stream_push import MICROSECOND
 from skewless import settings
-from skewless.features import Agg, FeatureGroup
-from skewless.schemas import ENTITY_KEYS, EVENT_ID
+from skewless.features import Agg
+from skewless.schemas import EVENT_ID
 from skewless.stream import (
     HELD_KEY,
     STATUS_KEY,
@@ -59,7 +62,6 @@ logger = logging.getLogger(__name__)
 GROUP = "skewless-stream-consumer"
 CONSUMER = "consumer-1"
 STATE_PREFIX = "skewless:stream:events:"
-_MICROSECOND = timedelta(microseconds=1)
 
 
 # -- consuming ------------------------------------------------------------------------------------
@@ -273,7 +275,7 @@ class StreamConsumer:
         for start in range(0, len(commands), 1000):
             self.state.round_trip(*commands[start : start + 1000])
         pushed = self.push(
-            {key: at + _MICROSECOND for key, at in touched.items()},
+            {key: at + MICROSECOND for key, at in touched.items()},
         )
         self.status.applied += len(items)
         self.status.pushed_rows += pushed
@@ -287,30 +289,7 @@ class StreamConsumer:
     def push(self, as_of: dict[tuple[str, str], datetime]) -> int:
         """Computes the features of each (group, entity key) as of its time from the state and
         pushes them, one push per group. Returns the number of rows pushed."""
-        from skewless.evaluate import evaluate
-
-        by_group = {g.name: g for g in self.groups}
-        keys = sorted({(by_group[g].entity.name, key) for g, key in as_of})
-        latest = max(as_of.values()) + _MICROSECOND
-        events = dict(zip(keys, self.state.events_before(keys, latest), strict=True))
-        rows: dict[str, list[dict]] = {}
-        for (group_name, key), at in as_of.items():
-            group = by_group[group_name]
-            values = evaluate(group, events[(group.entity.name, key)], at)
-            row = {group.entity.join_key: key, "event_timestamp": at, **values}
-            rows.setdefault(group_name, []).append(row)
-        return sum(self._push_rows(by_group[name], group_rows) for name, group_rows in rows.items())
-
-    def _push_rows(self, group: FeatureGroup, rows: list[dict]) -> int:
-        import pandas as pd
-        from feast.data_source import PushMode
-
-        frame = pd.DataFrame(rows)
-        frame["event_timestamp"] = pd.to_datetime(frame["event_timestamp"]).dt.tz_localize(UTC)
-        for feature in group.features:
-            frame[feature.name] = frame[feature.name].astype(feature.dtype)
-        self.store.push(push_source_name(group.name), frame, to=PushMode.ONLINE)
-        return len(frame)
+        return stream_push.push(self.store, self.state, self.groups, as_of)
 
     # -- reset ------------------------------------------------------------------------------------
     def reset(self, entry_id: str, as_of: datetime) -> None:
@@ -344,7 +323,6 @@ class StreamConsumer:
     def _bootstrap(self, as_of: datetime) -> int:
         """Loads what had arrived before ``as_of`` and pushes every entity's row as of then."""
         from serving.state import known_history
-        from skewless.evaluate import evaluate
 
         try:
             _, loaded = known_history(self.cfg, as_of)
@@ -353,37 +331,9 @@ class StreamConsumer:
             return 0
         self.state.bootstrap(loaded, as_of=as_of, clear=False)
         records = self.state_records(loaded)
-        total = 0
-        for group in self.groups:
-            per_key: dict[str, list[dict]] = {}
-            for record in records:
-                per_key.setdefault(str(record[group.entity.join_key]), []).append(record)
-            rows = [
-                {group.entity.join_key: key, "event_timestamp": as_of, **evaluate(group, ev, as_of)}
-                for key, ev in per_key.items()
-            ]
-            if rows:
-                total += self._push_rows(group, rows)
-        return total
+        return stream_push.push_all(self.store, self.groups, records, as_of)
 
-    @staticmethod
-    def state_records(frame) -> list[dict]:
-        import pandas as pd
-
-        records = []
-        for row in frame.itertuples(index=False):
-            label_time = row.label_timestamp
-            known = pd.notna(row.is_fraud) and pd.notna(label_time)
-            records.append(
-                {
-                    **{key: str(getattr(row, key)) for key in ENTITY_KEYS},
-                    "amount": float(row.amount),
-                    "event_timestamp": row.event_timestamp.to_pydatetime(),
-                    "is_fraud": int(row.is_fraud) if known else None,
-                    "label_timestamp": label_time.to_pydatetime() if known else None,
-                }
-            )
-        return records
+    state_records = staticmethod(stream_push.state_records)
 
 
 def _plain(event: Mapping) -> dict:

@@ -206,53 +206,11 @@ def import_transactions(
             described = con.execute(f"DESCRIBE SELECT * FROM {reader}").fetchall()
         except duckdb.Error as exc:
             raise TransactionImportError(f"{path}: cannot read the file: {exc}") from exc
-        columns = {row[0]: row[1] for row in described}
-        resolved = _resolve(path, columns, mapping or {})
-        select = []
-        for name, column in resolved.items():
-            text, parsed = _exprs(name, column, columns.get(column, "VARCHAR"))
-            select += [f"{text} AS t_{name}", f"{parsed} AS v_{name}"]
-        reason = "CASE " + " ".join(f"WHEN {c} THEN '{r}'" for r, c in _CHECKS) + " END"
+        select = _select(path, {row[0]: row[1] for row in described}, mapping or {})
         con.execute("SET preserve_insertion_order = true")  # the default; row numbers rely on it
         con.execute("BEGIN TRANSACTION")
         try:
-            if replace:
-                for table in (schemas.TRANSACTIONS_TABLE, schemas.QUARANTINE_TABLE):
-                    con.execute(f"DELETE FROM {table} WHERE source_file = ?", [str(path)])
-            con.execute(  # a streaming window: numbers the rows in file order
-                "CREATE TEMP TABLE _import_rows AS SELECT row_number() OVER () AS source_row,"
-                f" {', '.join(select)} FROM {reader}"
-            )
-            con.execute(
-                f"""CREATE TEMP TABLE _import_checked AS
-                SELECT *, {reason} AS reason FROM (
-                  SELECT r.*, r.source_row > f.first_row AS repeated,
-                    t.transaction_id IS NOT NULL AS loaded
-                  FROM _import_rows r
-                  LEFT JOIN (SELECT v_transaction_id, min(source_row) AS first_row
-                             FROM _import_rows GROUP BY ALL) f USING (v_transaction_id)
-                  LEFT JOIN {schemas.TRANSACTIONS_TABLE} t ON t.transaction_id = r.v_transaction_id
-                )""",
-                {"now": _utc_naive(now)},
-            )
-            con.execute(
-                f"INSERT INTO {schemas.TRANSACTIONS_TABLE} ({', '.join(CANONICAL)}, source_file,"
-                f" loaded_at) SELECT {', '.join('v_' + n for n in CANONICAL)}, $source, $loaded_at"
-                " FROM _import_checked WHERE reason IS NULL",
-                lineage,
-            )
-            con.execute(
-                f"INSERT INTO {schemas.QUARANTINE_TABLE} (source_row, {', '.join(CANONICAL)},"
-                f" reason, source_file, loaded_at) SELECT source_row,"
-                f" {', '.join('t_' + n for n in CANONICAL)}, reason, $source, $loaded_at"
-                " FROM _import_checked WHERE reason IS NOT NULL ORDER BY source_row",
-                lineage,
-            )
-            counts = con.execute(
-                "SELECT reason, count(*) FROM _import_checked GROUP BY reason ORDER BY 2 DESC, 1"
-            ).fetchall()
-            con.execute("DROP TABLE _import_rows")
-            con.execute("DROP TABLE _import_checked")
+            counts = _load(con, path, reader, select, lineage, now=now, replace=replace)
             con.execute("COMMIT")
         except BaseException as exc:
             with contextlib.suppress(duckdb.Error):  # keep the original error
@@ -274,3 +232,57 @@ def import_transactions(
         "quarantine_reasons": reasons,
         "seconds": round(time.perf_counter() - started, 3),
     }
+
+
+def _select(path: Path, columns: dict[str, str], mapping: dict[str, str]) -> list[str]:
+    """Per canonical column: its text as in the file (t_<name>) and its parsed value (v_<name>)."""
+    select = []
+    for name, column in _resolve(path, columns, mapping).items():
+        text, parsed = _exprs(name, column, columns.get(column, "VARCHAR"))
+        select += [f"{text} AS t_{name}", f"{parsed} AS v_{name}"]
+    return select
+
+
+def _load(con, path: Path, reader: str, select, lineage, *, now, replace: bool) -> list[tuple]:
+    """Inside the caller's transaction: numbers and checks every row of the file, inserts the good
+    ones into raw.transactions and the others, with their reason, into the quarantine. Returns
+    (reason or None, rows) counts."""
+    reason = "CASE " + " ".join(f"WHEN {c} THEN '{r}'" for r, c in _CHECKS) + " END"
+    if replace:
+        for table in (schemas.TRANSACTIONS_TABLE, schemas.QUARANTINE_TABLE):
+            con.execute(f"DELETE FROM {table} WHERE source_file = ?", [str(path)])
+    con.execute(  # a streaming window: numbers the rows in file order
+        "CREATE TEMP TABLE _import_rows AS SELECT row_number() OVER () AS source_row,"
+        f" {', '.join(select)} FROM {reader}"
+    )
+    con.execute(
+        f"""CREATE TEMP TABLE _import_checked AS
+        SELECT *, {reason} AS reason FROM (
+          SELECT r.*, r.source_row > f.first_row AS repeated,
+            t.transaction_id IS NOT NULL AS loaded
+          FROM _import_rows r
+          LEFT JOIN (SELECT v_transaction_id, min(source_row) AS first_row
+                     FROM _import_rows GROUP BY ALL) f USING (v_transaction_id)
+          LEFT JOIN {schemas.TRANSACTIONS_TABLE} t ON t.transaction_id = r.v_transaction_id
+        )""",
+        {"now": _utc_naive(now)},
+    )
+    con.execute(
+        f"INSERT INTO {schemas.TRANSACTIONS_TABLE} ({', '.join(CANONICAL)}, source_file,"
+        f" loaded_at) SELECT {', '.join('v_' + n for n in CANONICAL)}, $source, $loaded_at"
+        " FROM _import_checked WHERE reason IS NULL",
+        lineage,
+    )
+    con.execute(
+        f"INSERT INTO {schemas.QUARANTINE_TABLE} (source_row, {', '.join(CANONICAL)},"
+        f" reason, source_file, loaded_at) SELECT source_row,"
+        f" {', '.join('t_' + n for n in CANONICAL)}, reason, $source, $loaded_at"
+        " FROM _import_checked WHERE reason IS NOT NULL ORDER BY source_row",
+        lineage,
+    )
+    counts = con.execute(
+        "SELECT reason, count(*) FROM _import_checked GROUP BY reason ORDER BY 2 DESC, 1"
+    ).fetchall()
+    con.execute("DROP TABLE _import_rows")
+    con.execute("DROP TABLE _import_checked")
+    return counts

@@ -34,6 +34,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from skewless import modes
@@ -183,6 +184,141 @@ def _unreachable(url: str, exc: Exception) -> ReplayError:
     )
 
 
+def _check_args(mode: str | None, rate: float | None, url: str | Sequence[str]) -> list[str]:
+    """Validates ``mode`` and ``rate``; returns the sidecar URLs without a trailing slash."""
+    if mode is not None and mode not in modes.NAMES:
+        raise ReplayError(f"mode={mode!r}: expected one of {list(modes.NAMES)}")
+    if rate is not None and rate <= 0:
+        raise ReplayError(f"rate={rate}: expected requests per second > 0")
+    urls = [u.rstrip("/") for u in ([url] if isinstance(url, str) else url)]
+    if not urls:
+        raise ReplayError("url: expected at least one sidecar URL")
+    return urls
+
+
+def _check_sidecars(session, urls: list[str], mode: str | None, timeout: float) -> str | None:
+    """Checks every replica's health; returns ``mode``, or when None the first sidecar's mode
+    (None if it is not ready)."""
+    import requests
+
+    for replica in urls:
+        try:
+            session.get(f"{replica}/healthz", timeout=timeout).raise_for_status()
+        except requests.ConnectionError as exc:
+            raise _unreachable(replica, exc) from None
+        except requests.RequestException as exc:
+            raise ReplayError(f"sidecar at {replica} is not healthy: {exc}") from None
+    if mode is not None:
+        return mode
+    ready = session.get(f"{urls[0]}/readyz", timeout=timeout)
+    return ready.json().get("mode") if ready.status_code == 200 else None
+
+
+def _connect_state(cfg, redis_url: str | None):
+    """The exact-mode state on the sidecar's Redis."""
+    from serving.state import ExactState
+    from skewless import redis_server
+
+    client = redis_server.connect(
+        redis_server.serving_url(cfg, redis_url), cluster=cfg.redis_cluster
+    )
+    return ExactState(client)
+
+
+def _bootstrap(state, cfg, day: date, served_mode: str | None, stream_timeout: float):
+    """Loads the state with what arrived before the day and resets the event stream (waiting for
+    the consumer in a mode that reads it). Returns (summary, history frame)."""
+    boot_summary, history = bootstrap_state(state, cfg, day)
+    wait = stream_timeout if modes.mode(served_mode).consumer else None
+    boot_summary["stream_reset"] = reset_stream(state.redis, day, wait=wait)
+    return boot_summary, history
+
+
+@dataclass
+class _Tally:
+    """What the request loop counted."""
+
+    statuses: Counter = field(default_factory=Counter)
+    served_modes: Counter = field(default_factory=Counter)
+    ok_per_url: Counter = field(default_factory=Counter)
+    latencies: list[float] = field(default_factory=list)
+    labels: int = 0
+    events: int = 0
+    sent: int = 0
+    seconds: float = 0.0
+
+
+def _run(session, timeline, state, urls, mode, rate, timeout) -> _Tally:
+    """Feeds labels and arriving events to the state and stream, and POSTs the requests, in
+    timeline order, paced to ``rate``."""
+    import requests
+
+    from skewless import stream
+
+    tally = _Tally()
+    started = time.perf_counter()
+    for at, kind, _, payload in timeline:
+        if kind in (_LABEL, _LATE_LABEL):
+            # the label is known at `at`: it reaches the stream then
+            state.round_trip(
+                *state.add_event_commands(payload),
+                stream.xadd_command(payload, kind="label", arrival=_py(at)),
+            )
+            tally.labels += 1
+            continue
+        if kind == _EVENT:
+            state.round_trip(
+                *state.add_event_commands(payload),
+                stream.xadd_command(payload, arrival=_py(at)),
+            )
+            tally.events += 1
+            continue
+        if rate is not None:
+            wait = started + tally.sent / rate - time.perf_counter()
+            if wait > 0:
+                time.sleep(wait)
+        body = _body(payload, mode)
+        target = urls[tally.sent % len(urls)]
+        before = time.perf_counter()
+        try:
+            response = session.post(f"{target}{realtime_task().route}", data=body, timeout=timeout)
+        except requests.ConnectionError as exc:
+            raise _unreachable(target, exc) from None
+        tally.latencies.append((time.perf_counter() - before) * 1000)
+        tally.sent += 1
+        tally.statuses[response.status_code] += 1
+        if response.status_code == 200:
+            tally.served_modes[response.json().get("mode")] += 1
+            tally.ok_per_url[target] += 1
+        else:
+            response.content  # noqa: B018 - drain the body, keep the connection
+    tally.seconds = time.perf_counter() - started
+    return tally
+
+
+def _summary(day: date, mode, urls: list[str], feed, boot_summary, tally: _Tally) -> dict:
+    ordered = sorted(tally.latencies)
+    served_modes, sent, seconds = tally.served_modes, tally.sent, tally.seconds
+    return {
+        "day": day.isoformat(),
+        "mode": mode if mode is not None else (next(iter(served_modes)) if served_modes else None),
+        "url": urls[0] if len(urls) == 1 else urls,
+        "ok_per_url": {u: tally.ok_per_url[u] for u in urls},
+        "sent": sent,
+        "ok": tally.statuses.get(200, 0),
+        "errors": {str(k): v for k, v in sorted(tally.statuses.items()) if k != 200},
+        "modes": dict(served_modes),
+        "late": int((feed["arrival_timestamp"] > feed["event_timestamp"]).sum()),
+        "labels_applied": tally.labels,
+        "arrived_events": tally.events,
+        "bootstrap": boot_summary,
+        "p50_ms": _percentile(ordered, 0.50),
+        "p99_ms": _percentile(ordered, 0.99),
+        "seconds": round(seconds, 3),
+        "rate_per_s": round(sent / seconds, 1) if seconds > 0 else None,
+    }
+
+
 def replay(
     day: date | None = None,
     *,
@@ -201,17 +337,10 @@ def replay(
     errors (by status), latency percentiles, seconds."""
     import requests
 
-    from skewless import settings, stream, warehouse
+    from skewless import settings, warehouse
 
     cfg = cfg or settings.load()
-    if mode is not None and mode not in modes.NAMES:
-        raise ReplayError(f"mode={mode!r}: expected one of {list(modes.NAMES)}")
-    if rate is not None and rate <= 0:
-        raise ReplayError(f"rate={rate}: expected requests per second > 0")
-    urls = [u.rstrip("/") for u in ([url] if isinstance(url, str) else url)]
-    if not urls:
-        raise ReplayError("url: expected at least one sidecar URL")
-    url = urls[0]
+    urls = _check_args(mode, rate, url)
     token = token if token is not None else os.environ.get("SKEWLESS_API_TOKEN") or None
     day = day or warehouse.last_event_day(cfg.warehouse_path)
 
@@ -221,103 +350,20 @@ def replay(
     if token:
         session.headers["Authorization"] = f"Bearer {token}"
     try:
-        for replica in urls:
-            try:
-                session.get(f"{replica}/healthz", timeout=timeout).raise_for_status()
-            except requests.ConnectionError as exc:
-                raise _unreachable(replica, exc) from None
-            except requests.RequestException as exc:
-                raise ReplayError(f"sidecar at {replica} is not healthy: {exc}") from None
-        served_mode = mode
-        if served_mode is None:
-            ready = session.get(f"{url}/readyz", timeout=timeout)
-            served_mode = ready.json().get("mode") if ready.status_code == 200 else None
-
+        served_mode = _check_sidecars(session, urls, mode, timeout)
         feed, arrivals = day_frames(cfg, day)
         if feed.empty:
             raise ReplayError(f"no transactions on {day.isoformat()} in the warehouse")
-
         if bootstrap:
-            from serving.state import ExactState
-            from skewless import redis_server
-
-            client = redis_server.connect(
-                redis_server.serving_url(cfg, redis_url), cluster=cfg.redis_cluster
-            )
-            state = ExactState(client)
-            boot_summary, history = bootstrap_state(state, cfg, day)
-            wait = stream_timeout if modes.mode(served_mode).consumer else None
-            boot_summary["stream_reset"] = reset_stream(client, day, wait=wait)
+            state = _connect_state(cfg, redis_url)
+            boot_summary, history = _bootstrap(state, cfg, day, served_mode, stream_timeout)
         timeline = build_timeline(feed, arrivals if bootstrap else arrivals.iloc[0:0], history, day)
         if not bootstrap:
             timeline = [item for item in timeline if item[1] == _REQUEST]
-
-        statuses: Counter = Counter()
-        served_modes: Counter = Counter()
-        ok_per_url: Counter = Counter()
-        latencies: list[float] = []
-        labels = events = sent = 0
-        started = time.perf_counter()
-        for at, kind, _, payload in timeline:
-            if kind in (_LABEL, _LATE_LABEL):
-                # the label is known at `at`: it reaches the stream then
-                state.round_trip(
-                    *state.add_event_commands(payload),
-                    stream.xadd_command(payload, kind="label", arrival=_py(at)),
-                )
-                labels += 1
-                continue
-            if kind == _EVENT:
-                state.round_trip(
-                    *state.add_event_commands(payload),
-                    stream.xadd_command(payload, arrival=_py(at)),
-                )
-                events += 1
-                continue
-            if rate is not None:
-                wait = started + sent / rate - time.perf_counter()
-                if wait > 0:
-                    time.sleep(wait)
-            body = _body(payload, mode)
-            target = urls[sent % len(urls)]
-            before = time.perf_counter()
-            try:
-                response = session.post(
-                    f"{target}{realtime_task().route}", data=body, timeout=timeout
-                )
-            except requests.ConnectionError as exc:
-                raise _unreachable(target, exc) from None
-            latencies.append((time.perf_counter() - before) * 1000)
-            sent += 1
-            statuses[response.status_code] += 1
-            if response.status_code == 200:
-                served_modes[response.json().get("mode")] += 1
-                ok_per_url[target] += 1
-            else:
-                response.content  # noqa: B018 - drain the body, keep the connection
-        seconds = time.perf_counter() - started
+        tally = _run(session, timeline, state, urls, mode, rate, timeout)
     finally:
         session.close()
         if state is not None:
             state.round_trip.close()
             state.redis.close()
-
-    ordered = sorted(latencies)
-    return {
-        "day": day.isoformat(),
-        "mode": mode if mode is not None else (next(iter(served_modes)) if served_modes else None),
-        "url": url if len(urls) == 1 else urls,
-        "ok_per_url": {u: ok_per_url[u] for u in urls},
-        "sent": sent,
-        "ok": statuses.get(200, 0),
-        "errors": {str(k): v for k, v in sorted(statuses.items()) if k != 200},
-        "modes": dict(served_modes),
-        "late": int((feed["arrival_timestamp"] > feed["event_timestamp"]).sum()),
-        "labels_applied": labels,
-        "arrived_events": events,
-        "bootstrap": boot_summary,
-        "p50_ms": _percentile(ordered, 0.50),
-        "p99_ms": _percentile(ordered, 0.99),
-        "seconds": round(seconds, 3),
-        "rate_per_s": round(sent / seconds, 1) if seconds > 0 else None,
-    }
+    return _summary(day, mode, urls, feed, boot_summary, tally)

@@ -86,48 +86,20 @@ def generate(
         label_delay_days,
     )
     rng = np.random.default_rng([seed, 0])
+    # The draws below keep their order: the same seed gives the same data.
     home = rng.uniform(0, _GRID, (customers, 2))
     mean_amount = rng.uniform(5, 100, customers)
     rate = rng.uniform(0, 2 * tx_per_day, customers)
     spot = rng.uniform(0, _GRID, (terminals, 2))
-
-    # Transactions per customer and day, thinned by the churners' decline.
-    lam = np.repeat(rate[:, None], days, axis=1)
-    churner, churn_day, decline = _churn(customers, days, seed, churn_fraction)
-    lam[churner] *= np.clip((churn_day[:, None] - np.arange(days)) / (decline[:, None] + 1), 0, 1)
-    flat = np.repeat(np.arange(customers * days), rng.poisson(lam).ravel())
-    cust, day = flat // days, flat % days
-    second = _seconds_of_day(rng, len(flat))
-    amount = rng.normal(mean_amount[cust], mean_amount[cust] / 2)
-    negative = amount < 0
-    amount[negative] = rng.uniform(0, 2 * mean_amount[cust[negative]])
-    term = _pick_terminals(rng, home, spot, cust)
-    keep = term >= 0  # the handbook drops transactions of customers with no terminal nearby
-    t = day[keep] * _DAY + second[keep]
-    order = np.argsort(t, kind="stable")
-    t, cust, day, term = t[order], cust[keep][order], day[keep][order], term[keep][order]
-    amount = np.round(amount[keep][order], 2)
-    n = len(t)
-
-    scenario = np.zeros(n, np.int8)
-    scenario[amount > _OUTLIER_AMOUNT] = 1
-    bad_terminal = _compromised(rng, term, day, terminals, days, _TERMINALS_PER_DAY, _TERMINAL_DAYS)
-    scenario[bad_terminal] = 2
-    bad_card = _compromised(rng, cust, day, customers, days, _CARDS_PER_DAY, _CARD_DAYS)
-    stolen = bad_card & (rng.random(n) < 1 / 3)
-    amount[stolen] = np.round(amount[stolen] * 5, 2)
-    scenario[stolen] = 3
+    t, cust, day, term, amount = _transactions(
+        rng, rate, mean_amount, home, spot, days, _churn(customers, days, seed, churn_fraction)
+    )
+    scenario, amount = _frauds(rng, cust, day, term, amount, customers, terminals, days)
     is_fraud = (scenario > 0).astype(np.int8)
-
-    late = rng.random(n) < late_fraction
-    delay = np.exp(rng.uniform(*np.log(_LATE_DELAY), n))
-    arrival = t + np.where(late, np.rint(delay), 0).astype(np.int64)
-    label_delay = label_delay_days * _DAY
-    fraud_delay = rng.uniform(min(_DAY, label_delay), 2 * label_delay, n)
-    label = t + np.rint(np.where(is_fraud == 1, fraud_delay, label_delay)).astype(np.int64)
+    arrival, label = _arrivals_and_labels(rng, t, is_fraud, late_fraction, label_delay_days)
 
     origin = np.datetime64(date(start.year, start.month, start.day), "ns")
-    transaction_id = _ids("t", np.arange(n), max(n, 10**8))
+    transaction_id = _ids("t", np.arange(len(t)), max(len(t), 10**8))
     frame = pd.DataFrame(
         {
             "transaction_id": transaction_id,
@@ -147,6 +119,56 @@ def generate(
     names = np.array(SCENARIOS, dtype=object)[scenario[fraud]]
     scenarios = pd.DataFrame({"transaction_id": transaction_id[fraud], "scenario": names})
     return frame, scenarios
+
+
+def _transactions(rng, rate, mean_amount, home, spot, days, churn):
+    """(t seconds, customer, day, terminal, amount) of every transaction, in time order: Poisson
+    counts per customer and day (thinned by the churners' decline), amounts around the customer's
+    mean, a terminal near the customer's home."""
+    customers = len(rate)
+    lam = np.repeat(rate[:, None], days, axis=1)
+    churner, churn_day, decline = churn
+    lam[churner] *= np.clip((churn_day[:, None] - np.arange(days)) / (decline[:, None] + 1), 0, 1)
+    flat = np.repeat(np.arange(customers * days), rng.poisson(lam).ravel())
+    cust, day = flat // days, flat % days
+    second = _seconds_of_day(rng, len(flat))
+    amount = rng.normal(mean_amount[cust], mean_amount[cust] / 2)
+    negative = amount < 0
+    amount[negative] = rng.uniform(0, 2 * mean_amount[cust[negative]])
+    term = _pick_terminals(rng, home, spot, cust)
+    keep = term >= 0  # the handbook drops transactions of customers with no terminal nearby
+    t = day[keep] * _DAY + second[keep]
+    order = np.argsort(t, kind="stable")
+    t, cust, day, term = t[order], cust[keep][order], day[keep][order], term[keep][order]
+    return t, cust, day, term, np.round(amount[keep][order], 2)
+
+
+def _frauds(rng, cust, day, term, amount, customers, terminals, days):
+    """(scenario per transaction, amounts): outlier amounts, compromised terminals, compromised
+    cards whose stolen transactions are five times larger."""
+    n = len(cust)
+    scenario = np.zeros(n, np.int8)
+    scenario[amount > _OUTLIER_AMOUNT] = 1
+    bad_terminal = _compromised(rng, term, day, terminals, days, _TERMINALS_PER_DAY, _TERMINAL_DAYS)
+    scenario[bad_terminal] = 2
+    bad_card = _compromised(rng, cust, day, customers, days, _CARDS_PER_DAY, _CARD_DAYS)
+    stolen = bad_card & (rng.random(n) < 1 / 3)
+    amount[stolen] = np.round(amount[stolen] * 5, 2)
+    scenario[stolen] = 3
+    return scenario, amount
+
+
+def _arrivals_and_labels(rng, t, is_fraud, late_fraction, label_delay_days):
+    """(arrival, label time) in seconds: a few events arrive late; genuine labels after the delay,
+    fraud labels between a day (or the delay) and twice the delay."""
+    n = len(t)
+    late = rng.random(n) < late_fraction
+    delay = np.exp(rng.uniform(*np.log(_LATE_DELAY), n))
+    arrival = t + np.where(late, np.rint(delay), 0).astype(np.int64)
+    label_delay = label_delay_days * _DAY
+    fraud_delay = rng.uniform(min(_DAY, label_delay), 2 * label_delay, n)
+    label = t + np.rint(np.where(is_fraud == 1, fraud_delay, label_delay)).astype(np.int64)
+    return arrival, label
 
 
 def churned_customers(

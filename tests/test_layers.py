@@ -7,6 +7,7 @@ layer names would escape them, so a new module must be placed on a floor here fi
 from __future__ import annotations
 
 import pkgutil
+import re
 import tomllib
 from pathlib import Path
 
@@ -52,3 +53,16 @@ def test_every_module_is_on_exactly_one_floor():
 def test_every_layer_names_a_module():
     modules = {m for package in _config()["root_packages"] for m in _modules(package)}
     assert [layer for layer in _layers() if layer not in modules] == []
+
+
+def test_the_readme_layout_names_every_module_and_folder():
+    readme = (ROOT / "README.md").read_text()
+    layout = readme[readme.index("## Layout") : readme.index("## Documentation")]
+    missing = [
+        module
+        for module in _modules("skewless")
+        if module != "skewless" and not re.search(rf"[`/]{module.rsplit('.', 1)[1]}\b", layout)
+    ]
+    folders = ["dags", "feature_repo", "bench", "monitoring", "serving", "models", "dbt_project"]
+    missing += [f"{f}/" for f in (*folders, "tests", "docs", "var") if f"`{f}/" not in layout]
+    assert not missing, f"README's layout table does not name: {missing}"

@@ -10,7 +10,7 @@ import pytest
 
 from models.datasets import feature_columns
 from serving import log as serving_log
-from serving.schemas import openapi
+from serving.openapi import openapi
 from tests.helpers import score_body, unescape_pointer
 
 pytestmark = pytest.mark.slow  # on the built pipeline (dbt, Feast, MLflow)

@@ -1,0 +1,45 @@
+"""SQL fragments both grains of the generated feature models share (skewless/dbtgen.py).
+
+Engine differences go through the adapter-dispatched macros of dbt_project/macros/cross_engine.sql,
+so these fragments are Jinja calls of those macros where an engine could differ.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from skewless import features as F
+
+HEADER = "-- Generated from skewless/features.py by `skewless dbtgen`. Do not edit by hand.\n"
+
+ONE_US = "{{ interval_of(1, 'microsecond') }}"
+DOUBLE = "{{ type_double() }}"
+
+
+def interval(delta: timedelta) -> str:
+    return f"{{{{ interval_of({int(delta.total_seconds())}, 'second') }}}}"
+
+
+def span(window: str) -> str:
+    return interval(F.window_length(window))
+
+
+def since(start: str, end: str) -> str:
+    return f'{{{{ seconds_between("{start}", "{end}") }}}}'
+
+
+def finish(group: F.FeatureGroup, body: str, prelude: str = "") -> str:
+    """The model file: header, the ``features`` CTEs of ``body``, then the group's ratios."""
+    ratios = "".join(
+        f",\n    cast({r.numerator} as {DOUBLE}) / nullif({r.denominator}, 0) * {r.scale} as {r.name}"
+        for r in group.ratios
+    )
+    sql = f"""{HEADER}-- {group.description}
+-- Grain: {group.grain.value}; entity: {group.entity.name}; windows: {", ".join(group.windows)}.
+{prelude}
+{body}
+
+select *{ratios}
+from features
+"""
+    return "\n".join(line.rstrip() for line in sql.splitlines()) + "\n"

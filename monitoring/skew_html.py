@@ -212,40 +212,40 @@ def _quality(q: dict) -> list[str]:
     ]
 
 
-def _decisions(dec: dict) -> list[str]:
-    """Flipped decisions, missed frauds and false alerts at the threshold."""
+def _counts(
+    section: str, title: str, labels: list[str], values: list, bar_title: str, caption: str
+):
+    """A section with one row of counts and their bar chart."""
     return [
-        '<section id="decisions"><h2>Decisions at the threshold</h2>',
-        _table(
-            ["flipped", "missed frauds", "false alerts"],
-            [[dec["flipped"], dec["missed_frauds"], dec["false_alerts"]]],
-        ),
-        _bars(
-            "decisions changed by skew",
-            ["flipped", "missed frauds", "false alerts"],
-            {"served": [dec["flipped"], dec["missed_frauds"], dec["false_alerts"]]},
-            "flipped decisions, missed frauds and false alerts",
-        ),
+        f'<section id="{section}"><h2>{title}</h2>',
+        _table(labels, [values]),
+        _bars(bar_title, labels, {"served": values}, caption),
         "</section>",
     ]
+
+
+def _decisions(dec: dict) -> list[str]:
+    """Flipped decisions, missed frauds and false alerts at the threshold."""
+    return _counts(
+        "decisions",
+        "Decisions at the threshold",
+        ["flipped", "missed frauds", "false alerts"],
+        [dec["flipped"], dec["missed_frauds"], dec["false_alerts"]],
+        "decisions changed by skew",
+        "flipped decisions, missed frauds and false alerts",
+    )
 
 
 def _causes(c: dict) -> list[str]:
     """Mismatching feature values by cause."""
-    return [
-        '<section id="causes"><h2>Causes of mismatching feature values</h2>',
-        _table(
-            ["late arrival", "staleness", "logic"],
-            [[c["late_arrival"], c["staleness"], c["logic"]]],
-        ),
-        _bars(
-            "mismatching values by cause",
-            ["late arrival", "staleness", "logic"],
-            {"served": [c["late_arrival"], c["staleness"], c["logic"]]},
-            "mismatching feature values by cause",
-        ),
-        "</section>",
-    ]
+    return _counts(
+        "causes",
+        "Causes of mismatching feature values",
+        ["late arrival", "staleness", "logic"],
+        [c["late_arrival"], c["staleness"], c["logic"]],
+        "mismatching values by cause",
+        "mismatching feature values by cause",
+    )
 
 
 def _features(report: dict) -> list[str]:

@@ -167,21 +167,22 @@ def evaluate(scores, test, k: int, seconds: float) -> dict:
     }
 
 
-def run(args) -> dict:
+def isolate() -> None:
+    """A fresh RUN_DIR as the project's var dir; settings that point elsewhere are dropped."""
     for name in FOREIGN_ENV:
         os.environ.pop(name, None)
     shutil.rmtree(RUN_DIR, ignore_errors=True)
     os.environ["SKEWLESS_VAR_DIR"] = str(RUN_DIR)
     os.environ.setdefault("DO_NOT_TRACK", "1")
 
-    from models import datasets, training
-    from models.config import model_config
-    from skewless import importer, pipeline, settings
 
-    cfg = settings.load()
-    task_config = model_config(cfg, "fraud")
-    k = int(task_config["top_k_per_day"])
-    splits = standard_splits(args.days, args.splits)
+def prepare(args, cfg, splits: list[dict]) -> tuple[dict, object, float]:
+    """The handbook file imported through its mapping, `dbt build` up to the training set, and
+    the rows of every split's windows. Returns the file's counts, the rows and the seconds taken
+    (imports not included)."""
+    from models import datasets
+    from skewless import importer, pipeline
+
     started = time.perf_counter()
     raw = RUN_DIR / "raw" / "handbook.parquet"
     data = handbook_file(args, raw)
@@ -193,39 +194,76 @@ def run(args) -> dict:
     windows = [(s["train_start"], s["train_end"]) for s in splits]
     windows += [(s["test_start"], s["test_end"]) for s in splits]
     every = datasets.load_windows("fraud", windows, cfg=cfg)
+    return data, every, time.perf_counter() - started
+
+
+def measure_split(args, split: dict, every, task_config, k: int) -> dict:
+    """LightGBM and the baselines trained on the split's training week, scored on its test week
+    (and the ablation with ``--ablation``)."""
+    from models import datasets, training
+
     columns = list(every.X.columns)
-    prepared = time.perf_counter() - started
+    train = every.subset(split["train_start"], split["train_end"])
+    test = every.subset(split["test_start"], split["test_end"])
+    models: dict[str, dict] = {}
+    fit_started = time.perf_counter()
+    booster = training.fit(train, task_config)
+    seconds = time.perf_counter() - fit_started
+    models["lightgbm"] = evaluate(datasets.predict(booster, test.X), test, k, seconds)
+    for name, model in baselines(args.seed).items():
+        scores, seconds = scores_of(model, train, test, columns)
+        models[name] = evaluate(scores, test, k, seconds)
+    entry = {
+        "split": {key: value.isoformat() for key, value in split.items()},
+        "rows": {"train": len(train), "test": len(test)},
+        "frauds": {"train": int(train.y.sum()), "test": int(test.y.sum())},
+        "models": models,
+    }
+    if args.ablation:
+        entry["ablation"] = ablation(train, test, task_config, k, models["lightgbm"])
+    print(f"split {split['train_start']:%Y-%m-%d}: {json.dumps(models)}", file=sys.stderr)
+    return entry
 
-    per_split = []
-    for split in splits:
-        train = every.subset(split["train_start"], split["train_end"])
-        test = every.subset(split["test_start"], split["test_end"])
-        models: dict[str, dict] = {}
-        fit_started = time.perf_counter()
-        booster = training.fit(train, task_config)
-        seconds = time.perf_counter() - fit_started
-        models["lightgbm"] = evaluate(datasets.predict(booster, test.X), test, k, seconds)
-        for name, model in baselines(args.seed).items():
-            scores, seconds = scores_of(model, train, test, columns)
-            models[name] = evaluate(scores, test, k, seconds)
-        entry = {
-            "split": {key: value.isoformat() for key, value in split.items()},
-            "rows": {"train": len(train), "test": len(test)},
-            "frauds": {"train": int(train.y.sum()), "test": int(test.y.sum())},
-            "models": models,
-        }
-        if args.ablation:
-            entry["ablation"] = ablation(train, test, task_config, k, models["lightgbm"])
-        per_split.append(entry)
-        print(f"split {split['train_start']:%Y-%m-%d}: {json.dumps(models)}", file=sys.stderr)
 
-    models = {
+def mean_models(per_split: list[dict]) -> dict:
+    """Each model's metrics, the mean over the splits."""
+    return {
         name: {
             metric: round(float(np.mean([e["models"][name][metric] for e in per_split])), 4)
             for metric in per_split[0]["models"][name]
         }
         for name in per_split[0]["models"]
     }
+
+
+def mean_ablation(per_split: list[dict]) -> dict:
+    """Each family's metric changes, the mean over the splits."""
+    return {
+        family: {
+            key: (
+                value
+                if key == "removed"
+                else round(float(np.mean([e["ablation"][family][key] for e in per_split])), 4)
+            )
+            for key, value in row.items()
+        }
+        for family, row in per_split[0]["ablation"].items()
+    }
+
+
+def run(args) -> dict:
+    isolate()
+    from models.config import model_config
+    from skewless import settings
+
+    cfg = settings.load()
+    task_config = model_config(cfg, "fraud")
+    k = int(task_config["top_k_per_day"])
+    splits = standard_splits(args.days, args.splits)
+    data, every, prepared = prepare(args, cfg, splits)
+    columns = list(every.X.columns)
+    per_split = [measure_split(args, split, every, task_config, k) for split in splits]
+    models = mean_models(per_split)
     report = {
         "models": models,  # the mean over the splits
         "splits": per_split,
@@ -243,17 +281,7 @@ def run(args) -> dict:
         for metric in ("average_precision", "card_precision_at_k")
     )
     if args.ablation:
-        report["ablation"] = {
-            family: {
-                key: (
-                    value
-                    if key == "removed"
-                    else round(float(np.mean([e["ablation"][family][key] for e in per_split])), 4)
-                )
-                for key, value in row.items()
-            }
-            for family, row in per_split[0]["ablation"].items()
-        }
+        report["ablation"] = mean_ablation(per_split)
     if not args.keep:
         shutil.rmtree(RUN_DIR, ignore_errors=True)
     return report

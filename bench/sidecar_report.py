@@ -82,8 +82,7 @@ def _ok(goal: dict | None) -> str:
     return {True: "yes", False: "NO"}.get((goal or {}).get("ok"), "")
 
 
-def rows(report: dict) -> list[tuple[str, str, str, str]]:
-    goals, realtime = report["targets"], report.get("realtime", {})
+def _floor_rows(realtime: dict) -> list[tuple[str, str, str, str]]:
     out = []
     floors = realtime.get("floors", {})
     for name, label in (("client", "null server"), ("http", "bare Flask, gunicorn")):
@@ -93,49 +92,36 @@ def rows(report: dict) -> list[tuple[str, str, str, str]]:
             out.append((f"{name} floor ({label}) @{run['rate']:g}/s", value, "", ""))
     check = realtime.get("check_chain")
     if check:
+        value = f"max |diff| {check['max_abs_diff']:.2e} over {check['requests']}"
+        out.append(("chain = sidecar scores", value, "", ""))
+    return out
+
+
+def _run_rows(name: str, run: dict, label: str, goals: dict) -> list[tuple[str, str, str, str]]:
+    """One open-loop run: its latency (against the targets at the full rate) and what it achieved."""
+    out = []
+    prefix = f"{label}{name} @{run['rate']:g}/s"
+    if not label:
+        p50, p99 = goals.get(f"{name}.p50"), goals.get(f"{name}.p99")
         out.append(
-            (
-                "chain = sidecar scores",
-                f"max |diff| {check['max_abs_diff']:.2e} over {check['requests']}",
-                "",
-                "",
-            )
+            (f"{prefix} p50", f"{run['p50_ms']} ms", (p50 or {}).get("target", ""), _ok(p50))
         )
-    for label, runs in (
-        ("", realtime.get("at_rate", {})),
-        ("common ", realtime.get("at_common_rate", {})),
-    ):
-        for name, run in runs.items():
-            rate = f"{run['rate']:g}/s"
-            prefix = f"{label}{name} @{rate}"
-            if not label:
-                out.append(
-                    (
-                        f"{prefix} p50",
-                        f"{run['p50_ms']} ms",
-                        goals.get(f"{name}.p50", {}).get("target", ""),
-                        _ok(goals.get(f"{name}.p50")),
-                    )
-                )
-                out.append((f"{prefix} p95", f"{run['p95_ms']} ms", "", ""))
-                out.append(
-                    (
-                        f"{prefix} p99",
-                        f"{run['p99_ms']} ms ({_spread(run)})",
-                        goals.get(f"{name}.p99", {}).get("target", ""),
-                        _ok(goals.get(f"{name}.p99")),
-                    )
-                )
-            else:
-                out.append((prefix, _ms(run), "", ""))
-            cpu = [
-                f"{k.removesuffix('_cpu_us')} {v:g}"
-                for k, v in run.items()
-                if k.endswith("_cpu_us")
-            ]
-            achieved = f"{run['achieved_rate']}/s, errors {run['errors'] or 0}; CPU us/req: {', '.join(cpu)}"
-            goal = goals.get(f"{name}.rate") if not label else None
-            out.append((f"{prefix} achieved", achieved, (goal or {}).get("target", ""), _ok(goal)))
+        out.append((f"{prefix} p95", f"{run['p95_ms']} ms", "", ""))
+        value = f"{run['p99_ms']} ms ({_spread(run)})"
+        out.append((f"{prefix} p99", value, (p99 or {}).get("target", ""), _ok(p99)))
+    else:
+        out.append((prefix, _ms(run), "", ""))
+    cpu = [f"{k.removesuffix('_cpu_us')} {v:g}" for k, v in run.items() if k.endswith("_cpu_us")]
+    achieved = (
+        f"{run['achieved_rate']}/s, errors {run['errors'] or 0}; CPU us/req: {', '.join(cpu)}"
+    )
+    goal = goals.get(f"{name}.rate") if not label else None
+    out.append((f"{prefix} achieved", achieved, (goal or {}).get("target", ""), _ok(goal)))
+    return out
+
+
+def _max_rows(realtime: dict) -> list[tuple[str, str, str, str]]:
+    out = []
     for name, best in realtime.get("max_throughput", {}).items():
         levels = ", ".join(
             f"c{r['concurrency']} {r['throughput']}/s p99 {r['p99_ms']}" for r in best["levels"]
@@ -145,15 +131,24 @@ def rows(report: dict) -> list[tuple[str, str, str, str]]:
         else:
             value = f"none within the p99 bound ({levels})"
         out.append((f"{name} max throughput", value, f"p99 <= {best['sane_p99_ms']:g} ms", ""))
-    for name, goal in goals.items():
-        if ".speedup_" in name:
-            out.append((name.replace(".", " "), f"{goal['value']}x", goal["target"], _ok(goal)))
+    return out
+
+
+def _skew_rows(report: dict, goals: dict) -> list[tuple[str, str, str, str]]:
+    out = []
     for mode, skew in report.get("skew", {}).items():
         mismatches = sum(skew["mismatch_causes"].values())
         value = f"{skew['seconds']} s (flush {skew['flush_seconds']} + report "
         value += f"{skew['report_seconds']}; {mismatches:,} mismatching values)"
         goal = goals[f"skew.{mode}"]
         out.append((f"skew report {mode}", value, goal["target"], _ok(goal)))
+    return out
+
+
+def _cpu_rows(report: dict, realtime: dict, goals: dict) -> list[tuple[str, str, str, str]]:
+    """CPU per prediction: batch (with and without the model load, and the model alone), then
+    realtime per mode."""
+    out = []
     batch = report.get("batch")
     if batch:
         value = f"{batch['cpu_us_per_row_excl_load']} us/row excl. model load"
@@ -171,6 +166,24 @@ def rows(report: dict) -> list[tuple[str, str, str, str]]:
         if goal:
             value += f"; ratio {goal['value']}x"
         out.append((f"realtime CPU/prediction {mode}", value, USUAL_RATIO if goal else "", ""))
+    return out
+
+
+def rows(report: dict) -> list[tuple[str, str, str, str]]:
+    goals, realtime = report["targets"], report.get("realtime", {})
+    out = _floor_rows(realtime)
+    for label, runs in (
+        ("", realtime.get("at_rate", {})),
+        ("common ", realtime.get("at_common_rate", {})),
+    ):
+        for name, run in runs.items():
+            out += _run_rows(name, run, label, goals)
+    out += _max_rows(realtime)
+    for name, goal in goals.items():
+        if ".speedup_" in name:
+            out.append((name.replace(".", " "), f"{goal['value']}x", goal["target"], _ok(goal)))
+    out += _skew_rows(report, goals)
+    out += _cpu_rows(report, realtime, goals)
     for mode, why in report.get("skipped_modes", {}).items():
         out.append((f"{mode} mode", "skipped", why, ""))
     for phase, error in report.get("errors", {}).items():

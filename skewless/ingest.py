@@ -43,8 +43,12 @@ def stage_days(
 def land_day(
     day: date, *, mapping: dict[str, str] | None = None, cfg: settings.Settings | None = None
 ) -> dict:
-    """Imports the day's drop file(s). Raises FileNotFoundError naming the expected path."""
+    """Imports the day's drop file(s), their columns mapped by ``mapping`` (default: the
+    SKEWLESS_DROP_MAP setting; a mapped column missing from a file fails naming it). Raises
+    FileNotFoundError naming the expected path."""
     cfg = cfg or settings.load()
+    if mapping is None and cfg.drop_map:
+        mapping = importer.parse_mapping(list(cfg.drop_map))
     files = drop_files(day, cfg)
     if not files:
         expected = cfg.drop_dir / f"{PREFIX}{day.isoformat()}.parquet"

@@ -46,6 +46,7 @@ class Settings:
     max_quarantine_share: float = 0.05
     dependency_attempts: int = 10
     dependency_delay: float = 2.0
+    drop_map: tuple[str, ...] | None = None  # canonical=source items for the drop files
 
     @property
     def dbt_profiles_dir(self) -> Path:

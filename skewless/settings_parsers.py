@@ -122,3 +122,13 @@ def bind(text: str) -> str:
 
 def days(text: str) -> timedelta:
     return timedelta(days=number(0, what="a number of days >= 0, e.g. 7")(text))
+
+
+def pairs(text: str) -> tuple[str, ...]:
+    """``a=x,b=y`` -> ``("a=x", "b=y")``; each item must be name=value (the names are checked by
+    whoever uses them)."""
+    items = tuple(item.strip() for item in text.split(",") if item.strip())
+    bad = [item for item in items if not all(part.strip() for part in item.partition("=")[::2])]
+    if not items or bad or any("=" not in item for item in items):
+        raise ValueError("canonical=source pairs separated by commas, e.g. transaction_id=TX_ID")
+    return items

@@ -87,6 +87,15 @@ TABLE: tuple[Setting, ...] = (
         "drop_dir",
     ),
     Setting(
+        "SKEWLESS_DROP_MAP",
+        None,
+        "the drop files' column names, as `skewless import --map`: "
+        "`transaction_id=TX_ID,amount=TX_AMOUNT,...`",
+        parsers.pairs,
+        "drop_map",
+        unset="the canonical column names",
+    ),
+    Setting(
         "SKEWLESS_LABEL_DELAY_DAYS",
         "7",
         "default label delay",

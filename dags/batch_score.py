@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import functools
 import operator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from airflow.sdk import Asset, Param, chain, dag, task
 
-from skewless.orchestration import MODEL_URIS, PREDICTIONS_URI, WAREHOUSE_POOL
+from skewless.orchestration import DEFAULT_ARGS, MODEL_URIS, PREDICTIONS_URI, WAREHOUSE_POOL
 from skewless.tasks import TASKS
 
 MODELS = [Asset(MODEL_URIS[name]) for name in TASKS]
@@ -36,7 +36,7 @@ PREDICTIONS = Asset(PREDICTIONS_URI)
     max_active_runs=1,
     tags=["skewless", "scoring"],
     doc_md=__doc__,
-    default_args={"retries": 1, "retry_delay": timedelta(minutes=1)},
+    default_args=DEFAULT_ARGS,
     params={
         "day": Param("", type="string", description="YYYY-MM-DD; empty: from the asset events")
     },

@@ -24,7 +24,13 @@ from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, 
 from cosmos.constants import InvocationMode, LoadMode, TestBehavior, TestIndirectSelection
 
 from skewless import settings
-from skewless.orchestration import FEATURES_URI, RAW_URI, WAREHOUSE_POOL, manifest_path
+from skewless.orchestration import (
+    DEFAULT_ARGS,
+    FEATURES_URI,
+    RAW_URI,
+    WAREHOUSE_POOL,
+    manifest_path,
+)
 from skewless.pipeline import dbt_environment
 
 RAW = Asset(RAW_URI)
@@ -41,7 +47,7 @@ _CUTOFF = "{{ ti.xcom_pull(task_ids='validate_raw')['cutoff'] }}"
     max_active_runs=1,
     tags=["skewless", "features", "dbt", "feast"],
     doc_md=__doc__,
-    default_args={"retries": 1, "retry_delay": timedelta(minutes=1)},
+    default_args=DEFAULT_ARGS,
     params={"day": Param("", type="string", description="YYYY-MM-DD; empty: from the asset event")},
 )
 def build_features():

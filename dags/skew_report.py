@@ -18,11 +18,11 @@ writing or reading the warehouse, so the flush (a writer) never waits on a train
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from airflow.sdk import Asset, Param, dag, task
 
-from skewless.orchestration import PREDICTIONS_URI, WAREHOUSE_POOL
+from skewless.orchestration import DEFAULT_ARGS, PREDICTIONS_URI, WAREHOUSE_POOL
 
 PREDICTIONS = Asset(PREDICTIONS_URI)
 
@@ -35,7 +35,7 @@ PREDICTIONS = Asset(PREDICTIONS_URI)
     max_active_runs=1,
     tags=["skewless", "serving", "skew", "mlflow"],
     doc_md=__doc__,
-    default_args={"retries": 1, "retry_delay": timedelta(minutes=1)},
+    default_args=DEFAULT_ARGS,
     params={"day": Param("", type="string", description="YYYY-MM-DD; empty: from the asset event")},
 )
 def skew_report():

@@ -26,6 +26,12 @@ def drop_files(day: date, cfg: settings.Settings | None = None) -> list[Path]:
     ]
 
 
+def expected_file(day: date, cfg: settings.Settings | None = None) -> Path:
+    """Where the day's drop file is expected (Parquet; a .csv of the same name is taken too)."""
+    cfg = cfg or settings.load()
+    return cfg.drop_dir / f"{PREFIX}{day.isoformat()}.parquet"
+
+
 def stage_days(
     frame, cfg: settings.Settings | None = None, *, timestamp_column: str = "event_timestamp"
 ):
@@ -51,8 +57,9 @@ def land_day(
         mapping = importer.parse_mapping(list(cfg.drop_map))
     files = drop_files(day, cfg)
     if not files:
-        expected = cfg.drop_dir / f"{PREFIX}{day.isoformat()}.parquet"
-        raise FileNotFoundError(f"no data landed for {day}: expected {expected} (or .csv)")
+        raise FileNotFoundError(
+            f"no data landed for {day}: expected {expected_file(day, cfg)} (or .csv)"
+        )
     summaries = [
         importer.import_transactions(path, mapping, warehouse=cfg.warehouse_path, replace=True)
         for path in files

@@ -23,6 +23,9 @@ PREDICTIONS_URI = "skewless://warehouse/predictions"
 
 WAREHOUSE_POOL = "warehouse"  # one slot: DuckDB has one writer
 
+# Every DAG's default task arguments: the owner the UI shows, one retry a minute later.
+DEFAULT_ARGS = {"owner": "ml-platform", "retries": 1, "retry_delay": timedelta(minutes=1)}
+
 
 def run_day(
     params: Mapping | None = None,

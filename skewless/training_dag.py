@@ -6,9 +6,9 @@ is imported inside the function so that importing skewless never needs it.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
-from skewless.orchestration import FEATURES_URI, MODEL_URIS
+from skewless.orchestration import DEFAULT_ARGS, FEATURES_URI, MODEL_URIS
 from skewless.tasks import get_task
 
 DOC = """
@@ -41,7 +41,7 @@ def training_dag(task: str):
         max_active_runs=1,
         tags=["skewless", "training", "mlflow"],
         doc_md=doc_md,
-        default_args={"retries": 1, "retry_delay": timedelta(minutes=1)},
+        default_args=DEFAULT_ARGS,
         params={
             "day": Param("", type="string", description="YYYY-MM-DD; empty: from the asset event")
         },

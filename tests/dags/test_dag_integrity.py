@@ -42,7 +42,16 @@ def test_house_rules(dagbag, dag_id):
     assert dag.start_date.tzinfo is not None
     assert dag.doc_md
     assert all(t.retries is not None for t in dag.tasks)
+    assert {t.owner for t in dag.tasks} == {"ml-platform"}
     assert "day" in dag.params
+
+
+def test_ingest_waits_for_its_data_and_skips_rather_than_fails_without_it(dagbag):
+    dag = dagbag.get_dag("ingest")
+    sensor = dag.get_task("wait_for_data")
+    assert sensor.mode == "reschedule" and sensor.soft_fail
+    assert sensor.timeout == 6 * 3600 and sensor.poke_interval == 300
+    assert dag.get_task("land").upstream_task_ids == {"wait_for_data"}
 
 
 def test_dags_are_chained_by_assets(dagbag):
@@ -83,3 +92,14 @@ def test_skew_report_maps_one_report_per_mode_on_the_warehouse_pool(dagbag):
     for task_id in ("flush_log", "served_modes", "report"):
         assert dag.get_task(task_id).pool == orchestration.WAREHOUSE_POOL
     assert dag.get_task("flush_log").downstream_task_ids == {"served_modes"}
+
+
+def test_the_sensor_names_the_file_it_waits_for_and_passes_the_day_on(dagbag, var_dir, capsys):
+    poke = dagbag.get_dag("ingest").get_task("wait_for_data").python_callable
+    waiting = poke(params={"day": "2024-01-01"}, data_interval_start=None)
+    assert not waiting.is_done
+    assert "drop/transactions_2024-01-01.parquet (or .csv)" in capsys.readouterr().out
+    (var_dir / "drop").mkdir()
+    (var_dir / "drop" / "transactions_2024-01-01.csv").write_text("transaction_id\n")
+    landed = poke(params={"day": "2024-01-01"}, data_interval_start=None)
+    assert landed.is_done and landed.xcom_value == "2024-01-01"

@@ -127,17 +127,28 @@ class StreamConsumer:
         self.status = Status()
 
     # -- setup ------------------------------------------------------------------------------------
-    def check_store(self) -> None:
-        """Every push source is in the Feast registry, else a clear error."""
+    def check_store(self, attempts: int = 1, delay: float = 0.0) -> None:
+        """Every push source is in the Feast registry, else a clear error. A registry being
+        rewritten (`feast materialize`, `feast apply`) can read empty for a moment: up to
+        ``attempts`` reads, ``delay`` seconds apart, the registry refreshed before each retry."""
+        for attempt in range(1, attempts + 1):
+            missing = self._missing_push_source()
+            if missing is None:
+                return
+            if attempt < attempts:
+                logger.warning("%s; retrying (%d/%d)", missing, attempt, attempts)
+                time.sleep(delay)
+                self.store.refresh_registry()
+        raise RuntimeError(f"{missing}: run `skewless build` (feast apply)")
+
+    def _missing_push_source(self) -> str | None:
         for group in self.groups:
             name = push_source_name(group.name)
             try:
                 self.store.get_data_source(name)
             except Exception as exc:
-                raise RuntimeError(
-                    f"push source {name!r} is not in the Feast registry ({type(exc).__name__}): "
-                    "run `skewless build` (feast apply)"
-                ) from None
+                return f"push source {name!r} is not in the Feast registry ({type(exc).__name__})"
+        return None
 
     def start(self) -> None:
         """Creates the consumer group (reading from the stream's start) and loads the status."""
@@ -366,7 +377,7 @@ def main(
     consumer = StreamConsumer(
         client, store, lag=lag, allowed_lateness=allowed_lateness, batch=batch, name=name, cfg=cfg
     )
-    consumer.check_store()
+    consumer.check_store(cfg.dependency_attempts, cfg.dependency_delay)
     stopping = []
 
     def _stop(signum, _frame):

@@ -22,8 +22,8 @@ from skewless import settings
 def create_app(config: dict | None = None) -> Flask:
     app = Flask(__name__)
     config = dict(config or {})
-    sidecar = settings.section("sidecar")
-    overrides = {k: config.pop(k) for k in list(config) if k in sidecar}
+    keys = settings.section_keys("sidecar")
+    overrides = {k: config.pop(k) for k in list(config) if k in keys}
     app.config.from_mapping(settings.section("sidecar", overrides=overrides))
     app.config.from_mapping(config)
     app.config["OPENAPI"] = openapi(bearer_token=app.config["API_TOKEN"] is not None)

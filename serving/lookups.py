@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from flask import Blueprint
 
-from models.config import model_config
 from serving.auth import require_token
 from serving.errors import ApiError, response
 from serving.schemas import InvalidInput
@@ -47,7 +46,7 @@ def _view(task: Task):
                 task.score_column: float(values[task.score_column]),
                 "score_date": values["score_date"],
                 "model": {
-                    "name": model_config(app.cfg, task.name)["registered_model"],
+                    "name": app.lookup_models[task.name],
                     "version": values["model_version"],
                 },
             },

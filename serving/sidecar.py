@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 import redis
 from flask import Flask, current_app
 
+from models.config import model_config
 from models.datasets import feature_columns
 from serving import log as serving_log
 from serving.metrics import Metrics
@@ -29,6 +30,7 @@ from skewless import modes, redis_server, stream
 from skewless import settings as settings_module
 from skewless.features import request_features
 from skewless.schemas import EVENT_KEYS
+from skewless.tasks import batch as batch_tasks
 from skewless.tasks import get_task, realtime_task
 
 logger = logging.getLogger(__name__)
@@ -61,6 +63,10 @@ class Sidecar:
         self.round_trip = round_trips(self.redis)
         self.metrics = Metrics()
         self.task = realtime_task().name
+        # the batch tasks' registered model names, read once (the lookups answer with them)
+        self.lookup_models = {
+            t.name: model_config(self.cfg, t.name)["registered_model"] for t in batch_tasks()
+        }
         self.service = get_task(self.task).service
         self.columns = feature_columns(self.task)
         self.model = ChampionModel(

@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 
 from serving.redisio import RoundTrips, round_trips
 from skewless.features import FEATURE_SERVICES, FeatureService
-from skewless.schemas import ENTITY_KEYS, EVENT_ID, EVENT_KEYS
+from skewless.schemas import ENTITY_KEYS, EVENT_ID, EVENT_KEYS, RAW_TRANSACTION_COLUMNS
 from skewless.tasks import realtime_task
 
 KEY_PREFIX = "skewless:events:"
@@ -295,16 +295,7 @@ def history_frame(cfg, cutoff: datetime, *, by: str = "arrival", service: str | 
         raise ValueError(f"by={by!r}: expected 'arrival' or 'event'")
     state = ExactState(None, service)
     start = cutoff - max(state.retention.values())
-    columns = ", ".join(
-        [
-            *EVENT_KEYS,
-            "event_timestamp",
-            "amount",
-            "is_fraud",
-            "label_timestamp",
-            "arrival_timestamp",
-        ]
-    )
+    columns = ", ".join(RAW_TRANSACTION_COLUMNS)  # every staged column
     latest = [
         f"select {columns} from arrived where event_timestamp < $start qualify row_number() over "
         f"(partition by {key} order by event_timestamp desc, {EVENT_ID} desc) = 1"

@@ -38,13 +38,11 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from skewless import modes
-from skewless.schemas import EVENT_KEYS, event_from_row
+from skewless.schemas import EVENT_KEYS, RAW_TRANSACTION_COLUMNS, event_from_row
 from skewless.tasks import realtime_task
 
 DEFAULT_URL = "http://127.0.0.1:8000"
-_COLUMNS = ", ".join(
-    [*EVENT_KEYS, "amount", "event_timestamp", "arrival_timestamp", "is_fraud", "label_timestamp"]
-)
+_COLUMNS = ", ".join(RAW_TRANSACTION_COLUMNS)  # every staged column
 # Order of timeline items at the same instant: labels known by then, arriving events, requests,
 # then labels held back until their own transaction had arrived.
 _LABEL, _EVENT, _REQUEST, _LATE_LABEL = 0, 1, 2, 3

@@ -86,6 +86,13 @@ def _as_text(value: Any) -> str | None:
     return str(value)
 
 
+def section_keys(component: str) -> dict[str, Setting]:
+    """The component's rows of the table by key (the variable's name without ``SKEWLESS_``)."""
+    if component not in COMPONENTS:
+        raise ValueError(f"component={component!r}: expected one of {list(COMPONENTS)}")
+    return {s.env.removeprefix("SKEWLESS_"): s for s in TABLE if s.component == component}
+
+
 def section(
     component: str, env: Mapping[str, str] | None = None, overrides: Mapping | None = None
 ) -> dict[str, Any]:
@@ -93,16 +100,12 @@ def section(
     variable's name without ``SKEWLESS_`` (``SERVING_MODE``). ``overrides`` (same keys; None
     unsets) win over the environment and go through the same checks, so a bad value is refused
     the same way wherever it comes from."""
-    if component not in COMPONENTS:
-        raise ValueError(f"component={component!r}: expected one of {list(COMPONENTS)}")
+    keys = section_keys(component)
     env = os.environ if env is None else env
     var_dir = _var_dir(env)
     overrides = overrides or {}
     values: dict[str, Any] = {}
-    for setting in TABLE:
-        if setting.component != component:
-            continue
-        key = setting.env.removeprefix("SKEWLESS_")
+    for key, setting in keys.items():
         text = _as_text(overrides[key]) if key in overrides else _raw(setting, env, var_dir)[0]
         values[key] = None if text is None else setting.parse_text(text)
     return values

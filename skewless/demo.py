@@ -2,8 +2,10 @@
 
 1. simulate transactions; import the history as an initial load and drop the last two days' files
    where the `ingest` DAG picks them up;
-2. run the DAGs in order with `airflow dags test` (a real metadata DB under var/airflow) for the
-   day before the last: ingest → build_features → train_fraud → train_churn_30d → batch_score;
+2. start Airflow (api-server, scheduler, dag-processor on the SQLite metadata DB under var/airflow,
+   each in its own process group), unpause the DAGs and trigger `ingest` for the day before the last
+   over the REST API; its assets start build_features → train_<task> → batch_score → skew_report;
+   print each run's state, day and real duration as Airflow records them, then stop Airflow;
 3. print a summary: rows, features, model metrics, champion versions, the riskiest transactions
    of the day and the churn score distribution;
 4. the held-out last day: ingest it and rebuild the offline truth with dbt (Redis keeps the snapshot
@@ -15,15 +17,15 @@
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import subprocess
 import sys
 import time
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from skewless import (
+    airflow_api,
     importer,
     ingest,
     modes,
@@ -37,7 +39,13 @@ from skewless import (
 from skewless.features import GROUPS
 from skewless.tasks import TASKS
 
-DAGS = ("ingest", "build_features", *(f"train_{name}" for name in TASKS), "batch_score")
+DAGS = (
+    "ingest",
+    "build_features",
+    *(f"train_{name}" for name in TASKS),
+    "batch_score",
+    "skew_report",
+)
 
 
 def prepare_data(cfg: settings.Settings, *, customers: int, days: int, seed: int) -> date:
@@ -60,36 +68,40 @@ def prepare_data(cfg: settings.Settings, *, customers: int, days: int, seed: int
     return last_day
 
 
-def run_dags(day: date, env: dict[str, str], log_dir: Path) -> list[dict]:
-    airflow = str(Path(sys.executable).parent / "airflow")
-    log_dir.mkdir(parents=True, exist_ok=True)
-    timings = []
-    for dag_id in DAGS:
-        started = time.perf_counter()
-        log = log_dir / f"{dag_id}.log"
-        with log.open("w") as out:
-            proc = subprocess.run(
-                [
-                    airflow,
-                    "dags",
-                    "test",
-                    dag_id,
-                    day.isoformat(),
-                    "--conf",
-                    json.dumps({"day": day.isoformat()}),
-                ],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        seconds = time.perf_counter() - started
-        state = "success" if proc.returncode == 0 else "failed"
-        print(f"  {dag_id:<16} {state:<8} {seconds:6.1f}s  (log: {log})")
-        timings.append({"dag_id": dag_id, "state": state, "seconds": round(seconds, 1)})
-        if proc.returncode != 0:
-            tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
-            raise SystemExit(f"DAG {dag_id} failed for {day}:\n{tail}")
-    return timings
+def run_dags(day: date, env: dict[str, str], log_dir: Path) -> list[airflow_api.Run]:
+    """The batch loop through a running Airflow: unpauses the DAGs, triggers ``ingest`` for
+    ``day`` over the REST API (the day in the run's conf; the run starts now) and follows the asset
+    chain it starts to ``skew_report``."""
+    print(f"Airflow components starting (logs: {log_dir})")
+    with airflow_api.running(env, log_dir) as url:
+        client = airflow_api.Client(url)
+        client.wait_for_dags(DAGS)
+        for dag_id in DAGS:
+            client.set_paused(dag_id, False)
+        since = datetime.now(UTC).isoformat()
+        run_id = f"demo__{day}__{datetime.now(UTC):%Y%m%dT%H%M%S}"
+        client.trigger("ingest", {"day": day.isoformat()}, run_id=run_id)
+        print(f"Airflow on {url}: triggered ingest for {day} (run {run_id})")
+        runs = airflow_api.follow(client, DAGS, run_id, since)
+        waiting = client.runs("ingest", run_type="scheduled", state="running")
+    print(f"\n{'DAG':<16} {'state':<8} {'day':<10} {'duration':>9}  tasks")
+    for run in runs:
+        seconds = "" if run.seconds is None else f"{run.seconds:.1f}s"
+        tasks = ", ".join(f"{n} {state}" for state, n in sorted(run.tasks.items()))
+        print(f"{run.dag_id:<16} {run.state:<8} {run.day or '':<10} {seconds:>9}  {tasks}")
+    for scheduled in waiting:  # unpausing a @daily DAG schedules its latest interval at once
+        print(
+            f"(ingest's scheduled run {scheduled['dag_run_id']} waits for that day's drop file;"
+            " skipped after 6 hours if it never lands)"
+        )
+    failed = [run for run in runs if run.state != "success"]
+    if failed:
+        logs = Path(env["AIRFLOW__LOGGING__BASE_LOG_FOLDER"])
+        raise SystemExit(
+            f"DAG {failed[0].dag_id} ended {failed[0].state} for {day}: task logs under "
+            f"{logs / f'dag_id={failed[0].dag_id}'}, component logs in {log_dir}"
+        )
+    return runs
 
 
 def realtime(cfg: settings.Settings, held_out: date, port: int) -> dict:
@@ -233,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     redis_url = redis_server.resolve_url(cfg.redis_url, cfg.redis_dir)
     print(f"Redis: {redis_url}\nAirflow ({env['AIRFLOW_HOME']}), DAG runs for {day}:")
     try:
-        run_dags(day, env, cfg.var_dir / "demo")
+        run_dags(day, env, cfg.var_dir / "demo" / "airflow")
         result = summary(cfg, day)
         _print(result)
         if not args.batch_only:

@@ -88,10 +88,23 @@ def airflow_env(cfg: settings.Settings | None = None) -> dict[str, str]:
         "OMP_NUM_THREADS": "1",
     }
     env = {key: os.environ.get(key, value) for key, value in defaults.items()}
+    # task workers report to the api-server's execution API: where it listens, not Airflow's
+    # default of localhost:8080, so another AIRFLOW__API__PORT works too
+    env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] = os.environ.get(
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL",
+        f"{api_url(env)}/execution/",
+    )
     async_conn = _async_conn(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])
     if async_conn and "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC" not in os.environ:
         env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC"] = async_conn
     return env
+
+
+def api_url(env: dict[str, str]) -> str:
+    """The api-server's URL for a client on this machine (``AIRFLOW__API__HOST`` / ``PORT``)."""
+    host = env.get("AIRFLOW__API__HOST", "127.0.0.1")
+    host = "127.0.0.1" if host in ("", "0.0.0.0") else host
+    return f"http://{host}:{env.get('AIRFLOW__API__PORT', '8080')}"
 
 
 def _async_conn(conn: str) -> str | None:

@@ -57,14 +57,16 @@ def running(env: dict[str, str], log_dir: Path, timeout: float = 180) -> Iterato
                     start_new_session=True,
                 )
         url = orchestration.api_url(env)
-        _wait_healthy(url, procs, log_dir, timeout)
+        wait_healthy(url, procs, log_dir, timeout)
         yield url
     finally:
         for proc in procs.values():
             processes.stop_group(proc)
 
 
-def _wait_healthy(url: str, procs: dict, log_dir: Path, timeout: float) -> None:
+def wait_healthy(url: str, procs: dict, log_dir: Path, timeout: float) -> None:
+    """Returns once the metadata DB, the scheduler and the dag-processor report healthy at
+    ``url``; fails naming the log of any of ``procs`` that exited meanwhile."""
     deadline = time.monotonic() + timeout
     health: dict = {}
     while time.monotonic() < deadline:

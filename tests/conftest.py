@@ -21,6 +21,7 @@ from tests.helpers import (
     ServingEnv,
     clear_sidecar_keys,
     fresh_redis_db,
+    headless_chromium,
 )
 
 
@@ -184,3 +185,10 @@ def app(make_app):
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    """One headless chromium per module (tests.helpers.headless_chromium)."""
+    with headless_chromium(tmp_path_factory.mktemp("chromium")) as driver:
+        yield driver

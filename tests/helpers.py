@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from skewless.processes import stop_group
+from skewless.processes import group_alive, stop_group
 
 # Environment variables that place skewless state; tests point them at temporary directories.
 PLACEMENT_VARS = (
@@ -204,3 +204,67 @@ def unescape_pointer(pointer: str) -> list[str]:
     """RFC 6901's reference tokens of a JSON Pointer ("" is the whole document)."""
     assert pointer == "" or pointer.startswith("/"), pointer
     return [t.replace("~1", "/").replace("~0", "~") for t in pointer.split("/")[1:]]
+
+
+# Debian's chromium driven by selenium through Debian's chromedriver (`make setup` installs both).
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+INSTALL_HINT = (
+    "Debian's chromium and chromium-driver are needed: `make setup` installs them "
+    "(or: apt-get install chromium chromium-driver)"
+)
+BROWSER_WIDTH = 1280
+
+
+def missing_binaries() -> list[str]:
+    return [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not os.access(p, os.X_OK)]
+
+
+@contextlib.contextmanager
+def headless_chromium(directory: Path, width: int = BROWSER_WIDTH, height: int = 1000):
+    """A headless chromium with its profile and driver log under ``directory``, always quit (and
+    its process group stopped). Nothing is downloaded: the driver's path is given, so
+    selenium-manager never runs, and chromium's background networking is off."""
+    if missing := missing_binaries():
+        pytest.fail(f"{', '.join(missing)} not found. {INSTALL_HINT}")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",  # we run as root
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={directory / 'profile'}",
+        f"--window-size={width},{height}",
+        "--hide-scrollbars",
+        # no connections to the web: this machine refuses them, and nothing may be fetched
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-quic",
+    ):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    # The explicit driver path skips selenium-manager; the variables keep it offline regardless.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SE_OFFLINE", "true")
+        mp.setenv("SE_AVOID_STATS", "true")
+        service = Service(
+            executable_path=str(CHROMEDRIVER),
+            log_output=str(directory / "chromedriver.log"),
+            popen_kw={"start_new_session": True},  # its own process group, chromium included
+        )
+        driver = webdriver.Chrome(service=service, options=options)
+    pgid = service.process.pid
+    try:
+        driver.set_page_load_timeout(60)
+        yield driver
+    finally:
+        try:
+            driver.quit()  # closes chromium and stops chromedriver
+        finally:
+            if group_alive(pgid):
+                stop_group(pgid)

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import base64
 import io
-import os
 from pathlib import Path
 
 import pytest
 
 from monitoring import skew, skew_html
 from skewless import settings
-from skewless.processes import group_alive, stop_group
+from tests.helpers import BROWSER_WIDTH, INSTALL_HINT, missing_binaries
 from tests.monitoring import test_skew
 
 pytestmark = pytest.mark.slow  # on the built pipeline (dbt, Feast, MLflow) and a browser
@@ -29,11 +28,6 @@ env = test_skew.env
 day_truth = test_skew.day_truth
 planted = test_skew.planted
 
-CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
-INSTALL_HINT = (
-    "Debian's chromium and chromium-driver are needed: `make setup` installs them "
-    "(or: apt-get install chromium chromium-driver)"
-)
 # Read at import, before any fixture points SKEWLESS_VAR_DIR at a temporary copy.
 SCREENSHOT = settings.get("SKEWLESS_VAR_DIR") / "test-artifacts" / "skew_report.png"
 HEADINGS = {
@@ -45,7 +39,7 @@ HEADINGS = {
     "score": "Score drift",
     "examples": "The three tables",
 }
-WIDTH = 1280
+WIDTH = BROWSER_WIDTH
 
 # What the page looks like to the browser: per section its heading, tables (body rows and rendered
 # height) and images; every image's decode state; the page's size and text length.
@@ -77,64 +71,10 @@ return {
 """
 
 
-def missing_binaries() -> list[str]:
-    return [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not os.access(p, os.X_OK)]
-
-
 def test_chromium_and_chromedriver_are_installed():
     """Fails, not skips, on a machine without them, and says how to get them."""
     missing = missing_binaries()
     assert missing == [], f"{', '.join(missing)} not found. {INSTALL_HINT}"
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    """One headless chromium for the module, always quit (and its process group stopped)."""
-    if missing := missing_binaries():
-        pytest.fail(f"{', '.join(missing)} not found. {INSTALL_HINT}")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    directory = tmp_path_factory.mktemp("chromium")
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",  # we run as root
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        f"--user-data-dir={directory / 'profile'}",
-        f"--window-size={WIDTH},1000",
-        "--hide-scrollbars",
-        # no connections to the web: this machine refuses them, and nothing may be fetched
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-quic",
-    ):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    # The explicit driver path skips selenium-manager; the variables keep it offline regardless.
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SE_OFFLINE", "true")
-        mp.setenv("SE_AVOID_STATS", "true")
-        service = Service(
-            executable_path=str(CHROMEDRIVER),
-            log_output=str(directory / "chromedriver.log"),
-            popen_kw={"start_new_session": True},  # its own process group, chromium included
-        )
-        driver = webdriver.Chrome(service=service, options=options)
-    pgid = service.process.pid
-    try:
-        driver.set_page_load_timeout(60)
-        yield driver
-    finally:
-        try:
-            driver.quit()  # closes chromium and stops chromedriver
-        finally:
-            if group_alive(pgid):
-                stop_group(pgid)
 
 
 def render_page(report: dict, path: Path) -> Path:

@@ -70,7 +70,10 @@ def _score_path(security: dict, errors: dict) -> dict:
                         "name": "X-Request-ID",
                         "in": "header",
                         "required": False,
-                        "schema": {"type": "string", "maxLength": 64},
+                        "description": "The request's id in the response and the serving log"
+                        " when it matches ^[A-Za-z0-9._:-]{1,64}$; any other value is replaced"
+                        " by a generated id",
+                        "schema": {"type": "string"},
                     }
                 ],
                 "requestBody": {

@@ -2,13 +2,16 @@
 (serving/openapi.py builds the document from them).
 
 Requests are validated strictly: extra fields are forbidden, numbers must be finite JSON numbers
-(no strings, no booleans), amounts >= 0, timestamps ISO 8601 strings (a naive time is UTC). The features object is generated from the feature
-declaration, so the published schema lists exactly the features the fraud model consumes.
+(no strings, no booleans), amounts >= 0, timestamps ISO 8601 strings of a real date in 1970-2099
+(``TIMESTAMP_PATTERN``, published as the field's pattern; a time without offset is UTC). The
+features object is generated from the feature declaration, so the published schema lists exactly
+the features the fraud model consumes.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
@@ -16,9 +19,11 @@ from typing import Annotated, Any
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
+    WithJsonSchema,
     create_model,
 )
 
@@ -29,8 +34,22 @@ from skewless.schemas import EVENT_KEYS
 from skewless.tasks import Task, realtime_task
 from skewless.tasks import batch as batch_tasks
 
-EARLIEST = datetime(1970, 1, 1)
-LATEST = datetime(2100, 1, 1)
+# An event time as written: a real calendar date of 1970-2099 (leap days in leap years only), a
+# time to the second with up to 6 decimals, an optional offset (none: UTC). The server checks this
+# pattern before parsing, and the OpenAPI document publishes it, so what the document calls valid
+# is exactly what the server accepts.
+_LEAP_YEAR = r"(?:19(?:7[26]|8[048]|9[26])|20(?:[02468][048]|[13579][26]))"
+_MONTH_DAY = (
+    r"(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])"
+    r"|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)"
+    r"|02-(?:0[1-9]|1[0-9]|2[0-8]))"
+)
+TIMESTAMP_PATTERN = (
+    rf"^(?:(?:19[7-9][0-9]|20[0-9][0-9])-{_MONTH_DAY}|{_LEAP_YEAR}-02-29)"
+    r"T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,6})?"
+    r"(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])?$"
+)
+_TIMESTAMP = re.compile(TIMESTAMP_PATTERN)
 
 
 # The declared serving modes (skewless/modes.py) as the API's enum.
@@ -42,25 +61,39 @@ class Decision(StrEnum):
     DECLINE = "decline"
 
 
+def _written_timestamp(value: Any) -> Any:
+    """A string matching ``TIMESTAMP_PATTERN``, parsed; anything else is left to pydantic's strict
+    datetime check (which rejects it)."""
+    if not isinstance(value, str):
+        return value
+    if not _TIMESTAMP.fullmatch(value):
+        raise ValueError(
+            "expected an ISO 8601 date and time of 1970-2099, e.g. 2025-04-15T13:45:00Z"
+            " (seconds required, up to 6 decimals, offset optional)"
+        )
+    return datetime.fromisoformat(value)
+
+
 def _naive_utc(value: datetime) -> datetime:
-    """Aware times are converted to UTC; naive ones are UTC already. Kept in [1970, 2100)."""
+    """Aware times are converted to UTC; naive ones are UTC already."""
     if value.tzinfo is not None:
-        try:
-            value = value.astimezone(UTC).replace(tzinfo=None)
-        except OverflowError:
-            raise ValueError("timestamp out of range") from None
-    if not EARLIEST <= value < LATEST:
-        raise ValueError(f"timestamp must be in [{EARLIEST:%Y-%m-%d}, {LATEST:%Y-%m-%d}) UTC")
+        value = value.astimezone(UTC).replace(tzinfo=None)
     return value
 
 
 Identifier = Annotated[str, Field(min_length=1, max_length=128)]
 UtcTimestamp = Annotated[
     datetime,
+    BeforeValidator(_written_timestamp),
     AfterValidator(_naive_utc),
-    Field(
-        description="ISO 8601 date and time, e.g. 2025-04-15T13:45:00Z; without an offset it is UTC",
-        examples=["2025-04-15T13:45:00Z"],
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": TIMESTAMP_PATTERN,
+            "description": "ISO 8601 date and time of 1970-2099, e.g. 2025-04-15T13:45:00Z or"
+            " 2025-04-15T15:45:00.250+02:00; without an offset it is UTC",
+            "examples": ["2025-04-15T13:45:00Z"],
+        }
     ),
 ]
 

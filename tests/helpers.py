@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from skewless import stream
 from skewless.processes import group_alive, stop_group
 
 # Environment variables that place skewless state; tests point them at temporary directories.
@@ -118,14 +119,14 @@ def score_body(row, **overrides) -> dict:
 
 
 @contextlib.contextmanager
-def running_sidecar(serving_env: ServingEnv, tmp_path_factory, name: str):
+def running_sidecar(serving_env: ServingEnv, tmp_path_factory, name: str, **extra_env: str):
     """`skewless serve` (gunicorn, 2 workers) on a free loopback port, in its own process group,
-    with its own Prometheus dir and log; yields (port, proc, log path) once /readyz answers 200,
-    and stops the whole group on exit."""
+    with its own Prometheus dir and log (and ``extra_env``, e.g. SKEWLESS_API_TOKEN); yields
+    (port, proc, log path) once /readyz answers 200, and stops the whole group on exit."""
     port = free_port()
     metrics_dir = tmp_path_factory.mktemp(f"prometheus-{name}")
     log_path = tmp_path_factory.mktemp(f"gunicorn-{name}") / "server.log"
-    env = serving_env.subprocess_env(PROMETHEUS_MULTIPROC_DIR=str(metrics_dir))
+    env = serving_env.subprocess_env(PROMETHEUS_MULTIPROC_DIR=str(metrics_dir), **extra_env)
     argv = [sys.executable, "-m", "skewless.cli", "serve", "--port", str(port), "--workers", "2"]
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
@@ -268,3 +269,61 @@ def headless_chromium(directory: Path, width: int = BROWSER_WIDTH, height: int =
         finally:
             if group_alive(pgid):
                 stop_group(pgid)
+
+
+class Consumer:
+    """Starts and stops `skewless stream-consumer` processes on one Redis database (of a
+    ServingEnv), each in its own process group."""
+
+    def __init__(self, stream_env, log_dir):
+        from skewless import redis_server
+
+        self.env = stream_env.subprocess_env()
+        self.client = redis_server.connect(
+            stream_env.redis_url, cluster=stream_env.cfg.redis_cluster
+        )
+        self.log_dir = log_dir
+        self.proc = None
+        self.starts = 0
+
+    def start(self, *args: str) -> None:
+        self.client.hdel(stream.STATUS_KEY, "heartbeat")
+        self.starts += 1
+        log_path = self.log_dir / f"consumer-{self.starts}.log"
+        argv = [sys.executable, "-m", "skewless.cli", "stream-consumer", *args]
+        with log_path.open("wb") as log:
+            self.proc = subprocess.Popen(
+                argv,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+
+        def up():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"consumer exited: {log_path.read_text()[-3000:]}")
+            return self.client.hexists(stream.STATUS_KEY, "heartbeat")
+
+        wait_until(up, timeout=60, interval=0.1)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_group(self.proc)
+            self.proc = None
+
+    def add(self, event, *, kind="event", arrival=None) -> str:
+        return self.client.execute_command(
+            *stream.xadd_command(event, kind=kind, arrival=arrival)
+        ).decode()
+
+    def status(self) -> dict:
+        return stream.read_status(self.client) or {}
+
+    def wait_for(self, **counts: int) -> dict:
+        def reached():
+            status = self.status()
+            return status if all(int(status.get(k, 0)) == v for k, v in counts.items()) else None
+
+        return wait_until(reached, timeout=20, interval=0.05)

@@ -8,8 +8,6 @@ sidecar's reads cross nodes."""
 from __future__ import annotations
 
 import dataclasses
-import subprocess
-import sys
 from datetime import datetime, timedelta
 
 import pytest
@@ -20,7 +18,7 @@ from skewless import redis_server, settings, stream
 from skewless.evaluate import evaluate
 from skewless.features import FEATURE_SERVICES
 from tests.featurecheck import identical
-from tests.helpers import fresh_cluster, fresh_redis_db, stop_group, wait_until
+from tests.helpers import Consumer, fresh_cluster, fresh_redis_db
 
 FRAUD_V1 = next(s for s in FEATURE_SERVICES if s.name == "fraud_v1")
 CUSTOMER, MERCHANT = FRAUD_V1.groups
@@ -37,61 +35,6 @@ def _event(tx, at, customer="c1", merchant="m1", amount=10.0):
         "amount": amount,
         "event_timestamp": at,
     }
-
-
-class Consumer:
-    """Starts and stops `skewless stream-consumer` processes on one Redis database."""
-
-    def __init__(self, stream_env, log_dir):
-        self.env = stream_env.subprocess_env()
-        self.client = redis_server.connect(
-            stream_env.redis_url, cluster=stream_env.cfg.redis_cluster
-        )
-        self.log_dir = log_dir
-        self.proc = None
-        self.starts = 0
-
-    def start(self, *args: str) -> None:
-        self.client.hdel(stream.STATUS_KEY, "heartbeat")
-        self.starts += 1
-        log_path = self.log_dir / f"consumer-{self.starts}.log"
-        argv = [sys.executable, "-m", "skewless.cli", "stream-consumer", *args]
-        with log_path.open("wb") as log:
-            self.proc = subprocess.Popen(
-                argv,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-
-        def up():
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"consumer exited: {log_path.read_text()[-3000:]}")
-            return self.client.hexists(stream.STATUS_KEY, "heartbeat")
-
-        wait_until(up, timeout=60, interval=0.1)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            stop_group(self.proc)
-            self.proc = None
-
-    def add(self, event, *, kind="event", arrival=None) -> str:
-        return self.client.execute_command(
-            *stream.xadd_command(event, kind=kind, arrival=arrival)
-        ).decode()
-
-    def status(self) -> dict:
-        return stream.read_status(self.client) or {}
-
-    def wait_for(self, **counts: int) -> dict:
-        def reached():
-            status = self.status()
-            return status if all(int(status.get(k, 0)) == v for k, v in counts.items()) else None
-
-        return wait_until(reached, timeout=20, interval=0.05)
 
 
 @pytest.fixture(scope="module", params=["server", "cluster"])

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from models import datasets, registry
+from skewless import resp
 from skewless import settings as settings_module
 from skewless.tasks import PREDICTIONS_SCHEMA, Task, get_task
 
@@ -228,42 +229,31 @@ def write_scores_to_redis(
         return _write_to_cluster(url, task, ids, scores, version, day)
     client = redis_server.connect(url, cluster=False)
     tail = b"$13\r\nmodel_version\r\n%s$10\r\nscore_date\r\n%s" % (
-        _bulk(str(version).encode()),
-        _bulk(day.isoformat().encode()),
+        resp.bulk(str(version).encode()),
+        resp.bulk(day.isoformat().encode()),
     )
     head = b"*8\r\n$4\r\nHSET\r\n"
-    field = _bulk(task.score_column.encode())
+    field = resp.bulk(task.score_column.encode())
     prefix = task.scores_key_prefix.encode()
 
     def pack(start: int) -> tuple[bytes, int]:
         batch = ids[start : start + REDIS_BATCH]
         values = scores[start : start + REDIS_BATCH].tolist()
         payload = b"".join(
-            head + _bulk(prefix + entity_id.encode()) + field + _bulk(repr(value).encode()) + tail
+            head
+            + resp.bulk(prefix + entity_id.encode())
+            + field
+            + resp.bulk(repr(value).encode())
+            + tail
             for entity_id, value in zip(batch, values, strict=True)
         )
         return payload, len(values)
 
-    written = 0
-    connection = client.connection_pool.get_connection()
     try:
         starts = range(0, len(ids), REDIS_BATCH)
-        in_flight = None
-        for start in starts:
-            payload, count = pack(start)  # packed while Redis works on the previous batch
-            if in_flight:
-                written += _read_replies(connection, in_flight)
-            connection.send_packed_command([payload])
-            in_flight = count
-        if in_flight:
-            written += _read_replies(connection, in_flight)
-    except BaseException:
-        connection.disconnect()  # unread replies may be left on it
-        raise
+        return resp.send_batches(client, (pack(start) for start in starts))
     finally:
-        client.connection_pool.release(connection)
         client.close()
-    return written
 
 
 def _write_to_cluster(url: str, task: Task, ids, scores, version: str, day: date) -> int:
@@ -287,16 +277,6 @@ def _write_to_cluster(url: str, task: Task, ids, scores, version: str, day: date
     finally:
         client.close()
     return written
-
-
-def _read_replies(connection, count: int) -> int:
-    for _ in range(count):
-        connection.read_response()  # raises on an error reply
-    return count
-
-
-def _bulk(value: bytes) -> bytes:
-    return b"$%d\r\n%s\r\n" % (len(value), value)
 
 
 def _r(value: float) -> float:

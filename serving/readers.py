@@ -10,13 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any, Protocol
 
-from serving import feast_layout
 from serving.redisio import round_trips
 from serving.state import ExactState
-from skewless import modes, stream
+from skewless import feast_layout, modes, stream
 from skewless.evaluate import evaluate
 from skewless.features import FeatureGroup, FeatureService
 
@@ -50,14 +48,6 @@ def _entity_value(request, group: FeatureGroup) -> str:
 
 def empty_history(group: FeatureGroup, at: datetime) -> dict:
     return evaluate(group, [], at)
-
-
-def feast_project(repo: Path) -> tuple[str, int]:
-    """(project, entity_key_serialization_version) from the repo's feature_store.yaml."""
-    import yaml
-
-    config = yaml.safe_load((repo / "feature_store.yaml").read_text())
-    return config["project"], int(config.get("entity_key_serialization_version", 3))
 
 
 class MaterializedReader:

@@ -22,12 +22,13 @@ from models.datasets import feature_columns
 from serving import log as serving_log
 from serving.metrics import Metrics
 from serving.model import ChampionModel
-from serving.readers import feast_project, make_reader
+from serving.readers import make_reader
 from serving.redisio import client, round_trips
 from serving.schemas import Decision, ScoreRequest
 from serving.state import ExactState
 from skewless import modes, redis_server, stream
 from skewless import settings as settings_module
+from skewless.feast_layout import feast_project
 from skewless.features import request_features
 from skewless.schemas import EVENT_KEYS
 from skewless.tasks import batch as batch_tasks

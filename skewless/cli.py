@@ -90,7 +90,7 @@ def cmd_materialize(args: argparse.Namespace) -> int:
 
     cfg = settings.load()
     end = args.end or _default_cutoff(cfg)
-    print_json(pipeline.materialize(cfg, start=args.start, end=end))
+    print_json(pipeline.materialize(cfg, start=args.start, end=end, writer=args.writer))
     return 0
 
 
@@ -252,6 +252,13 @@ def _add_data_commands(sub) -> None:
     p = sub.add_parser("materialize", help="load the latest features into Redis")
     p.add_argument("--start", type=_timestamp, help="default: all rows up to --end")
     p.add_argument("--end", type=_timestamp, help="default: the cutoff after the last event")
+    p.add_argument(
+        "--writer",
+        choices=("skewless", "feast"),
+        default="skewless",
+        help="skewless: Feast's Redis layout written directly (same bytes, faster; the embedded"
+        " offline store on one Redis server, else feast); feast: FeatureStore.materialize",
+    )
     p.set_defaults(func=cmd_materialize)
 
     p = sub.add_parser("redis", help="the private Redis server under var/redis")

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 import redis
 
-from serving import feast_layout
-from serving.readers import MaterializedReader, feast_project
+from serving.readers import MaterializedReader
 from serving.redisio import ClusterRoundTrips, round_trips
-from skewless import dependencies, redis_server, settings
+from skewless import dependencies, feast_layout, redis_server, settings
+from skewless.feast_layout import feast_project
 from skewless.features import FEATURE_SERVICES
 from tests.helpers import (
     clear_sidecar_keys,

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import math
 import struct
+from datetime import UTC, datetime
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
-from serving import feast_layout
-from serving.readers import MaterializedReader, feast_project
-from skewless import settings
+from serving.readers import MaterializedReader
+from skewless import feast_layout, settings
+from skewless.feast_layout import feast_project
 from skewless.features import FEATURE_SERVICES
 from tests.featurecheck import identical
 
@@ -80,6 +81,33 @@ def test_timestamps_decode_like_protobuf():
         ts.FromDatetime(when)
         assert feast_layout.decode_timestamp(ts.SerializeToString()) == when
     assert feast_layout.decode_timestamp(None) is None
+
+
+@given(
+    st.one_of(st.none(), st.floats(allow_nan=True)),
+    st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1)),
+    st.datetimes(datetime(1900, 1, 1), datetime(2200, 1, 1)),
+)
+@example(float("nan"), 0, datetime(1970, 1, 1))
+@example(-0.0, -1, datetime(1969, 12, 31, 23, 59, 59, 999999))
+def test_values_and_timestamps_encode_as_feast_writes_them(double, integer, when):
+    """What Feast's materialization writes (feast.utils._convert_arrow_to_proto, then
+    Timestamp.FromDatetime in the Redis store): null and NaN become an empty Value."""
+    from feast.protos.feast.types.Value_pb2 import Value
+    from feast.type_map import python_values_to_proto_values
+    from feast.value_type import ValueType
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    (as_double,) = python_values_to_proto_values([double], ValueType.DOUBLE)
+    assert feast_layout.encode_double(double) == as_double.SerializeToString()
+    expected = b"" if integer is None else Value(int64_val=integer).SerializeToString()
+    assert feast_layout.encode_int64(integer) == expected
+    ts = Timestamp()
+    ts.FromDatetime(when.replace(tzinfo=UTC))
+    assert feast_layout.encode_timestamp(when) == ts.SerializeToString()
+    assert feast_layout.decode_timestamp(feast_layout.encode_timestamp(when)) == when.replace(
+        tzinfo=UTC
+    )
 
 
 @pytest.fixture(scope="module")

@@ -12,10 +12,11 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from serving.readers import StreamingReader, feast_project
+from serving.readers import StreamingReader
 from serving.state import ExactState
 from skewless import redis_server, settings, stream
 from skewless.evaluate import evaluate
+from skewless.feast_layout import feast_project
 from skewless.features import FEATURE_SERVICES
 from tests.featurecheck import identical
 from tests.helpers import Consumer, fresh_cluster, fresh_redis_db

@@ -1,4 +1,4 @@
-"""Feast's Redis online-store layout, read without importing Feast.
+"""Feast's Redis online-store layout, read and written without importing Feast.
 
 Feast (``feast/infra/online_stores/redis.py``) keeps one hash per entity key:
 
@@ -8,13 +8,16 @@ Feast (``feast/infra/online_stores/redis.py``) keeps one hash per entity key:
   ``google.protobuf.Timestamp`` (the feature row's event time).
 
 Only what the declaration uses is decoded (scalars); anything else raises ``UnsupportedValue``.
-tests/serving/test_feast_layout.py holds this module equal to Feast itself.
+The encoders write what Feast's materialization writes for the declared types (int64, float64;
+null and NaN as an empty Value). tests/serving/test_feast_layout.py holds both directions equal to
+Feast itself, and tests/dbt/test_online_writer.py the whole materialization.
 """
 
 from __future__ import annotations
 
 import struct
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import mmh3
 
@@ -25,6 +28,26 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 class UnsupportedValue(ValueError):
     """A Value protobuf of a kind the sidecar does not decode (lists, maps, …)."""
+
+
+def feast_project(repo: Path) -> tuple[str, int]:
+    """(project, entity_key_serialization_version) from the repo's feature_store.yaml."""
+    import yaml
+
+    config = yaml.safe_load((repo / "feature_store.yaml").read_text())
+    return config["project"], int(config.get("entity_key_serialization_version", 3))
+
+
+def offline_store_type(repo: Path) -> str:
+    """The offline store type of the feature_store.yaml Feast loads for ``repo``:
+    FEAST_FS_YAML_FILE_PATH (relative to the repo) if set, else feature_store.yaml."""
+    import os
+
+    import yaml
+
+    path = repo / os.environ.get("FEAST_FS_YAML_FILE_PATH", "feature_store.yaml")
+    store = (yaml.safe_load(path.read_text()) or {}).get("offline_store", "dask")
+    return store if isinstance(store, str) else store.get("type", "dask")
 
 
 def entity_key(join_key: str, value: str, project: str) -> bytes:
@@ -103,9 +126,16 @@ def decode_value(data: bytes | None):
 
 
 def decode_timestamp(data: bytes | None) -> datetime | None:
-    """A serialized ``google.protobuf.Timestamp`` as an aware UTC datetime (None if absent)."""
-    if not data:
+    """A serialized ``google.protobuf.Timestamp`` as an aware UTC datetime (None if absent; the
+    empty message is the epoch itself)."""
+    if data is None:
         return None
+    seconds, nanos = decode_timestamp_parts(data)
+    return _EPOCH + timedelta(seconds=seconds, microseconds=nanos // 1000)
+
+
+def decode_timestamp_parts(data: bytes) -> tuple[int, int]:
+    """(seconds, nanos) of a serialized ``google.protobuf.Timestamp``."""
     seconds = nanos = 0
     pos = 0
     while pos < len(data):
@@ -115,4 +145,52 @@ def decode_timestamp(data: bytes | None) -> datetime | None:
             seconds = _signed(value, 64)
         elif tag >> 3 == 2:
             nanos = _signed(value, 32)
-    return _EPOCH + timedelta(seconds=seconds, microseconds=nanos // 1000)
+    return seconds, nanos
+
+
+# -- writing ---------------------------------------------------------------------------------------
+
+_U64 = (1 << 64) - 1
+_pack_double = struct.Struct("<d").pack
+
+
+def varint(value: int) -> bytes:
+    """Protobuf base-128 varint of a non-negative int (negatives: pass ``value & _U64``)."""
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def encode_double(value: float | None) -> bytes:
+    """A ``feast.types.Value`` with ``double_val`` (empty for null or NaN, as Feast writes them)."""
+    if value is None or value != value:
+        return b""
+    return b"\x29" + _pack_double(value)
+
+
+def encode_int64(value: int | None) -> bytes:
+    """A ``feast.types.Value`` with ``int64_val`` (empty for null)."""
+    if value is None:
+        return b""
+    return b"\x20" + varint(int(value) & _U64)
+
+
+def encode_timestamp(when: datetime) -> bytes:
+    """A ``google.protobuf.Timestamp`` of ``when`` (naive: UTC), as Feast stores ``_ts:<view>``."""
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    delta = when - _EPOCH
+    return encode_timestamp_micros(
+        (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    )
+
+
+def encode_timestamp_micros(micros: int) -> bytes:
+    """The Timestamp of ``micros`` since the epoch: seconds and non-negative nanos, each left out
+    when zero."""
+    seconds, micros = divmod(micros, 1_000_000)
+    out = b"\x08" + varint(seconds & _U64) if seconds else b""
+    return out + (b"\x10" + varint(micros * 1000) if micros else b"")

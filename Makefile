@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 export DO_NOT_TRACK := 1
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 
-.PHONY: setup postgres chromium lock test fuzz lint format bench demo airflow mlflow serve clean
+.PHONY: setup postgres chromium wrk lock test fuzz lint format bench demo airflow mlflow serve clean
 
 setup: $(BIN)/skewless postgres chromium
 
@@ -84,8 +84,17 @@ serve: setup
 # Every benchmark by default (bench/README.md); one with e.g. `make bench BENCH=sidecar`, and its
 # options with BENCH_ARGS="--duration 30".
 BENCH ?= features sidecar quality hot_entity
-bench: setup
+bench: setup wrk
 	for name in $(BENCH); do $(BIN)/python -m bench.$$name $(BENCH_ARGS) || exit 1; done
+
+# Debian's wrk, the outside HTTP client bench.sidecar cross-checks its own load generator with.
+# Installed once when missing; without root or apt the wrk phase is skipped and says so.
+wrk:
+	@if command -v wrk >/dev/null; then :; \
+	else sudo=""; [ "$$(id -u)" -eq 0 ] || sudo="sudo"; \
+	  $$sudo apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends wrk \
+	  || echo "warning: could not install wrk (apt-get install wrk): bench.sidecar skips its wrk runs"; fi
 
 clean:
 	rm -rf var dbt_project/target dbt_project/logs

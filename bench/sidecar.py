@@ -190,6 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--max-seconds", type=float, default=3.0, help="measured seconds per level")
     load.add_argument("--sane-p99-ms", type=float, default=50.0, help="p99 bound of max throughput")
     load.add_argument("--calibration-seconds", type=float, default=6.0)
+    load.add_argument("--wrk-seconds", type=float, default=5.0, help="per wrk run (outside client)")
+    load.add_argument("--wrk-bodies", type=int, default=2000, help="bodies cycled by wrk")
     load.add_argument("--check-requests", type=int, default=100, help="chain vs sidecar scores")
     load.add_argument("--workers", type=int, default=2, help="sidecar gunicorn workers")
     load.add_argument(

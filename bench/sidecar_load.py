@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from bench import procs
+from bench import procs, wrk
 from bench.sidecar_setup import BIN, PROJECT_ROOT, RUN_DIR
 from skewless.tasks import realtime_task
 
@@ -277,6 +277,8 @@ class Realtime:
             target["bodies"] = str(RUN_DIR / "bodies.json")
             spec = {"target": target, "cpu_pgids": {"server": floor.pgid}}
             out["http"] = loadgen(spec | {"run": run}, "floor-http", self.env)
+            if wrk.available():
+                self.wrk_results["floor"] = self.wrk_run("floor", floor_port, None)
         for name, result in out.items():
             print(
                 f"  floor  {name:<12} {a.rate:5g}/s: p50 {result['p50_ms']} ms, "
@@ -285,11 +287,35 @@ class Realtime:
             )
         return out
 
+    def wrk_run(self, name: str, port: int, mode: str | None) -> dict:
+        """wrk over one connection (latency) and four (throughput), the bodies cycled."""
+        bodies = json.loads((RUN_DIR / "bodies.json").read_text())[: self.args.wrk_bodies]
+        lua = wrk.script(bodies, SCORE_PATH, RUN_DIR / f"wrk-{name}.lua", mode)
+        url, seconds = f"http://127.0.0.1:{port}{SCORE_PATH}", self.args.wrk_seconds
+        runs = {f"c{c}": wrk.run(url, lua, connections=c, seconds=seconds) for c in (1, 4)}
+        one, four = runs["c1"], runs["c4"]
+        print(
+            f"  wrk    {name:<12} c1: p50 {one.get('p50_ms')} ms, p99 {one.get('p99_ms')} ms; "
+            f"c4: {four['requests_per_second']}/s (non-2xx {one['non_2xx'] + four['non_2xx']})",
+            flush=True,
+        )
+        return runs
+
     def run(self, bodies: list[dict]) -> dict:
         a, names = self.args, list(self.targets)
         port = self.started["sidecar"].port
         out = {"check_chain": check_chain(port, self.chain, bodies, a.check_requests)}
+        self.wrk_results: dict = {}
         out["floors"] = self.calibrate()
+        if wrk.available():
+            for name in self.modes:
+                with self.active(name):
+                    self.wrk_results[name] = self.wrk_run(name, port, name)
+        else:
+            self.wrk_results["skipped"] = (
+                "wrk not found (make bench installs it: apt-get install wrk)"
+            )
+        out["wrk"] = self.wrk_results
         out["at_rate"] = {
             name: self.open_run(name, a.rate, a.duration, "rate", a.warmup) for name in names
         }

@@ -169,9 +169,55 @@ def _cpu_rows(report: dict, realtime: dict, goals: dict) -> list[tuple[str, str,
     return out
 
 
+WRK_P50_OVER_FLOOR_MS, WRK_P99_MS, WRK_THROUGHPUT_SHARE = 0.4, 2.5, 0.5
+
+
+def _wrk_rows(realtime: dict) -> list[tuple[str, str, str, str]]:
+    """wrk, the outside client: each mode against the bare-Flask floor of the same run."""
+    runs = realtime.get("wrk", {})
+    if "skipped" in runs:
+        return [("wrk (outside client)", "skipped", runs["skipped"], "")]
+    floor = runs.get("floor")
+    if not floor:
+        return []
+    base_p50, base_rps = floor["c1"].get("p50_ms"), floor["c4"]["requests_per_second"]
+    out = [
+        (
+            "wrk floor (bare Flask)",
+            f"c1 p50 {base_p50} / p99 {floor['c1'].get('p99_ms')} ms; c4 {base_rps}/s",
+            "",
+            "",
+        )
+    ]
+    for name, run in runs.items():
+        if name == "floor":
+            continue
+        one, four = run["c1"], run["c4"]
+        over = round(one["p50_ms"] - base_p50, 3)
+        fast = over <= WRK_P50_OVER_FLOOR_MS and one["p99_ms"] <= WRK_P99_MS and not one["non_2xx"]
+        out.append(
+            (
+                f"wrk c1 {name}",
+                f"p50 {one['p50_ms']} (floor +{over}) / p99 {one['p99_ms']} ms",
+                f"p50 <= floor + {WRK_P50_OVER_FLOOR_MS} ms, p99 <= {WRK_P99_MS} ms",
+                "yes" if fast else "NO",
+            )
+        )
+        share = four["requests_per_second"] / base_rps if base_rps else 0.0
+        out.append(
+            (
+                f"wrk c4 {name}",
+                f"{four['requests_per_second']}/s ({share:.0%} of the floor)",
+                f">= {WRK_THROUGHPUT_SHARE:.0%} of the floor",
+                "yes" if share >= WRK_THROUGHPUT_SHARE and not four["non_2xx"] else "NO",
+            )
+        )
+    return out
+
+
 def rows(report: dict) -> list[tuple[str, str, str, str]]:
     goals, realtime = report["targets"], report.get("realtime", {})
-    out = _floor_rows(realtime)
+    out = _floor_rows(realtime) + _wrk_rows(realtime)
     for label, runs in (
         ("", realtime.get("at_rate", {})),
         ("common ", realtime.get("at_common_rate", {})),

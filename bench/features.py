@@ -310,14 +310,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be >= 1")
-    report = run(args)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2, default=str) + "\n")
-    print_table(report)
-    print(f"report: {args.out}")
-    if not args.keep:
-        shutil.rmtree(RUN_DIR, ignore_errors=True)
+    save(run(args), args.out, print_table, None if args.keep else RUN_DIR)
     return 0
+
+
+def save(report: dict, out: Path, print_table, remove: Path | None) -> None:
+    """Writes the JSON report, prints its table and removes the run's directory (unless kept)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    print_table(report)
+    print(f"report: {out}")
+    if remove is not None:
+        shutil.rmtree(remove, ignore_errors=True)
 
 
 if __name__ == "__main__":

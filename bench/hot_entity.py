@@ -26,14 +26,13 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import shutil
 import sys
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from bench import procs, sidecar_setup
-from bench.features import machine
+from bench.features import machine, save
 from bench.sidecar_load import SCORE_PATH, bootstrap_exact, loadgen, redis_client
 from bench.sidecar_setup import PROJECT_ROOT, RUN_DIR
 
@@ -227,13 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="the JSON report")
     parser.add_argument("--keep", action="store_true", help=f"keep {RUN_DIR} after the run")
     args = parser.parse_args(argv)
-    report = run(args)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2, default=str) + "\n")
-    print_table(report)
-    print(f"report: {args.out}")
-    if not args.keep:
-        shutil.rmtree(RUN_DIR, ignore_errors=True)
+    save(run(args), args.out, print_table, None if args.keep else RUN_DIR)
     return 0
 
 

@@ -9,6 +9,7 @@ otherwise the environment's settings are loaded (var/, MLflow, models/config.yam
 
 from __future__ import annotations
 
+import io
 import time
 
 from flask import Flask, g, request
@@ -50,4 +51,25 @@ def create_app(config: dict | None = None) -> Flask:
             )
         return response
 
+    app.wsgi_app = _ReadBody(app.wsgi_app, app.config["MAX_CONTENT_LENGTH"])
     return app
+
+
+class _ReadBody:
+    """Reads a request's body (up to the size limit) before Flask dispatches it.
+
+    Some answers leave without reading the body - a 405 for a method a route does not take, a
+    404, a 401 - and on a keep-alive connection gunicorn's gthread worker must then drain the
+    unread bytes itself. Under load that path was seen to stall a connection for seconds (the
+    contract fuzzer's unsupported-method probes, which carry a body). Read here, the body is
+    always consumed; a body over the limit is left to the 413 answer and gunicorn's bounded drain.
+    """
+
+    def __init__(self, wsgi_app, limit: int):
+        self.wsgi_app, self.limit = wsgi_app, limit
+
+    def __call__(self, environ, start_response):
+        length = environ.get("CONTENT_LENGTH") or ""
+        if length.isdigit() and 0 < int(length) <= self.limit:
+            environ["wsgi.input"] = io.BytesIO(environ["wsgi.input"].read(int(length)))
+        return self.wsgi_app(environ, start_response)

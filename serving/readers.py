@@ -46,8 +46,15 @@ def _entity_value(request, group: FeatureGroup) -> str:
     return getattr(request, group.entity.join_key)
 
 
+_EMPTY: dict[str, dict] = {}
+
+
 def empty_history(group: FeatureGroup, at: datetime) -> dict:
-    return evaluate(group, [], at)
+    """The features of an entity with no events (a copy). Without events no value depends on
+    the time, so each group's is computed once."""
+    if group.name not in _EMPTY:
+        _EMPTY[group.name] = evaluate(group, [], at)
+    return dict(_EMPTY[group.name])
 
 
 class MaterializedReader:

@@ -21,7 +21,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from skewless import orchestration, processes
@@ -180,6 +180,25 @@ class Run:
             return None
         start, end = (datetime.fromisoformat(d) for d in (self.start_date, self.end_date))
         return round((end - start).total_seconds(), 1)
+
+
+def run_chain(
+    client: Client,
+    dag_ids: Sequence[str],
+    day: str,
+    run_id: str,
+    timeout: float = 1800,
+    progress: Callable[[str], None] = print,
+) -> list[Run]:
+    """Unpauses ``dag_ids`` once the dag-processor has stored them, triggers the first for
+    ``day`` (in its conf) as ``run_id`` and follows the chain its assets start (``follow``)."""
+    client.wait_for_dags(dag_ids)
+    for dag_id in dag_ids:
+        client.set_paused(dag_id, False)
+    since = datetime.now(UTC).isoformat()
+    client.trigger(dag_ids[0], {"day": day}, run_id=run_id)
+    progress(f"triggered {dag_ids[0]} for {day} (run {run_id}) at {client.url}")
+    return follow(client, dag_ids, run_id, since, timeout=timeout, progress=progress)
 
 
 def follow(

@@ -75,14 +75,8 @@ def run_dags(day: date, env: dict[str, str], log_dir: Path) -> list[airflow_api.
     print(f"Airflow components starting (logs: {log_dir})")
     with airflow_api.running(env, log_dir) as url:
         client = airflow_api.Client(url)
-        client.wait_for_dags(DAGS)
-        for dag_id in DAGS:
-            client.set_paused(dag_id, False)
-        since = datetime.now(UTC).isoformat()
         run_id = f"demo__{day}__{datetime.now(UTC):%Y%m%dT%H%M%S}"
-        client.trigger("ingest", {"day": day.isoformat()}, run_id=run_id)
-        print(f"Airflow on {url}: triggered ingest for {day} (run {run_id})")
-        runs = airflow_api.follow(client, DAGS, run_id, since)
+        runs = airflow_api.run_chain(client, DAGS, day.isoformat(), run_id)
         waiting = client.runs("ingest", run_type="scheduled", state="running")
     print(f"\n{'DAG':<16} {'state':<8} {'day':<10} {'duration':>9}  tasks")
     for run in runs:

@@ -19,7 +19,7 @@ import os
 import re
 import subprocess
 import sys
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -68,13 +68,8 @@ def chain(tmp_path_factory, redis_db):
             url = orchestration.api_url(dict(os.environ))
             airflow_api.wait_healthy(url, {"standalone": proc}, base, timeout=240)
             client = airflow_api.Client(url, USER, PASSWORD)
-            client.wait_for_dags(DAGS)
-            for dag_id in DAGS:
-                client.set_paused(dag_id, False)
-            since = datetime.now(UTC).isoformat()
             run_id = f"ui_test__{DAY}"
-            client.trigger("ingest", {"day": DAY.isoformat()}, run_id=run_id)
-            runs = airflow_api.follow(client, DAGS, run_id, since, timeout=900)
+            runs = airflow_api.run_chain(client, DAGS, DAY.isoformat(), run_id, timeout=900)
             yield {"url": url, "client": client, "runs": runs, "run_id": run_id, "log": log}
         finally:
             processes.stop_group(proc)

@@ -2,8 +2,9 @@
 
 - ``running(env, log_dir)``: the api-server, scheduler and dag-processor on the prepared
   environment (``orchestration.prepare_airflow``), each in its own process group with its log under
-  ``log_dir``, stopped as groups on exit;
+  ``log_dir``, stopped as groups on exit; ``wait_healthy`` waits for any running Airflow;
 - ``Client``: the public REST API (``/api/v2``) with a token from ``POST /auth/token``;
+- ``run_chain``: unpauses the DAGs, triggers the first for a day (in the run's conf) and follows;
 - ``follow``: waits on a triggered run and the runs its assets start downstream, printing a line
   whenever a DAG's run changes state, and returns each run's state, real start and end times, task
   states and the day it worked on (its conf or the extra of the asset event that started it).

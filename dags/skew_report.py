@@ -9,7 +9,11 @@ same transactions.
    already there are skipped, so a re-run inserts nothing twice.
 2. **served_modes** — the serving modes with logged requests on the day (none: nothing to report).
 3. **report** — one mapped task per mode: the report as `var/reports/skew_<mode>_<date>.json` and
-   `.html` (replaced on a re-run) and a run in the MLflow experiment `skew_report`.
+   `.html` (replaced on a re-run) and a run in the MLflow experiment `skew_report`, with the
+   features past their skew thresholds (`monitoring/skew_thresholds.yaml`, overrides per feature in
+   the declaration) listed as anomalies.
+4. **gate** — fails, once every report is written, when a report has a gating anomaly; its log
+   names the modes and holds the table of anomalies.
 
 Scheduled by the predictions asset, the end of the nightly batch loop: by then `build_features` has
 rebuilt the day's offline truth with every event landed for it, and no other DAG of the loop is
@@ -67,10 +71,16 @@ def skew_report():
 
         return report_day(date.fromisoformat(day), mode)
 
+    @task(retries=0)
+    def gate(summaries: list[dict]) -> dict:
+        from monitoring.skew_gate import check
+
+        return check(list(summaries))
+
     day = resolve_day()
     modes = served_modes(day)
     flush_log() >> modes
-    report.partial(day=day).expand(mode=modes)
+    gate(report.partial(day=day).expand(mode=modes))
 
 
 skew_report()

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from models.datasets import event_rows, feature_columns, predict
+from monitoring import skew_gate
 from monitoring import skew_measures as measures
 from monitoring.flush import TABLE
 from monitoring.skew_causes import mismatch_causes
@@ -303,6 +304,8 @@ def _assemble(served_day: _ServedDay, offline, features, feature_histograms, sco
             "frauds": int((is_fraud[known] == 1).sum()),
         },
         "causes": served_day.causes,
+        "thresholds": (limits := skew_gate.thresholds()),
+        "anomalies": skew_gate.anomalies(features, served_day.mode, limits),
         "examples": measures.examples(
             log,
             truth,
@@ -378,6 +381,11 @@ def format_table(report: dict) -> str:
         f"mismatch causes: late arrival {c['late_arrival']}, staleness {c['staleness']}, "
         f"logic {c['logic']}",
     ]
+    found = report.get("anomalies", [])
+    gating = sum(a["gate"] for a in found)
+    lines += ["", f"anomalies: {len(found)} ({gating} gating)"]
+    if found:
+        lines.append(skew_gate.table(found))
     if report.get("examples", {}).get("impact"):
         for title, (head, rows) in example_tables(report).items():
             cells = [head, *[[_cell(v) for v in row] for row in rows]]

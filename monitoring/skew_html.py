@@ -27,6 +27,7 @@ th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
 th { background: #f3f3f3; }
 td.text, th.text { text-align: left; }
 tr.skewed td { background: #fff4e5; }
+tr.anomaly td { background: #fde2e1; }
 tr.missed td, tr.alert td { background: #fde0dd; }
 figure { display: inline-block; margin: 0.3em; }
 figcaption { font-size: 0.85em; text-align: center; }
@@ -178,16 +179,33 @@ def _summary(report: dict) -> list[str]:
         '<section id="summary"><h2>Summary</h2>',
         _table(
             ["requests", "mode", "date", "model version", "threshold", "mean |score drift|"]
-            + ["p95 |score drift|", "flipped", "missed frauds", "false alerts"],
+            + ["p95 |score drift|", "flipped", "missed frauds", "false alerts"]
+            + ["anomalies (gating)"],
             [
                 [report["requests"], mode, day, ", ".join(report.get("model_versions", []))]
                 + [report.get("threshold"), score["mean_abs_drift"], score["p95_abs_drift"]]
                 + [dec["flipped"], dec["missed_frauds"], dec["false_alerts"]]
+                + [_anomaly_count(report.get("anomalies", []))]
             ],
-            text_columns=(1, 2, 3),
+            text_columns=(1, 2, 3, 10),
         ),
         "</section>",
     ]
+
+
+def _anomaly_count(found: list[dict]) -> str:
+    return f"{len(found)} ({sum(a['gate'] for a in found)})"
+
+
+def _anomaly_text(found: list[dict]) -> str:
+    """A feature's anomalies as short text: 'match rate 0.54 < 0.99 (gates)'."""
+    parts = []
+    for a in found:
+        sign = "<" if a["bound"] == "min" else ">"
+        name = a["metric"].replace("_", " ")
+        gate = " (gates)" if a["gate"] else ""
+        parts.append(f"{name} {a['value']:.3g} {sign} {a['threshold']:g}{gate}")
+    return "; ".join(parts)
 
 
 def _quality(q: dict) -> list[str]:
@@ -251,12 +269,17 @@ def _causes(c: dict) -> list[str]:
 def _features(report: dict) -> list[str]:
     """The per-feature table and the distributions of the most skewed features."""
     feature_rows, classes = [], []
+    by_feature: dict[str, list[dict]] = {}
+    for a in report.get("anomalies", []):
+        by_feature.setdefault(a["feature"], []).append(a)
     for name, s in report["features"].items():
+        found = by_feature.get(name, [])
         feature_rows.append(
             [name, s["match_rate"], s["mean_abs_diff"], s["p95_abs_diff"]]
-            + [s["js_divergence"], s["psi"]]
+            + [s["js_divergence"], s["psi"], _anomaly_text(found)]
         )
-        classes.append("skewed" if s["match_rate"] is not None and s["match_rate"] < 1 else "")
+        skewed = s["match_rate"] is not None and s["match_rate"] < 1
+        classes.append("anomaly" if found else "skewed" if skewed else "")
     histograms = report.get("histograms", {})
     plotted = [n for n in most_skewed(report) if n in histograms.get("features", {})]
     return [
@@ -265,10 +288,11 @@ def _features(report: dict) -> list[str]:
         "and PSI on 20 shared quantile bins of the pooled values, nulls in a bin of their own."
         "</p>",
         _table(
-            ["feature", "match rate", "mean |diff|", "p95 |diff|", "JS divergence", "PSI"],
+            ["feature", "match rate", "mean |diff|", "p95 |diff|", "JS divergence", "PSI"]
+            + ["past its threshold"],
             feature_rows,
             row_classes=classes,
-            text_columns=(0,),
+            text_columns=(0, 6),
         ),
         f"<h3>Distributions of the {len(plotted)} most skewed features</h3>",
         *(_feature_plot(n, histograms["features"][n]) for n in plotted),

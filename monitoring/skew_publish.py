@@ -48,6 +48,8 @@ def metrics(report: dict) -> dict[str, float]:
     out |= {f"quality.{k}": v for k, v in report["quality"].items()}
     out |= {f"causes.{k}": v for k, v in report["causes"].items()}
     out["requests"] = report["requests"]
+    found = report.get("anomalies", [])
+    out["anomalies"], out["anomalies.gating"] = len(found), sum(a["gate"] for a in found)
     return {k: float(v) for k, v in out.items() if v is not None}
 
 
@@ -120,5 +122,6 @@ def report_day(day: date, mode: str, cfg=None, *, mlflow: bool = True) -> dict:
         "requests": report["requests"],
         "decisions": report["decisions"],
         "quality": report["quality"],
+        "anomalies": report["anomalies"],
         **publish(report, cfg, mlflow=mlflow),
     }

@@ -19,6 +19,20 @@ from enum import StrEnum
 
 PREDICTIONS_SCHEMA = "predictions"
 
+# The per-feature measures of the skew report that thresholds apply to (monitoring/skew_gate.py;
+# defaults in monitoring/skew_thresholds.yaml, overrides per feature in the declaration).
+SKEW_METRICS = ("match_rate", "js_divergence", "psi")
+
+
+def _check_thresholds(name: str, thresholds) -> None:
+    unknown = sorted(set(thresholds) - set(SKEW_METRICS))
+    if unknown:
+        raise ValueError(f"{name}: skew_thresholds {unknown}: expected {', '.join(SKEW_METRICS)}")
+    for metric, limit in thresholds.items():
+        if not isinstance(limit, int | float) or limit != limit or limit < 0:
+            raise ValueError(f"{name}: skew_thresholds[{metric!r}]={limit!r}: expected >= 0")
+
+
 WINDOWS: dict[str, timedelta] = {
     "1h": timedelta(hours=1),
     "1d": timedelta(days=1),
@@ -73,8 +87,12 @@ class Aggregate:
     # A key of WINDOWS: the window runs over label time instead: labels that became known in
     # [t - w, t], of the entity's events in [t - within, t).
     label_time_within: str | None = None
+    # Skew thresholds of this aggregate's features that replace the defaults, e.g.
+    # {"match_rate": 0.9} for a feature known to be served a little stale.
+    skew_thresholds: dict = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self):
+        _check_thresholds(self.name, self.skew_thresholds)
         for option in ("offset", "label_time_within"):
             value = getattr(self, option)
             if value is None:
@@ -119,6 +137,10 @@ class Ratio:
     scale: float = 1.0
     description: str = ""
     dtype: str = "float64"
+    skew_thresholds: dict = field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self):
+        _check_thresholds(self.name, self.skew_thresholds)
 
 
 @dataclass(frozen=True)
@@ -126,6 +148,7 @@ class Feature:
     name: str
     dtype: str
     description: str
+    skew_thresholds: dict = field(default_factory=dict, compare=False, hash=False)
 
 
 @dataclass(frozen=True)
@@ -154,8 +177,11 @@ class FeatureGroup:
 
     @property
     def features(self) -> list[Feature]:
-        out = [Feature(name, a.dtype, _describe(a, w)) for a, w, name in self.window_features()]
-        out.extend(Feature(r.name, r.dtype, r.description) for r in self.ratios)
+        out = [
+            Feature(name, a.dtype, _describe(a, w), a.skew_thresholds)
+            for a, w, name in self.window_features()
+        ]
+        out.extend(Feature(r.name, r.dtype, r.description, r.skew_thresholds) for r in self.ratios)
         return out
 
     @property

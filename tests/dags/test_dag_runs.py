@@ -163,14 +163,16 @@ def log_requests(cfg, redis_url: str, day: date, n: int = 30) -> dict[str, int]:
 def test_skew_report_flushes_the_log_and_reports_each_served_mode(env, dags, redis_db):
     from mlflow import MlflowClient
 
-    from monitoring import skew_publish
+    from monitoring import skew_gate, skew_publish
 
     cfg = env["cfg"]
     planted = log_requests(cfg, redis_db, DAY)
     dag_run = run(dags, "skew_report", DAY)
-    assert dag_run.state == "success"
+    # the materialized mode's 5 stale values in 30 cross the default match-rate threshold: every
+    # report is written, then the gate fails the run
+    assert dag_run.state == "failed"
     states = {(ti.task_id, ti.map_index): ti.state for ti in dag_run.get_task_instances()}
-    assert set(states.values()) == {"success"}
+    assert {k: v for k, v in states.items() if v != "success"} == {("gate", -1): "failed"}
     assert {i for t, i in states if t == "report"} == {0, 1}  # one per served mode
 
     logged = table(cfg, "select mode, count(*) as n from serving.serving_log group by mode")
@@ -193,6 +195,23 @@ def test_skew_report_flushes_the_log_and_reports_each_served_mode(env, dags, red
         causes = report["causes"]
         # materialized: the stale values are staleness unless an event arrived late (simulated)
         assert causes["logic"] == 0 and causes["late_arrival"] + causes["staleness"] == stale
+        gating = {a["feature"] for a in report["anomalies"] if a["gate"]}
+        assert gating == ({"customer_tx_count_7d"} if stale else set()), report["anomalies"]
+    summaries = [
+        {
+            "mode": m,
+            "anomalies": json.loads(skew_publish.report_paths(cfg, m, DAY)[0].read_text())[
+                "anomalies"
+            ],
+        }
+        for m in planted
+    ]
+    with pytest.raises(skew_gate.SkewGateFailed, match=r"mode\(s\) materialized") as failed:
+        skew_gate.check(summaries)
+    assert "customer_tx_count_7d" in str(failed.value) and "match_rate" in str(failed.value)
+    assert skew_gate.check([s for s in summaries if s["mode"] == "exact"]) == {
+        "exact": {"anomalies": 0, "gating": 0}
+    }
 
 
 def test_a_bad_batch_stops_the_run_with_a_report_and_loses_nothing(env, dags):

@@ -23,7 +23,7 @@ CONTRACT = {
     "quality",
     "causes",
 }
-EXTRA = {"date", "threshold", "model_versions", "examples", "histograms"}
+EXTRA = {"date", "threshold", "model_versions", "examples", "histograms", "thresholds", "anomalies"}
 QUALITY_KEYS = {"served_average_precision", "offline_average_precision"}
 QUALITY_KEYS |= {"served_recall", "offline_recall", "labelled", "frauds"}
 FEATURE_KEYS = {"match_rate", "mean_abs_diff", "p95_abs_diff", "js_divergence", "psi"}
@@ -154,6 +154,8 @@ def test_exact_copy_of_the_offline_truth_has_no_skew(env, serving_env, day_truth
     assert report["score"]["mean_abs_drift"] == pytest.approx(0.0, abs=1e-12)
     assert report["decisions"] == {"flipped": 0, "missed_frauds": 0, "false_alerts": 0}
     assert report["causes"] == {"late_arrival": 0, "staleness": 0, "logic": 0}
+    assert report["anomalies"] == []
+    assert report["thresholds"]["defaults"]["match_rate"] == {"min": 0.99, "gate": True}
     assert skew.skew_report(day, mode="exact", cfg=env) == report
 
 
@@ -169,6 +171,12 @@ def test_materialized_mismatches_are_staleness(env, serving_env, day_truth):
     assert stats["mean_abs_diff"] == pytest.approx(5 / N)
     assert report["features"]["amount"]["match_rate"] == 1.0
     assert report["causes"] == {"late_arrival": 0, "staleness": 5, "logic": 0}
+    # 35 of 40 served right: under the default 0.99, an anomaly of that feature only
+    match = [a for a in report["anomalies"] if a["metric"] == "match_rate"]
+    assert [(a["feature"], a["mode"], a["gate"]) for a in match] == [
+        ("customer_tx_count_7d", "materialized", True)
+    ]
+    assert match[0]["value"] == pytest.approx(1 - 5 / N) and match[0]["threshold"] == 0.99
 
 
 def test_exact_mismatch_from_a_late_event_is_late_arrival(env, serving_env, day_truth):

@@ -141,6 +141,10 @@ def test_publish_writes_both_files_and_logs_an_mlflow_run(report):
     assert metrics["decisions.missed_frauds"] == 1
     assert metrics["decisions.false_alerts"] == 1
     assert metrics["score.mean_abs_drift"] == pytest.approx(report["score"]["mean_abs_drift"])
+    found = report["anomalies"]
+    assert metrics["anomalies"] == len(found) and metrics["anomalies.gating"] == sum(
+        a["gate"] for a in found
+    )
     for key in ("served_average_precision", "offline_average_precision"):
         assert metrics[f"quality.{key}"] == pytest.approx(report["quality"][key])
     for key in ("served_recall", "offline_recall"):

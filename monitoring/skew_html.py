@@ -23,6 +23,7 @@ _TEXT_COLUMNS |= {"offline_decision", "served_decision", "consequence"}
 _CSS = """
 body { font-family: sans-serif; margin: 2em; color: #222; max-width: 80em; }
 table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }
+div.scroll { overflow-x: auto; max-width: 100%; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
 th { background: #f3f3f3; }
 td.text, th.text { text-align: left; }
@@ -56,7 +57,8 @@ def _table(header: list[str], rows: list[list], *, row_classes=None, text_column
         cls = row_classes[r] if row_classes and row_classes[r] else ""
         attr = f' class="{escape(cls)}"' if cls else ""
         body.append(f"<tr{attr}>" + "".join(cell("td", v, i) for i, v in enumerate(row)) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    table = f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return f'<div class="scroll">{table}</div>'  # a wide table scrolls, not the page
 
 
 def _png(fig, alt: str, caption: str = "") -> str:

@@ -11,6 +11,7 @@ given, so selenium-manager never runs, and chromium's background networking is o
 from __future__ import annotations
 
 import base64
+import copy
 import io
 from pathlib import Path
 
@@ -184,3 +185,21 @@ def test_the_checks_fail_on_a_broken_plot_a_missing_table_or_file(browser, repor
         path.write_text(page, encoding="utf-8")
         with pytest.raises(AssertionError, match=message):
             check_page(browser, path, report)
+
+
+def test_a_wide_table_scrolls_inside_the_page(browser, report, tmp_path):
+    """Real reports show many features in the three tables: a table wider than the window
+    scrolls in its own box, never the page."""
+    wide = copy.deepcopy(report)
+    shown = wide["examples"]["features"]
+    for i in range(40):  # forty more columns in the first two tables
+        name = f"padding_feature_with_a_long_name_{i}"
+        shown.append(name)
+        for row in (*wide["examples"]["training"], *wide["examples"]["serving"]):
+            row[name] = 123456.789
+    state, _ = open_page(browser, render_page(wide, tmp_path / "wide.html"))
+    assert state["scrollWidth"] <= state["clientWidth"], "the page scrolls sideways"
+    widths = browser.execute_script(
+        "return [...document.querySelectorAll('#examples table')].map(t => t.scrollWidth)"
+    )
+    assert max(widths) > WIDTH  # the table itself is wider than the window

@@ -3,11 +3,21 @@
 Under gunicorn with several workers, ``PROMETHEUS_MULTIPROC_DIR`` (set by serving/gunicorn_conf.py
 before prometheus_client is imported) makes every worker write its values to files there and
 /metrics aggregates them all.
+
+/metrics also exports the newest skew report of each serving mode (the JSON files the skew_report
+DAG writes as ``<var>/reports/skew_<mode>_<YYYY-MM-DD>.json``): per feature and mode the match
+rate, JS divergence and PSI, the anomalies and the report's day, read when scraped (a file is
+parsed again only when it changed). Alerting rules can then fire on the same numbers the gate
+uses.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
+from datetime import datetime
+from pathlib import Path
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -17,6 +27,72 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import GaugeMetricFamily
+
+# monitoring/skew_publish.py writes them (report_paths); the sidecar only reads
+_REPORT = re.compile(r"^skew_(?P<mode>[a-z]+)_(?P<day>\d{4}-\d{2}-\d{2})\.json$")
+_MEASURES = ("match_rate", "js_divergence", "psi")
+
+
+class SkewReports:
+    """A Prometheus collector of the newest skew report per mode under ``directory``."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self._parsed: dict[Path, tuple[float, dict]] = {}
+
+    def newest(self) -> dict[str, dict]:
+        """{mode: report} of the newest day per mode (files that do not parse are skipped)."""
+        newest: dict[str, tuple[str, Path]] = {}
+        for path in self.directory.glob("skew_*_*.json"):
+            found = _REPORT.match(path.name)
+            if found and found["day"] > newest.get(found["mode"], ("", path))[0]:
+                newest[found["mode"]] = (found["day"], path)
+        out = {}
+        for mode, (_, path) in newest.items():
+            try:
+                mtime = path.stat().st_mtime
+                cached = self._parsed.get(path)
+                if cached is None or cached[0] != mtime:
+                    self._parsed[path] = cached = (mtime, json.loads(path.read_text()))
+                out[mode] = cached[1]
+            except (OSError, ValueError):
+                continue
+        return out
+
+    def collect(self):
+        reports = self.newest()
+        families = {
+            m: GaugeMetricFamily(
+                f"skewless_skew_{m}", f"{m} of each served feature in the newest skew report",
+                labels=["feature", "mode"],
+            )
+            for m in _MEASURES
+        }  # fmt: skip
+        anomalies = GaugeMetricFamily(
+            "skewless_skew_anomalies",
+            "Features past their skew thresholds in the newest report (gating: fails the gate)",
+            labels=["mode", "gating"],
+        )
+        day = GaugeMetricFamily(
+            "skewless_skew_report_day_seconds",
+            "The day of the newest skew report per mode (Unix time of its midnight, UTC)",
+            labels=["mode"],
+        )
+        for mode, report in sorted(reports.items()):
+            for feature, stats in report.get("features", {}).items():
+                for measure, family in families.items():
+                    if stats.get(measure) is not None:
+                        family.add_metric([feature, mode], float(stats[measure]))
+            found = report.get("anomalies", [])
+            gating = sum(bool(a.get("gate")) for a in found)
+            anomalies.add_metric([mode, "true"], gating)
+            anomalies.add_metric([mode, "false"], len(found) - gating)
+            if report.get("date"):
+                midnight = datetime.fromisoformat(f"{report['date']}T00:00:00+00:00")
+                day.add_metric([mode], midnight.timestamp())
+        yield from (*families.values(), anomalies, day)
+
 
 # Sub-millisecond resolution where the sidecar lives (p50 ~1 ms), coarse above.
 LATENCY_BUCKETS = (
@@ -26,8 +102,9 @@ LATENCY_BUCKETS = (
 
 
 class Metrics:
-    def __init__(self, registry: CollectorRegistry | None = None):
+    def __init__(self, registry: CollectorRegistry | None = None, reports: Path | None = None):
         self.registry = registry or CollectorRegistry(auto_describe=True)
+        self.skew = SkewReports(reports) if reports is not None else None
         self.requests = Counter(
             "skewless_requests",
             "HTTP requests by endpoint, serving mode and status code",
@@ -106,5 +183,11 @@ class Metrics:
 
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)
-            return generate_latest(registry), CONTENT_TYPE_LATEST
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+            text = generate_latest(registry)
+        else:
+            text = generate_latest(self.registry)
+        if self.skew is not None:
+            skew = CollectorRegistry(auto_describe=False)
+            skew.register(self.skew)
+            text += generate_latest(skew)
+        return text, CONTENT_TYPE_LATEST

@@ -62,7 +62,7 @@ class Sidecar:
             cluster=self.cfg.redis_cluster,
         )
         self.round_trip = round_trips(self.redis)
-        self.metrics = Metrics()
+        self.metrics = Metrics(reports=self.cfg.var_dir / "reports")
         self.task = realtime_task().name
         # the batch tasks' registered model names, read once (the lookups answer with them)
         self.lookup_models = {

@@ -81,6 +81,52 @@ def test_metrics_count_requests_by_mode_and_status_and_name_the_model(
     assert after[("skewless_model_info", (("name", "fraud"), ("version", version)))] == 1
 
 
+def test_metrics_export_the_newest_skew_report_of_each_mode(client, serving_env):
+    """The files the skew_report DAG writes (monitoring/skew_publish.report_paths), newest day
+    per mode, as gauges per feature and mode; the anomalies by gating."""
+    from monitoring import skew_publish
+
+    def report(mode: str, day: str, match: float, anomalies: list) -> dict:
+        features = {
+            "customer_tx_count_1h": {"match_rate": match, "js_divergence": 0.01, "psi": None}
+        }
+        return {"mode": mode, "date": day, "features": features, "anomalies": anomalies}
+
+    stale = {"feature": "customer_tx_count_1h", "metric": "match_rate", "gate": True}
+    written = [
+        skew_publish.write_json(report(mode, day, match, found), skew_publish.report_paths(
+            serving_env.cfg, mode, day)[0])
+        for mode, day, match, found in (
+            ("materialized", "2025-04-13", 0.1, []),  # older: not exported
+            ("materialized", "2025-04-14", 0.6, [stale, stale | {"gate": False}]),
+            ("exact", "2025-04-14", 1.0, []),
+        )
+    ]  # fmt: skip
+    try:
+        samples = _samples(client)
+    finally:
+        for path in written:
+            path.unlink()
+
+    def value(name, **labels):
+        return samples[(name, tuple(sorted(labels.items())))]
+
+    one = {"feature": "customer_tx_count_1h"}
+    assert value("skewless_skew_match_rate", **one, mode="materialized") == 0.6
+    assert value("skewless_skew_match_rate", **one, mode="exact") == 1.0
+    assert value("skewless_skew_js_divergence", **one, mode="exact") == 0.01
+    assert (
+        "skewless_skew_psi",
+        (("feature", "customer_tx_count_1h"), ("mode", "exact")),
+    ) not in samples
+    assert value("skewless_skew_anomalies", mode="materialized", gating="true") == 1
+    assert value("skewless_skew_anomalies", mode="materialized", gating="false") == 1
+    assert value("skewless_skew_anomalies", mode="exact", gating="true") == 0
+    assert value("skewless_skew_report_day_seconds", mode="exact") == 1744588800  # 2025-04-14
+    # without reports: no skew samples, and /metrics still answers
+    assert not any(name.startswith("skewless_skew_") for name, _ in _samples(client))
+
+
 def test_openapi_is_a_valid_3_1_document_of_every_route(client, app):
     doc = client.get("/openapi.json").get_json()
     assert doc["openapi"].startswith("3.1")

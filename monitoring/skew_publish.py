@@ -42,7 +42,11 @@ def write_html(report: dict, path: Path) -> Path:
 
 def metrics(report: dict) -> dict[str, float]:
     """The report's numbers as MLflow metrics (None values left out)."""
-    out = {f"match_rate.{name}": s["match_rate"] for name, s in report["features"].items()}
+    out = {
+        f"{measure}.{name}": s[measure]
+        for measure in ("match_rate", "js_divergence", "psi")
+        for name, s in report["features"].items()
+    }
     out |= {f"score.{k}": v for k, v in report["score"].items()}
     out |= {f"decisions.{k}": v for k, v in report["decisions"].items()}
     out |= {f"quality.{k}": v for k, v in report["quality"].items()}

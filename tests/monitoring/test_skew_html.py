@@ -150,7 +150,9 @@ def test_publish_writes_both_files_and_logs_an_mlflow_run(report):
     for key in ("served_recall", "offline_recall"):
         assert metrics[f"quality.{key}"] == pytest.approx(report["quality"][key])
     for name, stats in report["features"].items():
-        assert metrics[f"match_rate.{name}"] == pytest.approx(stats["match_rate"])
+        for measure in ("match_rate", "js_divergence", "psi"):  # what /metrics exports too
+            if stats[measure] is not None:
+                assert metrics[f"{measure}.{name}"] == pytest.approx(stats[measure])
     artifacts = {a.path for a in client.list_artifacts(out["run_id"])}
     assert artifacts == {json_path.name, html_path.name}
     local = client.download_artifacts(out["run_id"], html_path.name)

@@ -86,12 +86,15 @@ def test_dbt_runs_in_cosmos_tasks_on_the_warehouse_pool(dagbag):
 
 def test_skew_report_maps_one_report_per_mode_on_the_warehouse_pool(dagbag):
     dag = dagbag.get_dag("skew_report")
-    assert {t.task_id for t in dag.tasks} == {"resolve_day", "flush_log", "served_modes", "report"}
+    tasks = {"resolve_day", "flush_log", "served_modes", "report", "gate"}
+    assert {t.task_id for t in dag.tasks} == tasks
     report = dag.get_task("report")
     assert report.is_mapped  # expanded over the modes found in the day's log
     for task_id in ("flush_log", "served_modes", "report"):
         assert dag.get_task(task_id).pool == orchestration.WAREHOUSE_POOL
     assert dag.get_task("flush_log").downstream_task_ids == {"served_modes"}
+    # the gate judges every written report, once, and is not retried
+    assert report.downstream_task_ids == {"gate"} and dag.get_task("gate").retries == 0
 
 
 def test_the_sensor_names_the_file_it_waits_for_and_passes_the_day_on(dagbag, var_dir, capsys):

@@ -27,7 +27,8 @@ def defaults(path: Path = DEFAULTS_FILE) -> dict[str, dict]:
         raise ValueError(f"{path}: unknown measures {unknown}: expected {', '.join(SKEW_METRICS)}")
     out = {}
     for metric, spec in loaded.items():
-        bounds = [k for k in ("min", "max") if k in (spec or {})]
+        spec = spec if isinstance(spec, dict) else {}
+        bounds = [k for k in ("min", "max") if k in spec]
         if len(bounds) != 1 or not isinstance(spec.get("gate", False), bool):
             raise ValueError(f"{path}: {metric}: expected one of min/max and gate: true|false")
         out[metric] = {bounds[0]: float(spec[bounds[0]]), "gate": spec.get("gate", False)}

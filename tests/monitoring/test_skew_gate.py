@@ -64,6 +64,9 @@ def test_a_broken_defaults_file_names_the_problem(tmp_path):
     bad.write_text("match_rate: {min: 0.9, max: 1.0}\n")
     with pytest.raises(ValueError, match="one of min/max"):
         skew_gate.defaults(bad)
+    bad.write_text("psi:\n")
+    with pytest.raises(ValueError, match="psi: expected one of min/max"):
+        skew_gate.defaults(bad)
     bad.write_text("l_inf: {max: 0.1}\n")
     with pytest.raises(ValueError, match="unknown measures"):
         skew_gate.defaults(bad)

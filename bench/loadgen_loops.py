@@ -128,12 +128,7 @@ def open_loop(
     clock["start"] = time.perf_counter() + 0.1
     ready.wait()
     start = clock["start"]
-    _sleep_until(start + warmup)
-    before = meter.mark()
-    _sleep_until(start + warmup + duration)
-    after = meter.mark()
-    for thread in threads:
-        thread.join()
+    before, after = _measured_window(meter, threads, start + warmup, duration)
 
     measured = range(first, total)
     ok = [latency[i] for i in measured if codes[i] == 200]
@@ -188,12 +183,7 @@ def closed_loop(
     start = time.perf_counter() + 0.1
     clock["end"] = start + warmup + duration
     ready.wait()
-    _sleep_until(start + warmup)
-    before = meter.mark()
-    _sleep_until(start + warmup + duration)
-    after = meter.mark()
-    for thread in threads:
-        thread.join()
+    before, after = _measured_window(meter, threads, start + warmup, duration)
     window = [r for rs in results for r in rs if start + warmup <= r[0] and r[1] <= clock["end"]]
     ok = [d - s for s, d, c in window if c == 200]
     return {
@@ -236,6 +226,18 @@ def max_throughput(target, meter: CpuMeter, *, levels, duration, warmup, sane_p9
         "best_p99_ms": fastest["p99_ms"],
         "levels": runs,
     }
+
+
+def _measured_window(meter: CpuMeter, threads, begin: float, duration: float):
+    """CPU marks at ``begin`` and ``begin + duration`` (the measured window), then the load
+    threads joined. Returns (before, after)."""
+    _sleep_until(begin)
+    before = meter.mark()
+    _sleep_until(begin + duration)
+    after = meter.mark()
+    for thread in threads:
+        thread.join()
+    return before, after
 
 
 def _sleep_until(moment: float) -> None:

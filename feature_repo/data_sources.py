@@ -13,12 +13,10 @@ import os
 from pathlib import Path
 
 import click
-import yaml
 from feast import FileSource, PushSource
 from feast.data_format import ParquetFormat
-from feast.utils import get_default_yaml_file_path
 
-from skewless import settings
+from skewless import feast_layout, settings
 from skewless.features import GROUPS, FeatureGroup, Grain
 from skewless.stream import STREAM, push_source_name, streamed_groups
 
@@ -31,9 +29,7 @@ def offline_store_type() -> str:
     feature_store.yaml (Feast's own resolution, feast.utils.get_default_yaml_file_path)."""
     ctx = click.get_current_context(silent=True)
     chosen = ctx.obj.get("FS_YAML_FILE") if ctx is not None and isinstance(ctx.obj, dict) else None
-    path = Path(chosen) if chosen else get_default_yaml_file_path(REPO)
-    store = (yaml.safe_load(path.read_text()) or {}).get("offline_store", "dask")
-    return store if isinstance(store, str) else store.get("type", "dask")
+    return feast_layout.offline_store_type(REPO, chosen)
 
 
 def _file_source(group: FeatureGroup) -> FileSource:

@@ -382,8 +382,8 @@ def format_table(report: dict) -> str:
         f"logic {c['logic']}",
     ]
     found = report.get("anomalies", [])
-    gating = sum(a["gate"] for a in found)
-    lines += ["", f"anomalies: {len(found)} ({gating} gating)"]
+    n = skew_gate.counts(found)
+    lines += ["", f"anomalies: {n['anomalies']} ({n['gating']} gating)"]
     if found:
         lines.append(skew_gate.table(found))
     if report.get("examples", {}).get("impact"):

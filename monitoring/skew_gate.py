@@ -70,6 +70,11 @@ def anomalies(features: dict[str, dict], mode: str, limits: dict | None = None) 
     return out
 
 
+def counts(found: list[dict]) -> dict[str, int]:
+    """How many anomalies, and how many of them gate."""
+    return {"anomalies": len(found), "gating": sum(bool(a["gate"]) for a in found)}
+
+
 def thresholds() -> dict:
     """What a report records: the defaults and the declared per-feature overrides."""
     return {"defaults": defaults(), "overrides": declared_overrides()}
@@ -98,13 +103,7 @@ def check(summaries: list[dict]) -> dict:
     the counts per mode."""
     found = [a for s in summaries for a in s.get("anomalies", [])]
     gating = [a for a in found if a["gate"]]
-    counts = {
-        s["mode"]: {
-            "anomalies": len(s.get("anomalies", [])),
-            "gating": sum(a["gate"] for a in s.get("anomalies", [])),
-        }
-        for s in summaries
-    }
+    per_mode = {s["mode"]: counts(s.get("anomalies", [])) for s in summaries}
     if gating:
         modes = ", ".join(sorted({a["mode"] for a in gating}))
         where = ", ".join(s["json"] for s in summaries if s.get("json"))
@@ -112,4 +111,4 @@ def check(summaries: list[dict]) -> dict:
             f"skew gate: {len(gating)} gating anomalies in mode(s) {modes} "
             f"(reports: {where})\n{table(gating)}"
         )
-    return counts
+    return per_mode

@@ -12,6 +12,7 @@ import io
 import math
 from html import escape
 
+from monitoring import skew_gate
 from skewless.schemas import EVENT_ID
 from skewless.tasks import realtime_task
 
@@ -196,7 +197,8 @@ def _summary(report: dict) -> list[str]:
 
 
 def _anomaly_count(found: list[dict]) -> str:
-    return f"{len(found)} ({sum(a['gate'] for a in found)})"
+    n = skew_gate.counts(found)
+    return f"{n['anomalies']} ({n['gating']})"
 
 
 def _anomaly_text(found: list[dict]) -> str:

@@ -14,6 +14,7 @@ import json
 from datetime import date
 from pathlib import Path
 
+from monitoring import skew_gate
 from skewless.tasks import realtime_task
 
 EXPERIMENT = "skew_report"
@@ -52,8 +53,8 @@ def metrics(report: dict) -> dict[str, float]:
     out |= {f"quality.{k}": v for k, v in report["quality"].items()}
     out |= {f"causes.{k}": v for k, v in report["causes"].items()}
     out["requests"] = report["requests"]
-    found = report.get("anomalies", [])
-    out["anomalies"], out["anomalies.gating"] = len(found), sum(a["gate"] for a in found)
+    n = skew_gate.counts(report.get("anomalies", []))
+    out["anomalies"], out["anomalies.gating"] = n["anomalies"], n["gating"]
     return {k: float(v) for k, v in out.items() if v is not None}
 
 

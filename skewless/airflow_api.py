@@ -20,6 +20,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -149,10 +150,7 @@ class Client:
 
     def task_states(self, dag_id: str, run_id: str) -> dict[str, int]:
         found = self.call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances", limit=1000)
-        states: dict[str, int] = {}
-        for ti in found["task_instances"]:
-            states[ti["state"] or "none"] = states.get(ti["state"] or "none", 0) + 1
-        return states
+        return dict(Counter(ti["state"] or "none" for ti in found["task_instances"]))
 
     def run_day(self, dag_id: str, run: dict) -> str | None:
         """The data day of a run: its conf's ``day``, else the ``day`` extra of the asset events

@@ -38,14 +38,16 @@ def feast_project(repo: Path) -> tuple[str, int]:
     return config["project"], int(config.get("entity_key_serialization_version", 3))
 
 
-def offline_store_type(repo: Path) -> str:
-    """The offline store type of the feature_store.yaml Feast loads for ``repo``:
-    FEAST_FS_YAML_FILE_PATH (relative to the repo) if set, else feature_store.yaml."""
+def offline_store_type(repo: Path, chosen: str | Path | None = None) -> str:
+    """The offline store type of the feature_store.yaml Feast loads for ``repo``: ``chosen`` (the
+    feast CLI's --feature-store-yaml), else FEAST_FS_YAML_FILE_PATH as given, else the repo's
+    feature_store.yaml - Feast's own resolution (feast.utils.get_default_yaml_file_path)."""
     import os
 
     import yaml
 
-    path = repo / os.environ.get("FEAST_FS_YAML_FILE_PATH", "feature_store.yaml")
+    chosen = chosen or os.environ.get("FEAST_FS_YAML_FILE_PATH")
+    path = Path(chosen) if chosen else repo / "feature_store.yaml"
     store = (yaml.safe_load(path.read_text()) or {}).get("offline_store", "dask")
     return store if isinstance(store, str) else store.get("type", "dask")
 

@@ -110,11 +110,11 @@ def _timestamp_nanos(stored: bytes | None) -> int:
     return when[0] * 1_000_000_000 + when[1]
 
 
-def write_group(client, cfg: Settings, group: FeatureGroup, start: datetime, end: datetime) -> dict:
-    """Writes ``group``'s latest rows to one Redis server (``client``). Returns counts."""
-    project, version = feast_layout.feast_project(cfg.feast_repo)
-    if version != 3:
-        raise ValueError(f"entity_key_serialization_version {version}: only 3 is written")
+def write_group(
+    client, cfg: Settings, group: FeatureGroup, start: datetime, end: datetime, project: str
+) -> dict:
+    """Writes ``group``'s latest rows to one Redis server (``client``) under Feast ``project``.
+    Returns counts."""
     table = latest_rows(cfg, group, start, end)
     keys = [
         feast_layout.entity_key(group.entity.join_key, str(v), project)
@@ -167,10 +167,13 @@ def _stored_nanos(client, keys: list[bytes], ts_field: bytes) -> list[int]:
 
 def materialize(cfg: Settings, *, end: datetime, start: datetime, redis_url: str) -> dict:
     """Every batch view (one per declared group) into the Redis at ``redis_url`` (one server)."""
+    project, version = feast_layout.feast_project(cfg.feast_repo)
+    if version != 3:
+        raise ValueError(f"entity_key_serialization_version {version}: only 3 is written")
     client = redis_server.connect(redis_url, cluster=False)
     started = time.perf_counter()
     try:
-        views = {g.name: write_group(client, cfg, g, start, end) for g in GROUPS}
+        views = {g.name: write_group(client, cfg, g, start, end, project) for g in GROUPS}
     finally:
         client.close()
     return {

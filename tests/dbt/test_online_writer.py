@@ -27,23 +27,34 @@ def _dump(url: str) -> dict[bytes, dict[bytes, bytes]]:
         client.close()
 
 
-@pytest.fixture(scope="module")
-def both(built_pipeline, redis_url):
+@pytest.fixture
+def databases(redis_url):
+    """(Feast's database URL, the writer's), two fresh databases, emptied afterwards."""
+    urls = fresh_redis_db(redis_url), fresh_redis_db(redis_url)
+    yield urls
+    for url in urls:
+        client = redis.Redis.from_url(url)
+        client.flushdb()
+        client.close()
+
+
+def _materialize_both(cfg, urls: tuple[str, str], **window) -> dict:
+    """The same window materialized by Feast into the first database, by the writer into the
+    second."""
+    return {
+        "feast": pipeline.materialize(cfg, redis_url=urls[0], writer="feast", **window),
+        "skewless": pipeline.materialize(cfg, redis_url=urls[1], **window),
+    }
+
+
+@pytest.fixture
+def both(built_pipeline, databases):
     """(cfg, the Feast database URL, the writer's database URL), each materialized at the cutoff."""
-    feast_url, writer_url = fresh_redis_db(redis_url), fresh_redis_db(redis_url)
     with pytest.MonkeyPatch.context() as mp:
         built_pipeline.env(mp)
         cfg = settings.load()
         end = built_pipeline.cutoff
-        ran = {
-            "feast": pipeline.materialize(cfg, end=end, redis_url=feast_url, writer="feast"),
-            "skewless": pipeline.materialize(cfg, end=end, redis_url=writer_url),
-        }
-        yield cfg, feast_url, writer_url, ran, end
-    for url in (feast_url, writer_url):
-        client = redis.Redis.from_url(url)
-        client.flushdb()
-        client.close()
+        yield cfg, *databases, _materialize_both(cfg, databases, end=end), end
 
 
 def test_the_writer_writes_what_feast_materialize_writes(both):
@@ -74,13 +85,12 @@ def test_older_or_equal_rows_never_replace_newer_ones(both):
     assert _dump(writer_url) == before == _dump(feast_url)
 
 
-def test_a_start_bound_and_an_empty_window_are_the_same_as_feast(built_pipeline, redis_url):
-    feast_url, writer_url = fresh_redis_db(redis_url), fresh_redis_db(redis_url)
+def test_a_start_bound_and_an_empty_window_are_the_same_as_feast(built_pipeline, databases):
     with pytest.MonkeyPatch.context() as mp:
         built_pipeline.env(mp)
         cfg = settings.load()
         end = built_pipeline.cutoff
         for start, stop in ((end - timedelta(days=2), end - timedelta(days=1)), (end, end)):
-            pipeline.materialize(cfg, start=start, end=stop, redis_url=feast_url, writer="feast")
-            pipeline.materialize(cfg, start=start, end=stop, redis_url=writer_url)
+            _materialize_both(cfg, databases, start=start, end=stop)
+    feast_url, writer_url = databases
     assert _dump(writer_url) == _dump(feast_url)

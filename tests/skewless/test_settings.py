@@ -10,7 +10,6 @@ import re
 import socket
 import subprocess
 import sys
-import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -236,15 +235,12 @@ FAST_RETRY = {"SKEWLESS_DEPENDENCY_ATTEMPTS": "3", "SKEWLESS_DEPENDENCY_DELAY_SE
 
 def test_serve_refuses_to_start_without_redis_after_bounded_retries(var_dir):
     url = f"redis://:hunter2@127.0.0.1:{_closed_port()}/0"
-    started = time.monotonic()
     proc = run("serve", env_extra={**FAST_RETRY, "REDIS_URL": url}, timeout=30)
-    elapsed = time.monotonic() - started
     assert proc.returncode == 1
     shown = url.replace("hunter2", "***")
     assert f"error: Redis at {shown} is unreachable after 3 attempts" in proc.stderr
     assert len(re.findall(r"attempt \d/3", proc.stderr)) == 3  # one logged line per try
     assert "hunter2" not in proc.stderr + proc.stdout
-    assert elapsed < 20
 
 
 def test_serve_refuses_to_start_without_mlflow(var_dir, redis_url):
@@ -256,10 +252,11 @@ def test_serve_refuses_to_start_without_mlflow(var_dir, redis_url):
     assert f"Redis at {redis_url} answers" in proc.stderr
 
 
-def test_wait_for_redis_returns_at_once_when_it_answers(redis_url):
-    started = time.monotonic()
-    dependencies.wait_for_redis(redis_url, attempts=1, delay=5)
-    assert time.monotonic() - started < 2
+def test_wait_for_redis_returns_at_once_when_it_answers(redis_url, monkeypatch):
+    slept = []
+    monkeypatch.setattr(dependencies.time, "sleep", slept.append)
+    dependencies.wait_for_redis(redis_url, attempts=3, delay=5)
+    assert slept == []
 
 
 def test_wait_for_gives_up_with_the_dependency_and_url():

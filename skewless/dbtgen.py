@@ -2,21 +2,25 @@
 
 The generated files are committed so that dbt users can read them; `skewless dbtgen --check` (and a
 test) fails when they differ from the declaration. Window semantics are those of features.py:
-[t - w, t) by event time, and label-based aggregates count only labels known at t.
+[floor(t - w, h), t) by event time (h the window's hop), and label-based aggregates count only
+labels known at t.
 
 How the SQL gets there, in one pass over each entity's rows:
 - a stream of the entity's events plus "query points" that carry no values (the snapshot at the
-  cutoff; for the daily grain, every midnight); window frames `range between w preceding and current
-  row exclude group` give exactly [t - w, t) on every row;
-- label-based rates cannot use a frame (whether an event counts depends on t through its label
-  time), so each label contributes +1 from the moment it is known until its event leaves the window,
-  and the running sum of those steps is read at t. This stays O(n log n) for any merchant.
+  cutoff; for the daily grain, every midnight);
+- counts, sums and means: since w is a whole number of hops, [floor(t - w, h), t) is the whole
+  tiles of [floor(t, h) - w, floor(t, h)) plus t's own tile before t; the stream is summed per
+  entity and tile, a range frame over the tiles gives the first part, a frame over t's tile
+  (`exclude group`: ties with t are out) the second;
+- distinct counts and label-based rates cannot add up tiles (a value seen in two tiles counts once;
+  whether a label counts depends on t through its label time), so each value or label contributes
+  +1 from the moment it counts until it leaves the window, and the running sum of those steps is
+  read at t. This stays O(n log n) for any merchant.
 
 The models run on DuckDB and PostgreSQL unchanged: what differs between engines goes through the
 adapter-dispatched macros of dbt_project/macros/cross_engine.sql (interval_of, seconds_between,
-type_double, day_series, running_sums_at: an ASOF join on DuckDB, one running sum over steps and
-points elsewhere). Engines without count(distinct) over a frame (supports_window_distinct) count
-distinct values with steps too. engine_macros() renders those macros outside dbt for tests.
+floor_to, type_double, day_series, running_sums_at: an ASOF join on DuckDB, one running sum over
+steps and points elsewhere). engine_macros() renders those macros outside dbt for tests.
 
 The daily grain is rendered here, the transaction grain in skewless/dbtgen_windows.py; the SQL
 fragments both use are in skewless/dbtgen_sql.py.

@@ -1,8 +1,11 @@
 """The transaction grain of the generated feature models (skewless/dbtgen.py explains the SQL).
 
-One pass over each entity's events plus its snapshot point: framed aggregates come from window
-frames over the stream; label rates (and, on engines without count(distinct) over a frame, distinct
-counts) from steps read by running_sums_at.
+One pass over each entity's events plus its snapshot point. A window over w with hop h covers
+[floor(t - w, h), t) = [floor(t, h) - w, t) (w is a whole number of hops): the whole hop tiles of
+[floor(t, h) - w, floor(t, h)) plus the events of t's own tile before t. So counts, sums and means
+come from tiles per hop (one row per entity and tile, a range frame over them) and a frame over
+t's tile; distinct counts and label-based rates from steps read by running_sums_at; the time
+since the last event from a frame over the whole stream.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from skewless import features as F
-from skewless.dbtgen_sql import DOUBLE, ONE_US, finish, interval, since, span
+from skewless.dbtgen_sql import DOUBLE, ONE_US, finish, interval, since
 
 # (aggregate, window, feature name), as FeatureGroup.window_features() lists them.
 Feature = tuple[F.Aggregate, str | None, str]
@@ -24,24 +27,22 @@ _QUERY_POINTS = """query_points as (
     where events.event_timestamp < cutoff.snapshot_at
 )"""
 
-
-def _frame(name: str, preceding: str) -> str:
-    return (
-        f"    {name} as (partition by entity_id order by event_timestamp\n"
-        f"        range between {preceding} preceding and current row exclude group)"
-    )
+_TILED = (F.Agg.COUNT, F.Agg.SUM, F.Agg.AVG)
 
 
-def _window_expr(aggregate: F.Aggregate, window: str | None) -> str:
-    w = f"w_{window}" if window else "w_all"
-    col = aggregate.column
-    return {
-        F.Agg.COUNT: f"count(event_id) over {w}",
-        F.Agg.SUM: f"coalesce(sum({col}) over {w}, 0)",
-        F.Agg.AVG: f"avg({col}) over {w}",
-        F.Agg.COUNT_DISTINCT: f"count(distinct {col}) over {w}",
-        F.Agg.SECONDS_SINCE_LAST: since(f"max(event_time) over {w}", "event_timestamp"),
-    }[aggregate.agg]
+def _seconds(delta: timedelta) -> int:
+    return int(delta.total_seconds())
+
+
+def _floor(expr: str, hop: timedelta) -> str:
+    return f'{{{{ floor_to("{expr}", {_seconds(hop)}) }}}}'
+
+
+def _hop_end(expr: str, window: str, shift: timedelta = timedelta(0)) -> str:
+    """The first t at which an event at ``expr`` has left the window (ending ``shift`` before t):
+    floor(expr, h) + h + shift + w."""
+    hop = F.window_hop(window)
+    return f"{_floor(expr, hop)} + {interval(hop + shift + F.window_length(window))}"
 
 
 def _union(branches: list[Branch], columns: list[str]) -> str:
@@ -58,54 +59,55 @@ def _union(branches: list[Branch], columns: list[str]) -> str:
 def _label_steps(labeled) -> tuple[list[Branch], list[str]]:
     """Steps of the label-based rates, and their select expressions.
 
-    Each label counts at t over one closed interval of t, +1 at its start and -1 one microsecond
-    after its end (timestamps are microseconds, so "+ 1 us" turns "after" into "at or after"):
-    - a window over event time, ending d before t (d the aggregate's offset, often 0): the label
-      counts when label_timestamp <= t and t - d - w <= event_timestamp < t - d, so from
-      max(label_timestamp, event_timestamp + d + 1 us) to event_timestamp + d + w; labels known
-      only after their event left the window never count;
-    - a window over label time, of the events of the last ``within`` (H): the label counts when
-      t - w <= label_timestamp <= t and t - H <= event_timestamp < t, so from
-      max(label_timestamp, event_timestamp + 1 us) to min(label_timestamp + w, event_timestamp + H).
+    Each label counts at t over one interval of t, +1 at its start and -1 at its end (timestamps
+    are microseconds, so "+ 1 us" turns "after" into "at or after"); h is the window's hop:
+    - a window over event time ending d before t (d the aggregate's offset, or 0), where
+      floor(t - d - w, h) <= event_timestamp < floor(t - d, h) (< t without an offset): the label
+      counts from max(label_timestamp, the event's entry) to floor(event_timestamp, h) + h + d + w,
+      where the entry is floor(event_timestamp, h) + h + d with an offset, event_timestamp + 1 us
+      without; labels known only after their event left the window never count;
+    - a window over label time, floor(t - w, h) <= label_timestamp <= t, of events before t
+      labelled at most W (``label_time_within``) after them: from max(label_timestamp,
+      event_timestamp + 1 us) to floor(label_timestamp, h) + h + w, only when
+      label_timestamp <= event_timestamp + W.
     Steps starting at the same time share one +1 branch; each window has its own -1 branch.
     """
     starts: dict[str, dict[str, str]] = {}
     branches, selects = [], []
     for aggregate, window, name in labeled:
-        start, shift = aggregate.bounds(window)  # shift is 0 for a window over label time
-        begin = f"greatest(label_timestamp, {_after(shift)})"
-        end = f"event_timestamp + {interval(start)}"
-        if aggregate.label_time_within:
-            end = f"least(label_timestamp + {span(window)}, {end})"
-        valid = f"label_timestamp <= event_timestamp + {interval(start)}"
+        if aggregate.label_time:
+            entry = f"event_timestamp + {ONE_US}"
+            end = _hop_end("label_timestamp", window)
+        else:
+            shift = aggregate.shift
+            entry = (
+                f"{_floor('event_timestamp', F.window_hop(window))} + "
+                f"{interval(F.window_hop(window) + shift)}"
+                if shift
+                else f"event_timestamp + {ONE_US}"
+            )
+            end = _hop_end("event_timestamp", window, shift)
+        begin = f"greatest(label_timestamp, {entry})"
+        valid = f"{begin} < {end}"
+        if aggregate.label_time:
+            valid += f" and label_timestamp <= event_timestamp + {interval(aggregate.label_within)}"
         col = f"cast({aggregate.column} as {DOUBLE})"
         starts.setdefault(begin, {})[f"n_{name}"] = f"cast({valid} as integer)"
         starts[begin][f"y_{name}"] = f"case when {valid} then {col} else 0 end"
         branches.append(
-            (
-                f"{end} + {ONE_US}",
-                {f"n_{name}": "-1", f"y_{name}": f"-{col}"},
-                f"from labels where {valid}",
-            )
+            (end, {f"n_{name}": "-1", f"y_{name}": f"-{col}"}, f"from labels where {valid}")
         )
         selects.append(f"w.y_{name} / nullif(w.n_{name}, 0) as {name}")
     firsts = [(begin, values, "from labels") for begin, values in starts.items()]
     return [*firsts, *branches], selects
 
 
-def _after(shift: timedelta) -> str:
-    """The first microsecond at which an event is in a window ending ``shift`` before t."""
-    if shift:
-        return f"event_timestamp + {interval(shift)} + {ONE_US}"
-    return f"event_timestamp + {ONE_US}"
-
-
 def _distinct_steps(distinct) -> tuple[list[str], list[Branch], list[str]]:
-    """For engines without count(distinct) over a frame: CTEs, steps and select expressions.
+    """CTEs, steps and select expressions of the distinct counts.
 
-    A value is counted at t when one of its events lies in [t - w, t). Each distinct (entity, value,
-    time) owns the times after it up to the earlier of its window end and the value's next time:
-    +1 at time + 1 us, -1 at least(time + w, next time) + 1 us.
+    A value counts at t while one of its events lies in the window: an event at e from e + 1 us to
+    floor(e, h) + h + w. Each distinct (entity, value, time) owns the times after it up to the
+    earlier of that end and the value's next time + 1 us (where the next one takes over).
     """
     ctes, branches, selects = [], [], []
     for column in sorted({a.column for a, _, _ in distinct}):
@@ -130,10 +132,10 @@ def _distinct_steps(distinct) -> tuple[list[str], list[Branch], list[str]]:
             )
         )
         for window, name in features:
-            end = f"event_timestamp + {span(window)}"
+            end = _hop_end("event_timestamp", window)
             branches.append(
                 (
-                    f"least({end}, coalesce(next_at, {end})) + {ONE_US}",
+                    f"least({end}, coalesce(next_at + {ONE_US}, {end}))",
                     {f"n_{name}": "-1"},
                     f"from {column}_visits",
                 )
@@ -148,63 +150,125 @@ class _Plan:
 
     key: str  # the entity's join key
     computed: list[Feature]  # every feature, in the order of the declaration
-    framed: list[Feature]  # window frames over the stream
-    distinct: list[Feature]  # count(distinct) over a frame, or steps (engine-dependent)
-    labeled: list[Feature]  # label-based rates: always steps
+    tiled: list[Feature]  # counts, sums, means: hop tiles plus t's own tile
+    last: list[Feature]  # seconds since the last event: a frame over the stream
+    distinct: list[Feature]  # distinct counts: steps
+    labeled: list[Feature]  # label-based rates: steps
 
     @classmethod
     def of(cls, group: F.FeatureGroup) -> _Plan:
         computed = group.window_features()
-        distinct = [(a, w, n) for a, w, n in computed if a.agg is F.Agg.COUNT_DISTINCT]
-        labeled = [(a, w, n) for a, w, n in computed if a.agg is F.Agg.LABELED_RATE]
-        framed = [(a, w, n) for a, w, n in computed if (a, w, n) not in distinct + labeled]
-        return cls(group.entity.join_key, computed, framed, distinct, labeled)
+
+        def having(*aggs):
+            return [(a, w, n) for a, w, n in computed if a.agg in aggs]
+
+        return cls(
+            group.entity.join_key,
+            computed,
+            having(*_TILED),
+            having(F.Agg.SECONDS_SINCE_LAST),
+            having(F.Agg.COUNT_DISTINCT),
+            having(F.Agg.LABELED_RATE),
+        )
+
+    @property
+    def hops(self) -> list[timedelta]:
+        return sorted({F.window_hop(w) for _, w, _ in self.tiled})
+
+    def tiled_at(self, hop: timedelta) -> list[Feature]:
+        return [(a, w, n) for a, w, n in self.tiled if F.window_hop(w) == hop]
 
 
 def render_transaction(group: F.FeatureGroup) -> str:
-    """Transaction grain: one pass over each entity's events plus its snapshot point.
-
-    Framed aggregates come from window frames over the stream; label rates (and, on engines
-    without count(distinct) over a frame, distinct counts) from steps read by running_sums_at.
-    """
+    """Transaction grain: one pass over each entity's events plus its snapshot point (see the
+    module docstring)."""
     plan = _Plan.of(group)
-    frame_exprs = [f"{_window_expr(a, w)} as {n}" for a, w, n in plan.framed]
-    distinct_exprs = [f"{_window_expr(a, w)} as {n}" for a, w, n in plan.distinct]
-    prelude = ""
-    windowed_sql, rest_sql = _listed(frame_exprs + distinct_exprs), _tail(plan, True)
-    if plan.distinct:
-        # The only engine-dependent structure: count(distinct) over a frame, or steps.
-        prelude = "{%- set window_distinct = supports_window_distinct() %}\n"
-        windowed_sql = (
-            f"{_listed(frame_exprs)}\n{{%- if window_distinct %}}{_listed(distinct_exprs)}"
-            "\n{%- endif %}"
+    return finish(group, _body(plan, _tail(plan)))
+
+
+def _tile_ctes(plan: _Plan, columns: list[str]) -> list[str]:
+    """Per hop: the stream summed per entity and tile, and each window's sums over the tiles of
+    [tile - w, tile)."""
+    ctes = []
+    for hop in plan.hops:
+        h = _seconds(hop)
+        sums = "".join(f",\n        sum({c}) as s_{c}, count({c}) as c_{c}" for c in columns)
+        ctes.append(
+            f"""tiles_{h} as (
+    select entity_id, bucket_{h}, count(event_id) as n{sums}
+    from stream
+    group by entity_id, bucket_{h}
+)"""
         )
-        rest_sql = (
-            f"{{%- if window_distinct %}}\n\n{_tail(plan, True)}\n{{%- else %}}\n\n"
-            f"{_tail(plan, False)}\n{{%- endif %}}"
+        windows = sorted({w for _, w, _ in plan.tiled_at(hop)}, key=F.window_length)
+        selects, frames = [], []
+        for w in windows:
+            selects.append(f"sum(n) over w_{w} as n_{w}")
+            selects += [f"sum(s_{c}) over w_{w} as s_{c}_{w}" for c in columns]
+            selects += [f"sum(c_{c}) over w_{w} as c_{c}_{w}" for c in columns]
+            frames.append(
+                f"    w_{w} as (partition by entity_id order by bucket_{h}\n"
+                f"        range between {interval(F.window_length(w))} preceding and current row"
+                " exclude current row)"
+            )
+        listed = "".join(f",\n        {s}" for s in selects)
+        frames_sql = ",\n".join(frames)
+        ctes.append(
+            f"""tile_sums_{h} as (
+    select entity_id, bucket_{h}{listed}
+    from tiles_{h}
+    window
+{frames_sql}
+)"""
         )
-    body = _body(plan, windowed_sql, _frames(group, plan), rest_sql)
-    return finish(group, body, prelude)
+    return ctes
 
 
-def _listed(exprs: list[str]) -> str:
-    return "".join(f",\n        {e}" for e in exprs)
+def _tiled_expr(aggregate: F.Aggregate, window: str) -> str:
+    """A count, sum or mean: the window's whole tiles plus the events of t's own tile before t."""
+    h = _seconds(F.window_hop(window))
+    tiles, head = f"t_{h}", f"head_{h}"
+    col = aggregate.column
+    if aggregate.agg is F.Agg.COUNT:
+        return f"cast(coalesce({tiles}.n_{window}, 0) + count(s.event_id) over {head} as bigint)"
+    total = f"coalesce({tiles}.s_{col}_{window}, 0) + coalesce(sum(s.{col}) over {head}, 0)"
+    if aggregate.agg is F.Agg.SUM:
+        return total
+    count = f"coalesce({tiles}.c_{col}_{window}, 0) + count(s.{col}) over {head}"
+    return f"({total}) / nullif({count}, 0)"
 
 
-def _frames(group: F.FeatureGroup, plan: _Plan) -> str:
-    """The window frames of the framed (and window-distinct) features."""
-    framed_windows = {w for _, w, _ in plan.framed + plan.distinct}
-    frames = [_frame(f"w_{w}", span(w)) for w in group.windows if w in framed_windows]
-    if any(a.agg is F.Agg.SECONDS_SINCE_LAST for a, _, _ in plan.framed):
-        frames.append(_frame("w_all", "unbounded"))
-    return ",\n".join(frames)
-
-
-def _body(plan: _Plan, windowed_sql: str, frames_sql: str, rest_sql: str) -> str:
+def _body(plan: _Plan, rest_sql: str) -> str:
     """The CTEs from the events to ``windowed``, then ``rest_sql`` (steps and features)."""
     columns = sorted({a.column for a, _, _ in plan.computed if a.column})
+    tile_columns = sorted({a.column for a, _, _ in plan.tiled if a.column})
     value_cols = "".join(f", {c}" for c in columns)
     null_cols = "".join(f", null as {c}" for c in columns)
+    buckets = "".join(
+        f",\n        {_floor('event_timestamp', hop)} as bucket_{_seconds(hop)}"
+        for hop in plan.hops
+    )
+    exprs = [f"{_tiled_expr(a, w)} as {n}" for a, w, n in plan.tiled]
+    exprs += [f"{since('max(s.event_time) over w_all', 's.event_timestamp')} as {n}"
+              for _, _, n in plan.last]  # fmt: skip
+    frames = [
+        f"    head_{_seconds(hop)} as (partition by s.entity_id, s.bucket_{_seconds(hop)}"
+        " order by s.event_timestamp\n"
+        "        range between unbounded preceding and current row exclude group)"
+        for hop in plan.hops
+    ]
+    if plan.last:
+        frames.append(
+            "    w_all as (partition by s.entity_id order by s.event_timestamp\n"
+            "        range between unbounded preceding and current row exclude group)"
+        )
+    joins = "".join(
+        f"\n    left join tile_sums_{h} as t_{h}\n"
+        f"        on t_{h}.entity_id = s.entity_id and t_{h}.bucket_{h} = s.bucket_{h}"
+        for h in map(_seconds, plan.hops)
+    )
+    window_sql = ("\n    window\n" + ",\n".join(frames)) if frames else ""
+    tile_sql = "".join(f"{cte},\n\n" for cte in _tile_ctes(plan, tile_columns))
     return f"""with events as (
     select {plan.key} as entity_id, event_timestamp, transaction_id, label_timestamp{value_cols}
     from {{{{ ref('stg_raw__transactions') }}}}
@@ -217,25 +281,31 @@ cutoff as (
 {_QUERY_POINTS},
 
 stream as (
-    select entity_id, event_timestamp, transaction_id, transaction_id as event_id,
-        event_timestamp as event_time{value_cols}
-    from events
-    union all
-    select entity_id, event_timestamp, null, null, null{null_cols}
-    from query_points
+    select entity_id, event_timestamp, transaction_id, event_id, event_time{value_cols}{buckets}
+    from (
+        select entity_id, event_timestamp, transaction_id, transaction_id as event_id,
+            event_timestamp as event_time{value_cols}
+        from events
+        union all
+        select entity_id, event_timestamp, null, null, null{null_cols}
+        from query_points
+    ) as merged
 ),
 
-windowed as (
+{tile_sql}windowed as (
     select
-        entity_id, event_timestamp, transaction_id, event_id{windowed_sql}
-    from stream
-    window
-{frames_sql}
+        s.entity_id, s.event_timestamp, s.transaction_id, s.event_id{_listed(exprs)}
+    from stream as s{joins}{window_sql}
 ),
+
 {rest_sql}"""
 
 
-def _tail(plan: _Plan, window_distinct: bool) -> str:
+def _listed(exprs: list[str]) -> str:
+    return "".join(f",\n        {e}" for e in exprs)
+
+
+def _tail(plan: _Plan) -> str:
     """The CTEs after ``windowed``: labels, steps when any, and ``features``."""
     blocks = []
     if plan.labeled:
@@ -245,19 +315,17 @@ def _tail(plan: _Plan, window_distinct: bool) -> str:
             f"labels as (\n    select entity_id, event_timestamp, label_timestamp{label_src}\n"
             f"    from events\n    where {known}\n)"
         )
-    # Steps: always for label rates; for distinct counts only without window distinct.
     branches, label_selects = _label_steps(plan.labeled) if plan.labeled else ([], [])
     cols = [f"{p}_{n}" for _, _, n in plan.labeled for p in ("n", "y")]
-    ctes: list[str] = []
-    distinct_out = [f"w.{n}" for _, _, n in plan.distinct]
-    if plan.distinct and not window_distinct:
-        ctes, distinct_branches, distinct_out = _distinct_steps(plan.distinct)
+    ctes, distinct_selects = [], []
+    if plan.distinct:
+        ctes, distinct_branches, distinct_selects = _distinct_steps(plan.distinct)
         branches = [*branches, *distinct_branches]
         cols = [*cols, *(f"n_{n}" for _, _, n in plan.distinct)]
     if branches:
         blocks += _steps_blocks(plan, branches, cols, ctes)
     source = "windowed_steps" if branches else "windowed"
-    blocks.append(_features_block(plan, source, distinct_out + label_selects))
+    blocks.append(_features_block(plan, source, distinct_selects + label_selects))
     return ",\n\n".join(blocks)
 
 
@@ -268,10 +336,7 @@ def _steps_blocks(
     union = _union(branches, step_cols)
     sums = ",\n        ".join(f"sum({c}) as {c}" for c in step_cols)
     point_cols = ["entity_id", "event_timestamp", "transaction_id", "event_id"]
-    point_cols += [n for _, _, n in plan.framed]
-    distinct_cols = [f"n_{n}" for _, _, n in plan.distinct]
-    if not distinct_cols or distinct_cols[0] not in step_cols:
-        point_cols += [n for _, _, n in plan.distinct]
+    point_cols += [n for _, _, n in plan.tiled + plan.last]
     return [
         *extra_ctes,
         f"""step_changes as (
@@ -294,7 +359,8 @@ def _features_block(plan: _Plan, source: str, selects: list[str]) -> str:
     final += ["w.transaction_id is null as is_snapshot"]
     # in the order of the declaration, whichever way each feature is computed
     step_names = [n for _, _, n in plan.distinct + plan.labeled]
-    by_name = {n: f"w.{n}" for _, _, n in plan.framed} | dict(zip(step_names, selects, strict=True))
+    by_name = {n: f"w.{n}" for _, _, n in plan.tiled + plan.last}
+    by_name |= dict(zip(step_names, selects, strict=True))
     final += [by_name[n] for _, _, n in plan.computed]
     select_list = ",\n        ".join(final)
     return f"features as (\n    select\n        {select_list}\n    from {source} as w\n)"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 
-from skewless.features import Agg, FeatureGroup, window_length
+from skewless.features import Agg, FeatureGroup
 
 
 def stage_event(raw: Mapping, label_delay: timedelta) -> dict:
@@ -22,9 +22,7 @@ def stage_event(raw: Mapping, label_delay: timedelta) -> dict:
     return event
 
 
-def _aggregate(
-    agg: Agg, column: str | None, events: Sequence[Mapping], at: datetime, labels_since=None
-):
+def _aggregate(agg: Agg, column: str | None, events: Sequence[Mapping], at: datetime, since=None):
     if agg is Agg.COUNT:
         return len(events)
     values = [e[column] for e in events] if column else []
@@ -35,7 +33,7 @@ def _aggregate(
     if agg is Agg.COUNT_DISTINCT:
         return len({v for v in values if v is not None})
     if agg is Agg.LABELED_RATE:
-        since = labels_since or datetime.min
+        since = since or datetime.min
         known = [
             e[column]
             for e in events
@@ -53,17 +51,25 @@ def evaluate(group: FeatureGroup, events: Iterable[Mapping], at: datetime) -> di
         if aggregate.agg is Agg.SECONDS_SINCE_LAST:
             values[name] = (at - before[-1]["event_timestamp"]).total_seconds() if before else None
             continue
-        start, end = (at - bound for bound in aggregate.bounds(window))
+        start, end = aggregate.event_range(window, at)
+        if aggregate.label_time:  # the labels that became known in [start, at], of events before
+            within = aggregate.label_within  # at and labelled at most this long after them
+            labelled = [e for e in before if _label_within(e, within)]
+            values[name] = _aggregate(aggregate.agg, aggregate.column, labelled, at, start)
+            continue
         in_window = [e for e in before if start <= e["event_timestamp"] < end]
-        # a window over label time: the labels that became known in [at - window, at]
-        since = at - window_length(window) if aggregate.label_time_within else None
-        values[name] = _aggregate(aggregate.agg, aggregate.column, in_window, at, since)
+        values[name] = _aggregate(aggregate.agg, aggregate.column, in_window, at)
     for ratio in group.ratios:
         numerator, denominator = values[ratio.numerator], values[ratio.denominator]
         values[ratio.name] = (
             None if numerator is None or not denominator else numerator / denominator * ratio.scale
         )
     return values
+
+
+def _label_within(event: Mapping, within: timedelta) -> bool:
+    label_time = event.get("label_timestamp")
+    return label_time is not None and label_time <= event["event_timestamp"] + within
 
 
 def _event_time(event: Mapping) -> datetime:

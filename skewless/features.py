@@ -12,25 +12,32 @@ A declaration of one's own extends this one: the Python file named by SKEWLESS_D
 define ENTITIES, GROUPS, FEATURE_SERVICES and TASKS (sequences of vocabulary objects); they are
 added to the ones below, and the whole is checked (``check``) before anything uses it.
 
-Window semantics: a feature evaluated at time t over window w covers the entity's events with
-``event_timestamp`` in [t - w, t), strictly before t. An aggregate declared with an ``offset`` d
-covers [t - d - w, t - d) instead: the window ends d before t. Label-based aggregations only count
-events whose ``label_timestamp`` <= t. Adding a window is a one-line change: add it to a group's
-``windows``.
+Window semantics: every window w has a hop h (``HOPS``: 5 minutes for 1h, an hour for 1d and 7d, a
+day for 30d and 90d). A feature evaluated at time t over window w covers the entity's events with
+``event_timestamp`` in [floor(t - w, h), t), strictly before t, its tail aligned to the hop. An
+aggregate declared with an ``offset`` d covers [floor(t - d - w, h), floor(t - d, h)) instead: the
+window ends d before t. Label-based aggregations only count events whose ``label_timestamp`` <= t.
+Adding a window is a one-line change: add it to a group's ``windows`` (and, for a new length, to
+WINDOWS and HOPS).
+
+Why aligned tails: exact online state keeps pre-aggregated tiles per hop instead of every raw event,
+so its cost does not grow with an entity's traffic, and a window at any t is still exactly what dbt
+computes: whole tiles plus the events since the last hop. A window reaches back between w and w + h.
 
 Why label-based rates are shifted back: fraud labels arrive days after the transaction (7 days by
 default). Over [t - w, t) with w <= the label delay, almost no label is known yet at t, so such a
-window is empty in practice and the rate is null. Shifted back by the delay, [t - 7d - w, t - 7d)
-holds transactions whose labels are known by t, so the rate carries the risk of a terminal as it
-was a week ago, the way fraud teams compute it (the "delay period" of the Reproducible Machine
-Learning for Credit Card Fraud Detection handbook, ch. 3.3). Labels still count only once known:
-a label that arrives later than the usual delay counts from the moment it is known, one known a
-microsecond after t does not count at t.
+window is empty in practice and the rate is null. Shifted back by the delay, the window ending
+7 days before t holds transactions whose labels are known by t, so the rate carries the risk of a
+terminal as it was a week ago, the way fraud teams compute it (the "delay period" of the
+Reproducible Machine Learning for Credit Card Fraud Detection handbook, ch. 3.3). Labels still count
+only once known: a label that arrives later than the usual delay counts from the moment it is
+known, one known a microsecond after t does not count at t.
 
 Labels do not all take the usual delay: a cardholder often reports a fraud within days, while a
 genuine transaction is only confirmed once its dispute period is over. A window over label time
 (``label_time_within``) catches those early labels: it counts the labels that became known in
-[t - w, t] (both ends in), of the entity's events in [t - within, t). Where every label takes the
+[floor(t - w, h), t] (both ends in), of the entity's events before t labelled at most 30 days after
+them (a label that late, past any dispute period, is not counted). Where every label takes the
 same delay d it holds the same labels as the window shifted by d; where frauds are known sooner,
 it sees a terminal's new frauds days before the shifted window does. The fraud service has both.
 """
@@ -45,6 +52,7 @@ from pathlib import Path
 
 from skewless import settings
 from skewless.vocabulary import (  # noqa: F401  (the vocabulary, re-exported for the declaration's users)
+    HOPS,
     PREDICTIONS_SCHEMA,
     WINDOWS,
     Agg,
@@ -58,6 +66,8 @@ from skewless.vocabulary import (  # noqa: F401  (the vocabulary, re-exported fo
     Ratio,
     Serving,
     Task,
+    check_hops,
+    window_hop,
     window_length,
 )
 
@@ -114,7 +124,7 @@ MERCHANT_TRANSACTION_WINDOWS = FeatureGroup(
             "merchant_recent_label_fraud_rate",
             Agg.LABELED_RATE,
             "is_fraud",
-            "Fraud rate among the merchant's transactions of the last 30d",
+            "Fraud rate among the merchant's transactions",
             label_time_within="30d",  # labels that arrive early count at once: see above
         ),
     ),
@@ -295,7 +305,9 @@ def _twice(kind: str, names: Iterable[str]) -> None:
 
 def check(entities, groups, services, tasks) -> None:
     """ValueError naming what is wrong with a declaration: a name, join key, feature or route
-    declared twice, or a group's entity, a service's group or a task's service not declared."""
+    declared twice, a group's entity, a service's group or a task's service not declared, or a
+    window's hop that does not fit it."""
+    check_hops(WINDOWS, HOPS)
     _twice("entity", (e.name for e in entities))
     _twice("join key", (e.join_key for e in entities))
     _twice("feature group", (g.name for g in groups))

@@ -3,18 +3,25 @@
 ``skewless/features.py`` declares the project's features and tasks with these; a declaration of
 one's own (the file named by SKEWLESS_DECLARATION) extends it with the same words.
 
-Window semantics: a feature evaluated at time t over window w covers the entity's events with
-``event_timestamp`` in [t - w, t), strictly before t. An aggregate declared with an ``offset`` d
-covers [t - d - w, t - d) instead: the window ends d before t. Label-based aggregations only count
-events whose ``label_timestamp`` <= t. An aggregate declared with ``label_time_within`` runs over
-label time: it counts the labels that became known in [t - w, t] (both ends in), of the entity's
-events in [t - within, t).
+Window semantics: every window w has a hop h (``HOPS``). A feature evaluated at time t over window w
+covers the entity's events with ``event_timestamp`` in [floor(t - w, h), t): the window ends just
+before t and its tail is aligned to the hop, so it reaches back between w and w + h. An aggregate
+declared with an ``offset`` d covers [floor(t - d - w, h), floor(t - d, h)): both ends aligned, d
+before t. Label-based aggregations only count events whose ``label_timestamp`` <= t. An aggregate
+declared with ``label_time_within`` W runs over label time: it counts the labels that became known
+in [floor(t - w, h), t] (both ends in), of the entity's events before t whose label came at most W
+after them.
+
+Why aligned tails: online state can then keep pre-aggregated tiles per hop (count, sum, distinct
+values, labels) instead of every raw event of the window. A window at any t is a few whole tiles
+plus the events since the last hop, so the cost of serving it does not grow with an entity's
+traffic, and it stays exactly equal to what dbt computes offline.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 PREDICTIONS_SCHEMA = "predictions"
@@ -42,6 +49,22 @@ WINDOWS: dict[str, timedelta] = {
 }
 
 
+# Each window's hop: the tail of the window is aligned to it (see above). Every hop divides one day
+# and every longer hop, and every window is a whole number of its hops: the tiles of online state
+# then nest (a day of hours, an hour of 5-minute tiles), and at midnight (the daily grain) an
+# aligned window is exactly [t - w, t).
+HOPS: dict[str, timedelta] = {
+    "1h": timedelta(minutes=5),
+    "1d": timedelta(hours=1),
+    "7d": timedelta(hours=1),
+    "30d": timedelta(days=1),
+    "90d": timedelta(days=1),
+}
+
+_EPOCH = datetime(1970, 1, 1)
+_DAY = timedelta(days=1)
+
+
 def window_length(window: str) -> timedelta:
     try:
         return WINDOWS[window]
@@ -49,6 +72,37 @@ def window_length(window: str) -> timedelta:
         raise KeyError(
             f"unknown window {window!r}; declare it in WINDOWS: {list(WINDOWS)}"
         ) from None
+
+
+def window_hop(window: str) -> timedelta:
+    window_length(window)
+    try:
+        return HOPS[window]
+    except KeyError:
+        raise KeyError(f"window {window!r} has no hop; declare it in HOPS: {list(HOPS)}") from None
+
+
+def check_hops(windows: dict[str, timedelta], hops: dict[str, timedelta]) -> None:
+    """ValueError naming a window whose hop does not divide it or one day, or two hops that do
+    not nest (each must divide every longer one)."""
+    for window, length in windows.items():
+        hop = hops.get(window)
+        if hop is None:
+            raise ValueError(f"window {window!r} has no hop; declare it in HOPS")
+        if hop <= timedelta(0) or _DAY % hop or length % hop:
+            raise ValueError(
+                f"window {window!r}: hop {hop} must divide one day and the window ({length})"
+            )
+    distinct = sorted(set(hops.values()))
+    for short, long in zip(distinct, distinct[1:], strict=False):
+        if long % short:
+            raise ValueError(f"hops {short} and {long} do not nest: {short} must divide {long}")
+
+
+def floor_to(at: datetime, hop: timedelta) -> datetime:
+    """``at`` (naive UTC) rounded down to a multiple of ``hop`` since the epoch (exact, to the
+    microsecond)."""
+    return at - (at - _EPOCH) % hop
 
 
 class Agg(StrEnum):
@@ -82,10 +136,11 @@ class Aggregate:
     agg: Agg
     column: str | None = None
     description: str = ""
-    # A key of WINDOWS: each window ends this long before t, [t - offset - w, t - offset).
+    # A key of WINDOWS: each window ends this long before t,
+    # [floor(t - offset - w, hop), floor(t - offset, hop)).
     offset: str | None = None
     # A key of WINDOWS: the window runs over label time instead: labels that became known in
-    # [t - w, t], of the entity's events in [t - within, t).
+    # [floor(t - w, hop), t], of the entity's events before t labelled at most this long after them.
     label_time_within: str | None = None
     # Skew thresholds of this aggregate's features that replace the defaults, e.g.
     # {"match_rate": 0.9} for a feature known to be served a little stale.
@@ -119,12 +174,28 @@ class Aggregate:
         """How long before t each window ends (0 without an offset)."""
         return window_length(self.offset) if self.offset else timedelta(0)
 
+    @property
+    def label_time(self) -> bool:
+        return self.label_time_within is not None
+
+    @property
+    def label_within(self) -> timedelta:
+        """How long after its event a label may come and still count (windows over label time)."""
+        return window_length(self.label_time_within)
+
     def bounds(self, window: str) -> tuple[timedelta, timedelta]:
-        """(start, end) of the events ``window`` reads, as durations before t: [t - start, t - end).
-        A window over label time reads the events of ``label_time_within``."""
-        if self.label_time_within:
-            return window_length(self.label_time_within), timedelta(0)
-        return self.shift + window_length(window), self.shift
+        """(start, end) as durations before t: the events ``window`` reads at any t lie in
+        [t - start, t - end) (the hop-aligned window is inside; over label time, the events of
+        the labels that became known in it)."""
+        reach = self.shift + window_length(window) + window_hop(window)
+        return reach + (self.label_within if self.label_time else timedelta(0)), self.shift
+
+    def event_range(self, window: str, at: datetime) -> tuple[datetime, datetime]:
+        """[start, end) of the event times ``window`` covers at ``at`` (for a window over label
+        time: the label times, both ends in)."""
+        hop = window_hop(window)
+        start = floor_to(at - self.shift - window_length(window), hop)
+        return start, floor_to(at - self.shift, hop) if self.offset else at
 
 
 @dataclass(frozen=True)
@@ -190,8 +261,9 @@ class FeatureGroup:
 
     @property
     def horizon(self) -> timedelta:
-        """How far back before t the group's windows read events (a window plus its offset, or
-        the span of a window over label time, whichever is longest): what online state keeps."""
+        """How far back before t the group's windows read events (a window plus its offset and
+        hop, or the span of a window over label time, whichever is longest): what online state
+        keeps."""
         return max(a.bounds(w)[0] for a, w, _ in self.window_features() if w is not None)
 
 
@@ -200,7 +272,7 @@ def _describe(aggregate: Aggregate, window: str | None) -> str:
         scope = "before t"
     elif aggregate.offset:
         scope = f"over the {window} ending {aggregate.offset} before t"
-    elif aggregate.label_time_within:
+    elif aggregate.label_time:
         scope = f"whose label became known in the {window} before t"
     else:
         scope = f"over the {window} before t"

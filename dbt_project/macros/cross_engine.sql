@@ -72,18 +72,18 @@
     generate_series({{ start }}, {{ end }}, interval '1 day')
 {%- endmacro %}
 
-{#- Whether count(distinct x) over a window frame exists (PostgreSQL has none). Without it the
-    feature models count distinct values with steps read by running_sums_at, like label rates. -#}
-{% macro supports_window_distinct() -%}
-    {{ return(adapter.dispatch('supports_window_distinct', 'skewless')()) }}
+{#- `expr` (a timestamp) rounded down to a multiple of `seconds` since the epoch, exactly. -#}
+{% macro floor_to(expr, seconds) -%}
+    {{ return(adapter.dispatch('floor_to', 'skewless')(expr, seconds)) }}
 {%- endmacro %}
 
-{% macro duckdb__supports_window_distinct() -%}
-    {{ return(true) }}
+{% macro duckdb__floor_to(expr, seconds) -%}
+    make_timestamp(epoch_us({{ expr }})
+        - ((epoch_us({{ expr }}) % {{ seconds * 1000000 }}) + {{ seconds * 1000000 }}) % {{ seconds * 1000000 }})
 {%- endmacro %}
 
-{% macro default__supports_window_distinct() -%}
-    {{ return(false) }}
+{% macro default__floor_to(expr, seconds) -%}
+    date_bin(interval '{{ seconds }} seconds', {{ expr }}, timestamp '1970-01-01')
 {%- endmacro %}
 
 {#-

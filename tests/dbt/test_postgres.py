@@ -61,14 +61,16 @@ def _edge_cases(day: datetime) -> pd.DataFrame:
             }
         )
 
-    h, us = timedelta(hours=1), timedelta(microseconds=1)
-    # one customer: exact 1h / 1d / 7d / 30d edges, ties, a microsecond past an edge
+    h, us, hop = timedelta(hours=1), timedelta(microseconds=1), timedelta(minutes=5)
+    # one customer: exact 1h / 1d / 7d / 30d edges, ties, the 1h window's aligned tail (5-minute
+    # hop) a microsecond before and at the next hop
     for i, offset in enumerate(
         [
             0 * h,
             h,
             h,
-            2 * h + us,
+            2 * h + hop - us,
+            2 * h + hop,
             25 * h,
             25 * h,
             7 * 24 * h + h,
@@ -86,9 +88,11 @@ def _edge_cases(day: datetime) -> pd.DataFrame:
     add("edge_m_4", "edge_c6", "edge_m9", day + 27 * h, fraud=1, label=day + 40 * 24 * h)
     add("edge_m_5", "edge_c7", "edge_m9", day + 8 * 24 * h, fraud=0, label=day + 8 * 24 * h)
     add("edge_m_6", "edge_c7", "edge_m9", day + 8 * 24 * h + 2 * h, fraud=0)
-    # fraud risk windows end 7 days before t: edge_m_0 is out exactly 7 days later, in 1 us after
+    # fraud risk windows end at floor(t - 7 days, 1 hour): edge_m_0 is out exactly 7 days later and
+    # a microsecond before the next hour, in at the next hour
     add("edge_m_7", "edge_c8", "edge_m9", day + 7 * 24 * h, fraud=None)
-    add("edge_m_8", "edge_c8", "edge_m9", day + 7 * 24 * h + us, fraud=None)
+    add("edge_m_8", "edge_c8", "edge_m9", day + 7 * 24 * h + h - us, fraud=None)
+    add("edge_m_9", "edge_c8", "edge_m9", day + 7 * 24 * h + h, fraud=None)
     frame = pd.DataFrame(rows)
     frame["is_fraud"] = frame["is_fraud"].astype("Int8")
     return frame
@@ -196,10 +200,13 @@ def test_the_edge_cases_reached_the_features(built):
     # an event exactly 1h before is in the window; a tie at t is not
     assert edge["edge_c_1"]["customer_tx_count_1h"] == 1
     assert edge["edge_c_2"]["customer_tx_count_1h"] == 1
-    assert edge["edge_c_3"]["customer_tx_count_1h"] == 0
+    # 1h 5min - 1 us after them, the window's tail is aligned back to them; at 1h 5min it is not
+    assert edge["edge_c_3"]["customer_tx_count_1h"] == 2
+    assert edge["edge_c_4"]["customer_tx_count_1h"] == 1
     (names, rows), _ = built["merchant_transaction_windows"]
     edge = {r[names.index("transaction_id")]: dict(zip(names, r, strict=True)) for r in rows}
-    # the label-delay shift: edge_m_0 is exactly 7 days before edge_m_7 (out), 7 days and a
-    # microsecond before edge_m_8 (in, and its label is known)
+    # the label-delay shift: edge_m_0 is exactly 7 days before edge_m_7 (out), and stays out until
+    # the next hour starts (edge_m_9: in, and its label is known)
     assert edge["edge_m_7"]["merchant_fraud_risk_1d"] is None
-    assert edge["edge_m_8"]["merchant_fraud_risk_1d"] == 1.0
+    assert edge["edge_m_8"]["merchant_fraud_risk_1d"] is None
+    assert edge["edge_m_9"]["merchant_fraud_risk_1d"] == 1.0

@@ -49,15 +49,16 @@ def _event(tx, minutes, customer="c1", merchant="m1", amount=10.0, **labels):
 
 def test_add_event_keeps_the_window_plus_the_newest_older_event(redis_client):
     state = ExactState(redis_client)
-    # the longest window, plus the merchant risk windows' 7-day shift
-    assert state.retention == {"customer": timedelta(days=30), "merchant": timedelta(days=37)}
+    # the longest window and its hop; the merchant's windows over label time add the 30 days a
+    # label may take to come
+    assert state.retention == {"customer": timedelta(days=31), "merchant": timedelta(days=61)}
     day = 24 * 60
     for i, minutes in enumerate([0, day, 2 * day, 40 * day, 75 * day]):
         state.add_event(_event(f"t{i}", minutes))
     kept = [e["transaction_id"] for e in state.events("customer", "c1")]
     # t4 is 75 days in: t3 (day 40) is outside its 30-day window but the newest older event
     assert kept == ["t3", "t4"]
-    # the merchant keeps 37 days: t3 is inside them, t2 (day 2) is the newest older event
+    # the merchant keeps 61 days: t3 is inside them, t2 (day 2) is the newest older event
     assert [e["transaction_id"] for e in state.events("merchant", "m1")] == ["t2", "t3", "t4"]
     window = state.events("customer", "c1", since=T0 + timedelta(days=41))
     assert [e["transaction_id"] for e in window] == ["t4"]
@@ -90,7 +91,7 @@ def test_bootstrap_replaces_the_state_and_trims_as_of(redis_client):
             _event("c", 60 * 24 * 45, customer="c2", is_fraud=1, label_timestamp=T0),
         ]
     )
-    summary = state.bootstrap(frame, as_of=T0 + timedelta(days=50))
+    summary = state.bootstrap(frame, as_of=T0 + timedelta(days=74))
     assert summary["events"] == 3
     assert state.events("customer", "c9") == []
     assert [e["transaction_id"] for e in state.events("customer", "c1")] == ["b"]  # newest older

@@ -22,16 +22,25 @@ from tests.featurecheck import mismatches
 from tests.properties import examples
 
 BASE = datetime(2025, 1, 1)
-# Offsets on a coarse grid make ties and events exactly one window before another common;
-# a few microsecond nudges probe the edges from both sides.
+# Offsets on a coarse grid make ties and events exactly on a hop (5 minutes, an hour, a day) or one
+# window before another common; microsecond nudges probe those edges from both sides.
 offsets = st.one_of(
     st.integers(0, 12).map(lambda h: timedelta(hours=h)),  # dense: many ties and exact edges
     st.integers(0, 40 * 24).map(lambda h: timedelta(hours=h)),
     st.integers(0, 40 * 24).map(lambda h: timedelta(hours=h, microseconds=1)),
+    st.integers(1, 40 * 24).map(lambda h: timedelta(hours=h, microseconds=-1)),
     st.integers(0, 40 * 24 * 60).map(lambda m: timedelta(minutes=m)),
+    st.integers(1, 40 * 24 * 12).map(lambda m: timedelta(minutes=5 * m, microseconds=-1)),
 )
 label_delays = st.sampled_from(
-    [timedelta(0), timedelta(hours=1), timedelta(days=1), timedelta(days=7), timedelta(days=30)]
+    [
+        timedelta(0),
+        timedelta(hours=1),
+        timedelta(days=1),
+        timedelta(days=7),
+        timedelta(days=30),
+        timedelta(days=30, microseconds=1),
+    ]
 ) | st.integers(0, 12).map(lambda h: timedelta(hours=h))
 
 event = st.fixed_dictionaries(
@@ -97,8 +106,9 @@ def run_model(group, events: list[dict], cutoff: datetime) -> list[dict]:
 @pytest.mark.parametrize("group", GROUPS, ids=lambda g: g.name)
 @settings(max_examples=examples(120))
 @given(raw=st.lists(event, min_size=1, max_size=40), cutoff_day=st.integers(1, 45))
-# The window edges, always tried: an event exactly one day before another (in), a tie (out), a
-# label that becomes known exactly at t (used) and one an hour later (not used).
+# The window edges, always tried: an event exactly one day before another (in: the tail is aligned
+# to the hop), a tie (out), a label that becomes known exactly at t (used) and one an hour later
+# (not used).
 @example(
     raw=[
         _raw("c1", "m1", timedelta(0), is_fraud=1, label_delay=timedelta(hours=2)),
@@ -108,9 +118,10 @@ def run_model(group, events: list[dict], cutoff: datetime) -> list[dict]:
     ],
     cutoff_day=2,
 )
-# The label-delay shift of fraud risk windows ([t - 7d - w, t - 7d)): a labelled event exactly 7
-# days before t (out) and 7 days and a microsecond before (in); its label known a microsecond after
-# t (not used), then exactly at t (used); a label that arrives 20 days late counts once known.
+# The label-delay shift of fraud risk windows ([floor(t - 7d - w, h), floor(t - 7d, h))): a
+# labelled event exactly 7 days before t (out), and in once the next hop starts; its label known a
+# microsecond after t (not used), then exactly at t (used); a label that arrives 20 days late counts
+# once known.
 @example(
     raw=[
         _raw("c1", "m1", timedelta(0), is_fraud=1, label_delay=timedelta(days=7, microseconds=2)),
@@ -126,9 +137,10 @@ def run_model(group, events: list[dict], cutoff: datetime) -> list[dict]:
     ],
     cutoff_day=25,
 )
-# Windows over label time ([t - w, t] by label time, events of the last 30 days): a label known
-# exactly w before t (in) and a microsecond earlier (out); an event exactly 30 days before t (in)
-# and a microsecond earlier (out).
+# Windows over label time ([floor(t - w, h), t] by label time, of events before t labelled at most
+# 30 days after them): a label known exactly w before t (in) and a microsecond earlier (in: the
+# tail is aligned to the hop); labels 29 and 30 days after their event (in) and 30 days and a
+# microsecond after (never).
 @example(
     raw=[
         _raw("c1", "m4", timedelta(0), is_fraud=1, label_delay=timedelta(days=2)),
@@ -137,6 +149,8 @@ def run_model(group, events: list[dict], cutoff: datetime) -> list[dict]:
             "c2", "m4", timedelta(days=3, microseconds=1), is_fraud=None, label_delay=timedelta(0)
         ),
         _raw("c3", "m1", timedelta(0), is_fraud=0, label_delay=timedelta(days=29)),
+        _raw("c1", "m1", timedelta(0), is_fraud=1, label_delay=timedelta(days=30)),
+        _raw("c2", "m1", timedelta(0), is_fraud=1, label_delay=timedelta(days=30, microseconds=1)),
         _raw("c3", "m1", timedelta(days=30), is_fraud=None, label_delay=timedelta(0)),
         _raw(
             "c3", "m1", timedelta(days=30, microseconds=1), is_fraud=None, label_delay=timedelta(0)

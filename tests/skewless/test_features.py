@@ -5,12 +5,15 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime, timedelta
 
+import pytest
+
 from skewless import dbtgen, settings
 from skewless.features import (
     AMOUNT_RATIOS,
     CUSTOMER_TRANSACTION_WINDOWS,
     FEATURE_SERVICES,
     GROUPS,
+    HOPS,
     REQUEST_FEATURES,
     WINDOWS,
     request_features,
@@ -42,6 +45,7 @@ def test_adding_a_window_is_a_one_line_change(monkeypatch):
     from tests.skewless.test_feature_equivalence import BASE, _raw, _staged, run_model
 
     monkeypatch.setitem(WINDOWS, "2h", timedelta(hours=2))
+    monkeypatch.setitem(HOPS, "2h", timedelta(minutes=10))
     extended = replace(
         CUSTOMER_TRANSACTION_WINDOWS, windows=(*CUSTOMER_TRANSACTION_WINDOWS.windows, "2h")
     )
@@ -54,8 +58,25 @@ def test_adding_a_window_is_a_one_line_change(monkeypatch):
         ]
     )
     rows = run_model(extended, events, BASE + timedelta(days=1))
-    assert [r["customer_tx_count_2h"] for r in rows if r["transaction_id"]] == [0, 1, 2, 2]
+    # at 2:05 the window starts at floor(0:05, 10 min) = 0:00: the first event is still in
+    counts = sorted((r["event_timestamp"], r["customer_tx_count_2h"]) for r in rows)
+    assert [count for _, count in counts[:4]] == [0, 1, 2, 3]
     assert mismatches(extended, rows, events) == []
+
+
+def test_a_hop_must_fit_its_window_one_day_and_the_other_hops():
+    from skewless.vocabulary import check_hops
+
+    day, hour = timedelta(days=1), timedelta(hours=1)
+    check_hops({"1d": day, "2h": 2 * hour}, {"1d": hour, "2h": timedelta(minutes=10)})
+    for hops, message in (
+        ({"1d": timedelta(hours=5), "2h": hour}, "must divide one day"),
+        ({"1d": hour, "2h": timedelta(minutes=7)}, "must divide one day"),
+        ({"1d": timedelta(hours=3), "2h": 2 * hour}, "do not nest"),
+        ({"1d": hour}, "'2h' has no hop"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            check_hops({"1d": day, "2h": 2 * hour}, hops)
 
 
 def test_request_features():

@@ -1,7 +1,6 @@
 -- Generated from skewless/features.py by `skewless dbtgen`. Do not edit by hand.
 -- Customer spending windows just before each transaction (fraud features).
 -- Grain: transaction; entity: customer; windows: 1h, 1d, 7d, 30d.
-{%- set window_distinct = supports_window_distinct() %}
 
 with events as (
     select customer_id as entity_id, event_timestamp, transaction_id, label_timestamp, amount, merchant_id
@@ -20,77 +19,112 @@ query_points as (
 ),
 
 stream as (
-    select entity_id, event_timestamp, transaction_id, transaction_id as event_id,
-        event_timestamp as event_time, amount, merchant_id
-    from events
-    union all
-    select entity_id, event_timestamp, null, null, null, null as amount, null as merchant_id
-    from query_points
+    select entity_id, event_timestamp, transaction_id, event_id, event_time, amount, merchant_id,
+        {{ floor_to("event_timestamp", 300) }} as bucket_300,
+        {{ floor_to("event_timestamp", 3600) }} as bucket_3600,
+        {{ floor_to("event_timestamp", 86400) }} as bucket_86400
+    from (
+        select entity_id, event_timestamp, transaction_id, transaction_id as event_id,
+            event_timestamp as event_time, amount, merchant_id
+        from events
+        union all
+        select entity_id, event_timestamp, null, null, null, null as amount, null as merchant_id
+        from query_points
+    ) as merged
+),
+
+tiles_300 as (
+    select entity_id, bucket_300, count(event_id) as n,
+        sum(amount) as s_amount, count(amount) as c_amount
+    from stream
+    group by entity_id, bucket_300
+),
+
+tile_sums_300 as (
+    select entity_id, bucket_300,
+        sum(n) over w_1h as n_1h,
+        sum(s_amount) over w_1h as s_amount_1h,
+        sum(c_amount) over w_1h as c_amount_1h
+    from tiles_300
+    window
+    w_1h as (partition by entity_id order by bucket_300
+        range between {{ interval_of(3600, 'second') }} preceding and current row exclude current row)
+),
+
+tiles_3600 as (
+    select entity_id, bucket_3600, count(event_id) as n,
+        sum(amount) as s_amount, count(amount) as c_amount
+    from stream
+    group by entity_id, bucket_3600
+),
+
+tile_sums_3600 as (
+    select entity_id, bucket_3600,
+        sum(n) over w_1d as n_1d,
+        sum(s_amount) over w_1d as s_amount_1d,
+        sum(c_amount) over w_1d as c_amount_1d,
+        sum(n) over w_7d as n_7d,
+        sum(s_amount) over w_7d as s_amount_7d,
+        sum(c_amount) over w_7d as c_amount_7d
+    from tiles_3600
+    window
+    w_1d as (partition by entity_id order by bucket_3600
+        range between {{ interval_of(86400, 'second') }} preceding and current row exclude current row),
+    w_7d as (partition by entity_id order by bucket_3600
+        range between {{ interval_of(604800, 'second') }} preceding and current row exclude current row)
+),
+
+tiles_86400 as (
+    select entity_id, bucket_86400, count(event_id) as n,
+        sum(amount) as s_amount, count(amount) as c_amount
+    from stream
+    group by entity_id, bucket_86400
+),
+
+tile_sums_86400 as (
+    select entity_id, bucket_86400,
+        sum(n) over w_30d as n_30d,
+        sum(s_amount) over w_30d as s_amount_30d,
+        sum(c_amount) over w_30d as c_amount_30d
+    from tiles_86400
+    window
+    w_30d as (partition by entity_id order by bucket_86400
+        range between {{ interval_of(2592000, 'second') }} preceding and current row exclude current row)
 ),
 
 windowed as (
     select
-        entity_id, event_timestamp, transaction_id, event_id,
-        count(event_id) over w_1h as customer_tx_count_1h,
-        count(event_id) over w_1d as customer_tx_count_1d,
-        count(event_id) over w_7d as customer_tx_count_7d,
-        count(event_id) over w_30d as customer_tx_count_30d,
-        coalesce(sum(amount) over w_1h, 0) as customer_amount_sum_1h,
-        coalesce(sum(amount) over w_1d, 0) as customer_amount_sum_1d,
-        coalesce(sum(amount) over w_7d, 0) as customer_amount_sum_7d,
-        coalesce(sum(amount) over w_30d, 0) as customer_amount_sum_30d,
-        avg(amount) over w_1h as customer_amount_avg_1h,
-        avg(amount) over w_1d as customer_amount_avg_1d,
-        avg(amount) over w_7d as customer_amount_avg_7d,
-        avg(amount) over w_30d as customer_amount_avg_30d,
-        {{ seconds_between("max(event_time) over w_all", "event_timestamp") }} as customer_seconds_since_last_tx
-{%- if window_distinct %},
-        count(distinct merchant_id) over w_1h as customer_merchant_distinct_1h,
-        count(distinct merchant_id) over w_1d as customer_merchant_distinct_1d,
-        count(distinct merchant_id) over w_7d as customer_merchant_distinct_7d,
-        count(distinct merchant_id) over w_30d as customer_merchant_distinct_30d
-{%- endif %}
-    from stream
+        s.entity_id, s.event_timestamp, s.transaction_id, s.event_id,
+        cast(coalesce(t_300.n_1h, 0) + count(s.event_id) over head_300 as bigint) as customer_tx_count_1h,
+        cast(coalesce(t_3600.n_1d, 0) + count(s.event_id) over head_3600 as bigint) as customer_tx_count_1d,
+        cast(coalesce(t_3600.n_7d, 0) + count(s.event_id) over head_3600 as bigint) as customer_tx_count_7d,
+        cast(coalesce(t_86400.n_30d, 0) + count(s.event_id) over head_86400 as bigint) as customer_tx_count_30d,
+        coalesce(t_300.s_amount_1h, 0) + coalesce(sum(s.amount) over head_300, 0) as customer_amount_sum_1h,
+        coalesce(t_3600.s_amount_1d, 0) + coalesce(sum(s.amount) over head_3600, 0) as customer_amount_sum_1d,
+        coalesce(t_3600.s_amount_7d, 0) + coalesce(sum(s.amount) over head_3600, 0) as customer_amount_sum_7d,
+        coalesce(t_86400.s_amount_30d, 0) + coalesce(sum(s.amount) over head_86400, 0) as customer_amount_sum_30d,
+        (coalesce(t_300.s_amount_1h, 0) + coalesce(sum(s.amount) over head_300, 0)) / nullif(coalesce(t_300.c_amount_1h, 0) + count(s.amount) over head_300, 0) as customer_amount_avg_1h,
+        (coalesce(t_3600.s_amount_1d, 0) + coalesce(sum(s.amount) over head_3600, 0)) / nullif(coalesce(t_3600.c_amount_1d, 0) + count(s.amount) over head_3600, 0) as customer_amount_avg_1d,
+        (coalesce(t_3600.s_amount_7d, 0) + coalesce(sum(s.amount) over head_3600, 0)) / nullif(coalesce(t_3600.c_amount_7d, 0) + count(s.amount) over head_3600, 0) as customer_amount_avg_7d,
+        (coalesce(t_86400.s_amount_30d, 0) + coalesce(sum(s.amount) over head_86400, 0)) / nullif(coalesce(t_86400.c_amount_30d, 0) + count(s.amount) over head_86400, 0) as customer_amount_avg_30d,
+        {{ seconds_between("max(s.event_time) over w_all", "s.event_timestamp") }} as customer_seconds_since_last_tx
+    from stream as s
+    left join tile_sums_300 as t_300
+        on t_300.entity_id = s.entity_id and t_300.bucket_300 = s.bucket_300
+    left join tile_sums_3600 as t_3600
+        on t_3600.entity_id = s.entity_id and t_3600.bucket_3600 = s.bucket_3600
+    left join tile_sums_86400 as t_86400
+        on t_86400.entity_id = s.entity_id and t_86400.bucket_86400 = s.bucket_86400
     window
-    w_1h as (partition by entity_id order by event_timestamp
-        range between {{ interval_of(3600, 'second') }} preceding and current row exclude group),
-    w_1d as (partition by entity_id order by event_timestamp
-        range between {{ interval_of(86400, 'second') }} preceding and current row exclude group),
-    w_7d as (partition by entity_id order by event_timestamp
-        range between {{ interval_of(604800, 'second') }} preceding and current row exclude group),
-    w_30d as (partition by entity_id order by event_timestamp
-        range between {{ interval_of(2592000, 'second') }} preceding and current row exclude group),
-    w_all as (partition by entity_id order by event_timestamp
+    head_300 as (partition by s.entity_id, s.bucket_300 order by s.event_timestamp
+        range between unbounded preceding and current row exclude group),
+    head_3600 as (partition by s.entity_id, s.bucket_3600 order by s.event_timestamp
+        range between unbounded preceding and current row exclude group),
+    head_86400 as (partition by s.entity_id, s.bucket_86400 order by s.event_timestamp
+        range between unbounded preceding and current row exclude group),
+    w_all as (partition by s.entity_id order by s.event_timestamp
         range between unbounded preceding and current row exclude group)
 ),
-{%- if window_distinct %}
-
-features as (
-    select
-        w.entity_id as customer_id,
-        w.event_timestamp,
-        w.transaction_id,
-        w.transaction_id is null as is_snapshot,
-        w.customer_tx_count_1h,
-        w.customer_tx_count_1d,
-        w.customer_tx_count_7d,
-        w.customer_tx_count_30d,
-        w.customer_amount_sum_1h,
-        w.customer_amount_sum_1d,
-        w.customer_amount_sum_7d,
-        w.customer_amount_sum_30d,
-        w.customer_amount_avg_1h,
-        w.customer_amount_avg_1d,
-        w.customer_amount_avg_7d,
-        w.customer_amount_avg_30d,
-        w.customer_merchant_distinct_1h,
-        w.customer_merchant_distinct_1d,
-        w.customer_merchant_distinct_7d,
-        w.customer_merchant_distinct_30d,
-        w.customer_seconds_since_last_tx
-    from windowed as w
-)
-{%- else %}
 
 merchant_id_visits as (
     -- each distinct (merchant_id, time) of the entity and the next time of the same merchant_id
@@ -115,19 +149,19 @@ step_changes as (
             1 as n_customer_merchant_distinct_1h, 1 as n_customer_merchant_distinct_1d, 1 as n_customer_merchant_distinct_7d, 1 as n_customer_merchant_distinct_30d
         from merchant_id_visits
         union all
-        select entity_id, least(event_timestamp + {{ interval_of(3600, 'second') }}, coalesce(next_at, event_timestamp + {{ interval_of(3600, 'second') }})) + {{ interval_of(1, 'microsecond') }} as ts,
+        select entity_id, least({{ floor_to("event_timestamp", 300) }} + {{ interval_of(3900, 'second') }}, coalesce(next_at + {{ interval_of(1, 'microsecond') }}, {{ floor_to("event_timestamp", 300) }} + {{ interval_of(3900, 'second') }})) as ts,
             -1 as n_customer_merchant_distinct_1h, 0 as n_customer_merchant_distinct_1d, 0 as n_customer_merchant_distinct_7d, 0 as n_customer_merchant_distinct_30d
         from merchant_id_visits
         union all
-        select entity_id, least(event_timestamp + {{ interval_of(86400, 'second') }}, coalesce(next_at, event_timestamp + {{ interval_of(86400, 'second') }})) + {{ interval_of(1, 'microsecond') }} as ts,
+        select entity_id, least({{ floor_to("event_timestamp", 3600) }} + {{ interval_of(90000, 'second') }}, coalesce(next_at + {{ interval_of(1, 'microsecond') }}, {{ floor_to("event_timestamp", 3600) }} + {{ interval_of(90000, 'second') }})) as ts,
             0 as n_customer_merchant_distinct_1h, -1 as n_customer_merchant_distinct_1d, 0 as n_customer_merchant_distinct_7d, 0 as n_customer_merchant_distinct_30d
         from merchant_id_visits
         union all
-        select entity_id, least(event_timestamp + {{ interval_of(604800, 'second') }}, coalesce(next_at, event_timestamp + {{ interval_of(604800, 'second') }})) + {{ interval_of(1, 'microsecond') }} as ts,
+        select entity_id, least({{ floor_to("event_timestamp", 3600) }} + {{ interval_of(608400, 'second') }}, coalesce(next_at + {{ interval_of(1, 'microsecond') }}, {{ floor_to("event_timestamp", 3600) }} + {{ interval_of(608400, 'second') }})) as ts,
             0 as n_customer_merchant_distinct_1h, 0 as n_customer_merchant_distinct_1d, -1 as n_customer_merchant_distinct_7d, 0 as n_customer_merchant_distinct_30d
         from merchant_id_visits
         union all
-        select entity_id, least(event_timestamp + {{ interval_of(2592000, 'second') }}, coalesce(next_at, event_timestamp + {{ interval_of(2592000, 'second') }})) + {{ interval_of(1, 'microsecond') }} as ts,
+        select entity_id, least({{ floor_to("event_timestamp", 86400) }} + {{ interval_of(2678400, 'second') }}, coalesce(next_at + {{ interval_of(1, 'microsecond') }}, {{ floor_to("event_timestamp", 86400) }} + {{ interval_of(2678400, 'second') }})) as ts,
             0 as n_customer_merchant_distinct_1h, 0 as n_customer_merchant_distinct_1d, 0 as n_customer_merchant_distinct_7d, -1 as n_customer_merchant_distinct_30d
         from merchant_id_visits
     ) as steps
@@ -163,7 +197,6 @@ features as (
         w.customer_seconds_since_last_tx
     from windowed_steps as w
 )
-{%- endif %}
 
 select *
 from features

@@ -19,29 +19,70 @@ query_points as (
 ),
 
 stream as (
-    select entity_id, event_timestamp, transaction_id, transaction_id as event_id,
-        event_timestamp as event_time, is_fraud
-    from events
-    union all
-    select entity_id, event_timestamp, null, null, null, null as is_fraud
-    from query_points
+    select entity_id, event_timestamp, transaction_id, event_id, event_time, is_fraud,
+        {{ floor_to("event_timestamp", 3600) }} as bucket_3600,
+        {{ floor_to("event_timestamp", 86400) }} as bucket_86400
+    from (
+        select entity_id, event_timestamp, transaction_id, transaction_id as event_id,
+            event_timestamp as event_time, is_fraud
+        from events
+        union all
+        select entity_id, event_timestamp, null, null, null, null as is_fraud
+        from query_points
+    ) as merged
+),
+
+tiles_3600 as (
+    select entity_id, bucket_3600, count(event_id) as n
+    from stream
+    group by entity_id, bucket_3600
+),
+
+tile_sums_3600 as (
+    select entity_id, bucket_3600,
+        sum(n) over w_1d as n_1d,
+        sum(n) over w_7d as n_7d
+    from tiles_3600
+    window
+    w_1d as (partition by entity_id order by bucket_3600
+        range between {{ interval_of(86400, 'second') }} preceding and current row exclude current row),
+    w_7d as (partition by entity_id order by bucket_3600
+        range between {{ interval_of(604800, 'second') }} preceding and current row exclude current row)
+),
+
+tiles_86400 as (
+    select entity_id, bucket_86400, count(event_id) as n
+    from stream
+    group by entity_id, bucket_86400
+),
+
+tile_sums_86400 as (
+    select entity_id, bucket_86400,
+        sum(n) over w_30d as n_30d
+    from tiles_86400
+    window
+    w_30d as (partition by entity_id order by bucket_86400
+        range between {{ interval_of(2592000, 'second') }} preceding and current row exclude current row)
 ),
 
 windowed as (
     select
-        entity_id, event_timestamp, transaction_id, event_id,
-        count(event_id) over w_1d as merchant_tx_count_1d,
-        count(event_id) over w_7d as merchant_tx_count_7d,
-        count(event_id) over w_30d as merchant_tx_count_30d
-    from stream
+        s.entity_id, s.event_timestamp, s.transaction_id, s.event_id,
+        cast(coalesce(t_3600.n_1d, 0) + count(s.event_id) over head_3600 as bigint) as merchant_tx_count_1d,
+        cast(coalesce(t_3600.n_7d, 0) + count(s.event_id) over head_3600 as bigint) as merchant_tx_count_7d,
+        cast(coalesce(t_86400.n_30d, 0) + count(s.event_id) over head_86400 as bigint) as merchant_tx_count_30d
+    from stream as s
+    left join tile_sums_3600 as t_3600
+        on t_3600.entity_id = s.entity_id and t_3600.bucket_3600 = s.bucket_3600
+    left join tile_sums_86400 as t_86400
+        on t_86400.entity_id = s.entity_id and t_86400.bucket_86400 = s.bucket_86400
     window
-    w_1d as (partition by entity_id order by event_timestamp
-        range between {{ interval_of(86400, 'second') }} preceding and current row exclude group),
-    w_7d as (partition by entity_id order by event_timestamp
-        range between {{ interval_of(604800, 'second') }} preceding and current row exclude group),
-    w_30d as (partition by entity_id order by event_timestamp
-        range between {{ interval_of(2592000, 'second') }} preceding and current row exclude group)
+    head_3600 as (partition by s.entity_id, s.bucket_3600 order by s.event_timestamp
+        range between unbounded preceding and current row exclude group),
+    head_86400 as (partition by s.entity_id, s.bucket_86400 order by s.event_timestamp
+        range between unbounded preceding and current row exclude group)
 ),
+
 labels as (
     select entity_id, event_timestamp, label_timestamp, is_fraud
     from events
@@ -64,37 +105,41 @@ step_changes as (
         sum(n_merchant_recent_label_fraud_rate_30d) as n_merchant_recent_label_fraud_rate_30d,
         sum(y_merchant_recent_label_fraud_rate_30d) as y_merchant_recent_label_fraud_rate_30d
     from (
-        select entity_id, greatest(label_timestamp, event_timestamp + {{ interval_of(604800, 'second') }} + {{ interval_of(1, 'microsecond') }}) as ts,
-            cast(label_timestamp <= event_timestamp + {{ interval_of(691200, 'second') }} as integer) as n_merchant_fraud_risk_1d, case when label_timestamp <= event_timestamp + {{ interval_of(691200, 'second') }} then cast(is_fraud as {{ type_double() }}) else 0 end as y_merchant_fraud_risk_1d, cast(label_timestamp <= event_timestamp + {{ interval_of(1209600, 'second') }} as integer) as n_merchant_fraud_risk_7d, case when label_timestamp <= event_timestamp + {{ interval_of(1209600, 'second') }} then cast(is_fraud as {{ type_double() }}) else 0 end as y_merchant_fraud_risk_7d, cast(label_timestamp <= event_timestamp + {{ interval_of(3196800, 'second') }} as integer) as n_merchant_fraud_risk_30d, case when label_timestamp <= event_timestamp + {{ interval_of(3196800, 'second') }} then cast(is_fraud as {{ type_double() }}) else 0 end as y_merchant_fraud_risk_30d, 0 as n_merchant_recent_label_fraud_rate_1d, 0 as y_merchant_recent_label_fraud_rate_1d, 0 as n_merchant_recent_label_fraud_rate_7d, 0 as y_merchant_recent_label_fraud_rate_7d, 0 as n_merchant_recent_label_fraud_rate_30d, 0 as y_merchant_recent_label_fraud_rate_30d
+        select entity_id, greatest(label_timestamp, {{ floor_to("event_timestamp", 3600) }} + {{ interval_of(608400, 'second') }}) as ts,
+            cast(greatest(label_timestamp, {{ floor_to("event_timestamp", 3600) }} + {{ interval_of(608400, 'second') }}) < {{ floor_to("event_timestamp", 3600) }} + {{ interval_of(694800, 'second') }} as integer) as n_merchant_fraud_risk_1d, case when greatest(label_timestamp, {{ floor_to("event_timestamp", 3600) }} + {{ interval_of(608400, 'second') }}) < {{ floor_to("event_timestamp", 3600) }} + {{ interval_of(694800, 'second') }} then cast(is_fraud as {{ type_double() }}) else 0 end as y_merchant_fraud_risk_1d, cast(greatest(label_timestamp, {{ floor_to("event_timestamp", 3600) }} + {{ interval_of(608400, 'second') }}) < {{ floor_to("event_timestamp", 3600) }} + {{ interval_of(1213200, 'second') }} as integer) as n_merchant_fraud_risk_7d, case when greatest(label_timestamp, {{ floor_to("event_timestamp", 3600) }} + {{ interval_of(608400, 'second') }}) < {{ floor_to("event_timestamp", 3600) }} + {{ interval_of(1213200, 'second') }} then cast(is_fraud as {{ type_double() }}) else 0 end as y_merchant_fraud_risk_7d, 0 as n_merchant_fraud_risk_30d, 0 as y_merchant_fraud_risk_30d, 0 as n_merchant_recent_label_fraud_rate_1d, 0 as y_merchant_recent_label_fraud_rate_1d, 0 as n_merchant_recent_label_fraud_rate_7d, 0 as y_merchant_recent_label_fraud_rate_7d, 0 as n_merchant_recent_label_fraud_rate_30d, 0 as y_merchant_recent_label_fraud_rate_30d
+        from labels
+        union all
+        select entity_id, greatest(label_timestamp, {{ floor_to("event_timestamp", 86400) }} + {{ interval_of(691200, 'second') }}) as ts,
+            0 as n_merchant_fraud_risk_1d, 0 as y_merchant_fraud_risk_1d, 0 as n_merchant_fraud_risk_7d, 0 as y_merchant_fraud_risk_7d, cast(greatest(label_timestamp, {{ floor_to("event_timestamp", 86400) }} + {{ interval_of(691200, 'second') }}) < {{ floor_to("event_timestamp", 86400) }} + {{ interval_of(3283200, 'second') }} as integer) as n_merchant_fraud_risk_30d, case when greatest(label_timestamp, {{ floor_to("event_timestamp", 86400) }} + {{ interval_of(691200, 'second') }}) < {{ floor_to("event_timestamp", 86400) }} + {{ interval_of(3283200, 'second') }} then cast(is_fraud as {{ type_double() }}) else 0 end as y_merchant_fraud_risk_30d, 0 as n_merchant_recent_label_fraud_rate_1d, 0 as y_merchant_recent_label_fraud_rate_1d, 0 as n_merchant_recent_label_fraud_rate_7d, 0 as y_merchant_recent_label_fraud_rate_7d, 0 as n_merchant_recent_label_fraud_rate_30d, 0 as y_merchant_recent_label_fraud_rate_30d
         from labels
         union all
         select entity_id, greatest(label_timestamp, event_timestamp + {{ interval_of(1, 'microsecond') }}) as ts,
-            0 as n_merchant_fraud_risk_1d, 0 as y_merchant_fraud_risk_1d, 0 as n_merchant_fraud_risk_7d, 0 as y_merchant_fraud_risk_7d, 0 as n_merchant_fraud_risk_30d, 0 as y_merchant_fraud_risk_30d, cast(label_timestamp <= event_timestamp + {{ interval_of(2592000, 'second') }} as integer) as n_merchant_recent_label_fraud_rate_1d, case when label_timestamp <= event_timestamp + {{ interval_of(2592000, 'second') }} then cast(is_fraud as {{ type_double() }}) else 0 end as y_merchant_recent_label_fraud_rate_1d, cast(label_timestamp <= event_timestamp + {{ interval_of(2592000, 'second') }} as integer) as n_merchant_recent_label_fraud_rate_7d, case when label_timestamp <= event_timestamp + {{ interval_of(2592000, 'second') }} then cast(is_fraud as {{ type_double() }}) else 0 end as y_merchant_recent_label_fraud_rate_7d, cast(label_timestamp <= event_timestamp + {{ interval_of(2592000, 'second') }} as integer) as n_merchant_recent_label_fraud_rate_30d, case when label_timestamp <= event_timestamp + {{ interval_of(2592000, 'second') }} then cast(is_fraud as {{ type_double() }}) else 0 end as y_merchant_recent_label_fraud_rate_30d
+            0 as n_merchant_fraud_risk_1d, 0 as y_merchant_fraud_risk_1d, 0 as n_merchant_fraud_risk_7d, 0 as y_merchant_fraud_risk_7d, 0 as n_merchant_fraud_risk_30d, 0 as y_merchant_fraud_risk_30d, cast(greatest(label_timestamp, event_timestamp + {{ interval_of(1, 'microsecond') }}) < {{ floor_to("label_timestamp", 3600) }} + {{ interval_of(90000, 'second') }} and label_timestamp <= event_timestamp + {{ interval_of(2592000, 'second') }} as integer) as n_merchant_recent_label_fraud_rate_1d, case when greatest(label_timestamp, event_timestamp + {{ interval_of(1, 'microsecond') }}) < {{ floor_to("label_timestamp", 3600) }} + {{ interval_of(90000, 'second') }} and label_timestamp <= event_timestamp + {{ interval_of(2592000, 'second') }} then cast(is_fraud as {{ type_double() }}) else 0 end as y_merchant_recent_label_fraud_rate_1d, cast(greatest(label_timestamp, event_timestamp + {{ interval_of(1, 'microsecond') }}) < {{ floor_to("label_timestamp", 3600) }} + {{ interval_of(608400, 'second') }} and label_timestamp <= event_timestamp + {{ interval_of(2592000, 'second') }} as integer) as n_merchant_recent_label_fraud_rate_7d, case when greatest(label_timestamp, event_timestamp + {{ interval_of(1, 'microsecond') }}) < {{ floor_to("label_timestamp", 3600) }} + {{ interval_of(608400, 'second') }} and label_timestamp <= event_timestamp + {{ interval_of(2592000, 'second') }} then cast(is_fraud as {{ type_double() }}) else 0 end as y_merchant_recent_label_fraud_rate_7d, cast(greatest(label_timestamp, event_timestamp + {{ interval_of(1, 'microsecond') }}) < {{ floor_to("label_timestamp", 86400) }} + {{ interval_of(2678400, 'second') }} and label_timestamp <= event_timestamp + {{ interval_of(2592000, 'second') }} as integer) as n_merchant_recent_label_fraud_rate_30d, case when greatest(label_timestamp, event_timestamp + {{ interval_of(1, 'microsecond') }}) < {{ floor_to("label_timestamp", 86400) }} + {{ interval_of(2678400, 'second') }} and label_timestamp <= event_timestamp + {{ interval_of(2592000, 'second') }} then cast(is_fraud as {{ type_double() }}) else 0 end as y_merchant_recent_label_fraud_rate_30d
         from labels
         union all
-        select entity_id, event_timestamp + {{ interval_of(691200, 'second') }} + {{ interval_of(1, 'microsecond') }} as ts,
+        select entity_id, {{ floor_to("event_timestamp", 3600) }} + {{ interval_of(694800, 'second') }} as ts,
             -1 as n_merchant_fraud_risk_1d, -cast(is_fraud as {{ type_double() }}) as y_merchant_fraud_risk_1d, 0 as n_merchant_fraud_risk_7d, 0 as y_merchant_fraud_risk_7d, 0 as n_merchant_fraud_risk_30d, 0 as y_merchant_fraud_risk_30d, 0 as n_merchant_recent_label_fraud_rate_1d, 0 as y_merchant_recent_label_fraud_rate_1d, 0 as n_merchant_recent_label_fraud_rate_7d, 0 as y_merchant_recent_label_fraud_rate_7d, 0 as n_merchant_recent_label_fraud_rate_30d, 0 as y_merchant_recent_label_fraud_rate_30d
-        from labels where label_timestamp <= event_timestamp + {{ interval_of(691200, 'second') }}
+        from labels where greatest(label_timestamp, {{ floor_to("event_timestamp", 3600) }} + {{ interval_of(608400, 'second') }}) < {{ floor_to("event_timestamp", 3600) }} + {{ interval_of(694800, 'second') }}
         union all
-        select entity_id, event_timestamp + {{ interval_of(1209600, 'second') }} + {{ interval_of(1, 'microsecond') }} as ts,
+        select entity_id, {{ floor_to("event_timestamp", 3600) }} + {{ interval_of(1213200, 'second') }} as ts,
             0 as n_merchant_fraud_risk_1d, 0 as y_merchant_fraud_risk_1d, -1 as n_merchant_fraud_risk_7d, -cast(is_fraud as {{ type_double() }}) as y_merchant_fraud_risk_7d, 0 as n_merchant_fraud_risk_30d, 0 as y_merchant_fraud_risk_30d, 0 as n_merchant_recent_label_fraud_rate_1d, 0 as y_merchant_recent_label_fraud_rate_1d, 0 as n_merchant_recent_label_fraud_rate_7d, 0 as y_merchant_recent_label_fraud_rate_7d, 0 as n_merchant_recent_label_fraud_rate_30d, 0 as y_merchant_recent_label_fraud_rate_30d
-        from labels where label_timestamp <= event_timestamp + {{ interval_of(1209600, 'second') }}
+        from labels where greatest(label_timestamp, {{ floor_to("event_timestamp", 3600) }} + {{ interval_of(608400, 'second') }}) < {{ floor_to("event_timestamp", 3600) }} + {{ interval_of(1213200, 'second') }}
         union all
-        select entity_id, event_timestamp + {{ interval_of(3196800, 'second') }} + {{ interval_of(1, 'microsecond') }} as ts,
+        select entity_id, {{ floor_to("event_timestamp", 86400) }} + {{ interval_of(3283200, 'second') }} as ts,
             0 as n_merchant_fraud_risk_1d, 0 as y_merchant_fraud_risk_1d, 0 as n_merchant_fraud_risk_7d, 0 as y_merchant_fraud_risk_7d, -1 as n_merchant_fraud_risk_30d, -cast(is_fraud as {{ type_double() }}) as y_merchant_fraud_risk_30d, 0 as n_merchant_recent_label_fraud_rate_1d, 0 as y_merchant_recent_label_fraud_rate_1d, 0 as n_merchant_recent_label_fraud_rate_7d, 0 as y_merchant_recent_label_fraud_rate_7d, 0 as n_merchant_recent_label_fraud_rate_30d, 0 as y_merchant_recent_label_fraud_rate_30d
-        from labels where label_timestamp <= event_timestamp + {{ interval_of(3196800, 'second') }}
+        from labels where greatest(label_timestamp, {{ floor_to("event_timestamp", 86400) }} + {{ interval_of(691200, 'second') }}) < {{ floor_to("event_timestamp", 86400) }} + {{ interval_of(3283200, 'second') }}
         union all
-        select entity_id, least(label_timestamp + {{ interval_of(86400, 'second') }}, event_timestamp + {{ interval_of(2592000, 'second') }}) + {{ interval_of(1, 'microsecond') }} as ts,
+        select entity_id, {{ floor_to("label_timestamp", 3600) }} + {{ interval_of(90000, 'second') }} as ts,
             0 as n_merchant_fraud_risk_1d, 0 as y_merchant_fraud_risk_1d, 0 as n_merchant_fraud_risk_7d, 0 as y_merchant_fraud_risk_7d, 0 as n_merchant_fraud_risk_30d, 0 as y_merchant_fraud_risk_30d, -1 as n_merchant_recent_label_fraud_rate_1d, -cast(is_fraud as {{ type_double() }}) as y_merchant_recent_label_fraud_rate_1d, 0 as n_merchant_recent_label_fraud_rate_7d, 0 as y_merchant_recent_label_fraud_rate_7d, 0 as n_merchant_recent_label_fraud_rate_30d, 0 as y_merchant_recent_label_fraud_rate_30d
-        from labels where label_timestamp <= event_timestamp + {{ interval_of(2592000, 'second') }}
+        from labels where greatest(label_timestamp, event_timestamp + {{ interval_of(1, 'microsecond') }}) < {{ floor_to("label_timestamp", 3600) }} + {{ interval_of(90000, 'second') }} and label_timestamp <= event_timestamp + {{ interval_of(2592000, 'second') }}
         union all
-        select entity_id, least(label_timestamp + {{ interval_of(604800, 'second') }}, event_timestamp + {{ interval_of(2592000, 'second') }}) + {{ interval_of(1, 'microsecond') }} as ts,
+        select entity_id, {{ floor_to("label_timestamp", 3600) }} + {{ interval_of(608400, 'second') }} as ts,
             0 as n_merchant_fraud_risk_1d, 0 as y_merchant_fraud_risk_1d, 0 as n_merchant_fraud_risk_7d, 0 as y_merchant_fraud_risk_7d, 0 as n_merchant_fraud_risk_30d, 0 as y_merchant_fraud_risk_30d, 0 as n_merchant_recent_label_fraud_rate_1d, 0 as y_merchant_recent_label_fraud_rate_1d, -1 as n_merchant_recent_label_fraud_rate_7d, -cast(is_fraud as {{ type_double() }}) as y_merchant_recent_label_fraud_rate_7d, 0 as n_merchant_recent_label_fraud_rate_30d, 0 as y_merchant_recent_label_fraud_rate_30d
-        from labels where label_timestamp <= event_timestamp + {{ interval_of(2592000, 'second') }}
+        from labels where greatest(label_timestamp, event_timestamp + {{ interval_of(1, 'microsecond') }}) < {{ floor_to("label_timestamp", 3600) }} + {{ interval_of(608400, 'second') }} and label_timestamp <= event_timestamp + {{ interval_of(2592000, 'second') }}
         union all
-        select entity_id, least(label_timestamp + {{ interval_of(2592000, 'second') }}, event_timestamp + {{ interval_of(2592000, 'second') }}) + {{ interval_of(1, 'microsecond') }} as ts,
+        select entity_id, {{ floor_to("label_timestamp", 86400) }} + {{ interval_of(2678400, 'second') }} as ts,
             0 as n_merchant_fraud_risk_1d, 0 as y_merchant_fraud_risk_1d, 0 as n_merchant_fraud_risk_7d, 0 as y_merchant_fraud_risk_7d, 0 as n_merchant_fraud_risk_30d, 0 as y_merchant_fraud_risk_30d, 0 as n_merchant_recent_label_fraud_rate_1d, 0 as y_merchant_recent_label_fraud_rate_1d, 0 as n_merchant_recent_label_fraud_rate_7d, 0 as y_merchant_recent_label_fraud_rate_7d, -1 as n_merchant_recent_label_fraud_rate_30d, -cast(is_fraud as {{ type_double() }}) as y_merchant_recent_label_fraud_rate_30d
-        from labels where label_timestamp <= event_timestamp + {{ interval_of(2592000, 'second') }}
+        from labels where greatest(label_timestamp, event_timestamp + {{ interval_of(1, 'microsecond') }}) < {{ floor_to("label_timestamp", 86400) }} + {{ interval_of(2678400, 'second') }} and label_timestamp <= event_timestamp + {{ interval_of(2592000, 'second') }}
     ) as steps
     group by entity_id, ts
 ),

@@ -1,0 +1,344 @@
+"""Window state as tiles: what exact mode keeps per entity instead of every raw event.
+
+A window w with hop h covers [floor(t - w, h), t) (``skewless.vocabulary``). Cut at floor(t, m), m
+the finest tile (a minute), it is a few whole tiles of a ladder of nested lengths (a day, an hour,
+5 minutes, a minute, and the declared hops) plus the events of t's own minute, read raw. So an
+entity keeps, per tile length, a ring of pre-aggregated tiles (event count, sums and non-null
+counts of the summed columns, the distinct values of the counted columns, the newest event time,
+and the labels of the tile's events) and the raw events and labels of the last ``lateness``; the
+work of a request is a fixed number of tiles whatever the entity's traffic. Windows over label
+time keep a second ring of tiles keyed by label time.
+
+Exact at any t no earlier than ``lateness`` before the entity's newest event or label: tiles hold
+every event and label that arrived, and the raw labels known after t are taken back out. A label
+is final: a second label for the same event is ignored while its first is among the raw ones.
+
+``Layout`` is the layout of one entity of a feature service: which tiles a write touches
+(``event_updates``, ``label_updates``), which ones a read needs (``fields_at``), and the features
+at t from them (``evaluate``), which a property test holds equal to ``skewless.evaluate``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from skewless.vocabulary import Agg, FeatureGroup, window_hop, window_length
+
+MINUTE = timedelta(minutes=1)
+# Tile lengths always kept besides the declared hops, so that climbing from a window's tail to
+# t's minute takes few tiles (at most 23 hours, 11 five-minute and 4 one-minute ones).
+LADDER = (timedelta(days=1), timedelta(hours=1), timedelta(minutes=5), MINUTE)
+_EPOCH = datetime(1970, 1, 1)
+_US = timedelta(microseconds=1)
+
+
+def micros(value: datetime) -> int:
+    return (value - _EPOCH) // _US
+
+
+def _us(delta: timedelta) -> int:
+    return delta // _US
+
+
+@dataclass(frozen=True)
+class _Window:
+    group: str
+    name: str
+    agg: Agg
+    column: str | None
+    length: int  # microseconds
+    hop: int
+    shift: int
+    label_time: bool
+    within: int  # over label time: how long after its event a label may come and count
+
+    @property
+    def label_key(self) -> str:
+        return f"{self.column}:{self.within // 1_000_000}"
+
+
+@dataclass
+class Tile:
+    """One tile: its index (start // length) and its sums."""
+
+    index: int
+    values: dict = field(default_factory=dict)
+
+
+class Layout:
+    """The tiles of one entity's groups (of one feature service) with ``lateness`` of raw history."""
+
+    def __init__(self, groups: Sequence[FeatureGroup], lateness: timedelta):
+        self.groups = tuple(groups)
+        self.lateness = _us(lateness)
+        self.windows: list[_Window] = []
+        for group in self.groups:
+            for aggregate, window, name in group.window_features():
+                if window is None:
+                    continue
+                self.windows.append(
+                    _Window(
+                        group.name,
+                        name,
+                        aggregate.agg,
+                        aggregate.column,
+                        _us(window_length(window)),
+                        _us(window_hop(window)),
+                        _us(aggregate.shift),
+                        aggregate.label_time,
+                        _us(aggregate.label_within) if aggregate.label_time else 0,
+                    )
+                )
+        hops = {w.hop for w in self.windows}
+        top = max(hops, default=_us(MINUTE))
+        ladder = {_us(length) for length in LADDER if _us(length) <= top}
+        self.levels = sorted(hops | ladder, reverse=True)  # longest first
+        self.label_levels = self.levels if any(w.label_time for w in self.windows) else []
+        self.sum_columns = sorted({w.column for w in self.windows if w.agg in (Agg.SUM, Agg.AVG)})
+        self.distinct_columns = sorted(
+            {w.column for w in self.windows if w.agg is Agg.COUNT_DISTINCT}
+        )
+        self.label_columns = sorted(
+            {w.column for w in self.windows if w.agg is Agg.LABELED_RATE and not w.label_time}
+        )
+        self.label_time_keys = {  # over label time: (column, within) -> counter name
+            (w.column, w.within): w.label_key for w in self.windows if w.label_time
+        }
+        self.slots = {
+            level: self._retention(level, [w for w in self.windows if not w.label_time]) // level
+            + 2
+            for level in self.levels
+        }
+        self.label_slots = {
+            level: self._retention(level, [w for w in self.windows if w.label_time]) // level + 2
+            for level in self.label_levels
+        }
+
+    def _retention(self, level: int, windows: list[_Window]) -> int:
+        """How far back from the newest time tiles of ``level`` may be read: the windows whose
+        tails are aligned to it or a shorter hop reach back their whole extent; otherwise a tile
+        is read only on the way down to t's minute, within the next longer tile."""
+        longer = [length for length in self.levels if length > level]
+        reach = [w.shift + w.length + w.hop for w in windows if w.hop <= level]
+        return self.lateness + max([*reach, min(longer, default=level)])
+
+    # -- writing ---------------------------------------------------------------------------------
+    def event_updates(self, event: Mapping) -> list[tuple]:
+        """(field, index, adds, distinct, newest) per tile an arriving event goes into: ``adds``
+        are sums to add, ``distinct`` values to add to sets, ``newest`` the event time (us)."""
+        at = micros(event["event_timestamp"])
+        adds: dict[str, float] = {"n": 1}
+        for column in self.sum_columns:
+            value = event.get(column)
+            if value is not None:
+                adds[f"s:{column}"] = float(value)
+                adds[f"c:{column}"] = 1
+        distinct = {
+            f"d:{column}": str(event[column])
+            for column in self.distinct_columns
+            if event.get(column) is not None
+        }
+        labelled = event.get("label_timestamp") is not None
+        if labelled:
+            adds.update(self._label_adds(event))
+        out = [
+            (self.event_field(level, at // level), at // level, adds, distinct, at)
+            for level in self.levels
+        ]
+        return out + (self._label_time_updates(event) if labelled else [])
+
+    def _label_adds(self, event: Mapping) -> dict[str, float]:
+        adds: dict[str, float] = {}
+        for column in self.label_columns:
+            value = event.get(column)
+            if value is not None:
+                adds[f"ln:{column}"] = 1
+                adds[f"ly:{column}"] = float(value)
+        return adds
+
+    def label_updates(self, event: Mapping) -> list[tuple]:
+        """The tiles a label (``event`` with its label and label_timestamp) goes into: the labels
+        of its event's tiles, and the tiles over label time."""
+        at = micros(event["event_timestamp"])
+        adds = self._label_adds(event)
+        out = []
+        if adds:
+            out += [(self.event_field(level, at // level), at // level, adds, {}, None)
+                    for level in self.levels]  # fmt: skip
+        return out + self._label_time_updates(event)
+
+    def _label_time_updates(self, event: Mapping) -> list[tuple]:
+        at = micros(event["event_timestamp"])
+        known = micros(event["label_timestamp"])
+        out = []
+        by_label: dict[str, float] = {}
+        for (column, within), key in self.label_time_keys.items():
+            if event.get(column) is not None and known - at <= within:
+                by_label[f"n:{key}"] = 1
+                by_label[f"y:{key}"] = float(event[column])
+        if by_label:
+            out += [
+                (self.label_field(level, known // level), known // level, by_label, {}, None)
+                for level in self.label_levels
+            ]
+        return out
+
+    def event_field(self, level: int, index: int) -> str:
+        return f"e{level // 1_000_000}:{index % self.slots[level]}"
+
+    def label_field(self, level: int, index: int) -> str:
+        return f"l{level // 1_000_000}:{index % self.label_slots[level]}"
+
+    def raw_cutoff(self, newest: datetime) -> int:
+        """Raw events and labels older than this (us) may go: ``lateness`` before the newest
+        time, rounded down to the minute."""
+        cut = micros(newest) - self.lateness
+        return cut - cut % _us(MINUTE)
+
+    # -- reading ---------------------------------------------------------------------------------
+    def _cover(self, start: int, end: int, levels: Sequence[int]) -> list[tuple[int, int]]:
+        """(level, index) of the fewest whole tiles covering [start, end), longest first."""
+        out, pos = [], start
+        while pos < end:
+            for level in levels:
+                if pos % level == 0 and pos + level <= end:
+                    out.append((level, pos // level))
+                    pos += level
+                    break
+            else:  # pragma: no cover - start and end are minutes, and a minute is a level
+                raise ValueError(f"[{start}, {end}) is not made of whole tiles")
+        return out
+
+    def _ranges(self, window: _Window, at: int) -> tuple[int, int, int]:
+        """(start, end of the tiles, end) of a window at ``at`` (us): tiles cover [start, tiles
+        end), raw events and labels the rest."""
+        minute = at - at % _us(MINUTE)
+        base = at - window.shift - window.length
+        start = base - base % window.hop
+        if window.shift:
+            end = (at - window.shift) - (at - window.shift) % window.hop
+            return start, min(end, minute), end
+        return start, max(start, minute), at
+
+    def plan(self, at: datetime) -> dict[str, list]:
+        """The tiles each window reads at ``at``: {window name: [(field, index), ...]}."""
+        t = micros(at)
+        out = {}
+        for window in self.windows:
+            start, tiles_end, _ = self._ranges(window, t)
+            if window.label_time:
+                cover = self._cover(start, tiles_end, self.label_levels)
+                out[window.name] = [(self.label_field(lv, i), i) for lv, i in cover]
+            else:
+                cover = self._cover(start, tiles_end, self.levels)
+                out[window.name] = [(self.event_field(lv, i), i) for lv, i in cover]
+        return out
+
+    def fields_at(self, at: datetime) -> list[str]:
+        """Every tile field a request at ``at`` reads, each once."""
+        return sorted({name for tiles in self.plan(at).values() for name, _ in tiles})
+
+    def evaluate(
+        self,
+        group: FeatureGroup,
+        at: datetime,
+        tiles: Mapping[str, Tile | None],
+        head: Iterable[Mapping],
+        labels: Iterable[Mapping],
+        newest: tuple[datetime | None, datetime | None] = (None, None),
+    ) -> dict:
+        """The features of ``group`` at ``at`` from ``tiles`` (field -> Tile, as read), the raw
+        events ``head`` of t's minute (before t), the raw ``labels`` known at or after t's
+        minute (events with their label) and ``newest``: the entity's newest event time and the
+        newest one before it."""
+        t = micros(at)
+        head = [e for e in head if micros(e["event_timestamp"]) < t]
+        labels = list(labels)
+        plan = self.plan(at)
+        values: dict = {}
+        for window in (w for w in self.windows if w.group == group.name):
+            read = [
+                tile.values
+                for name, index in plan[window.name]
+                if (tile := tiles.get(name)) is not None and tile.index == index
+            ]
+            values[window.name] = self._value(window, t, read, head, labels)
+        wanted = {name: index for names in plan.values() for name, index in names}
+        valid = [
+            tile
+            for name, tile in tiles.items()
+            if tile is not None and wanted.get(name) == tile.index
+        ]
+        for _, window, name in group.window_features():
+            if window is None:  # seconds since the last event
+                values[name] = self._since_last(t, valid, head, newest)
+        for ratio in group.ratios:
+            numerator, denominator = values[ratio.numerator], values[ratio.denominator]
+            values[ratio.name] = (
+                None
+                if numerator is None or not denominator
+                else numerator / denominator * ratio.scale
+            )
+        return {name: values[name] for name in group.feature_names}
+
+    def _value(self, window: _Window, t: int, read: list[dict], head, labels):
+        col = window.column
+        if window.agg is Agg.COUNT:
+            return int(sum(v.get("n", 0) for v in read)) + len(head)
+        if window.agg in (Agg.SUM, Agg.AVG):
+            total = sum(v.get(f"s:{col}", 0.0) for v in read)
+            total += sum(float(e[col]) for e in head if e.get(col) is not None)
+            if window.agg is Agg.SUM:
+                return float(total)
+            count = sum(v.get(f"c:{col}", 0) for v in read)
+            count += sum(1 for e in head if e.get(col) is not None)
+            return float(total) / count if count else None
+        if window.agg is Agg.COUNT_DISTINCT:
+            seen = {str(e[col]) for e in head if e.get(col) is not None}
+            for v in read:
+                seen.update(v.get(f"d:{col}", ()))
+            return len(seen)
+        return self._rate(window, t, read, head, labels)
+
+    def _rate(self, window: _Window, t: int, read: list[dict], head, labels):
+        col = window.column
+        start, tiles_end, end = self._ranges(window, t)
+        if window.label_time:  # labels known in [start, t], of events before t, within W
+            key = window.label_key
+            n = sum(v.get(f"n:{key}", 0) for v in read)
+            y = sum(v.get(f"y:{key}", 0.0) for v in read)
+            for label in labels:
+                known, happened = micros(label["label_timestamp"]), micros(label["event_timestamp"])
+                if tiles_end <= known <= t and happened < t and known - happened <= window.within:
+                    n, y = n + 1, y + float(label[col])
+            return y / n if n else None
+        n = sum(v.get(f"ln:{col}", 0) for v in read)
+        y = sum(v.get(f"ly:{col}", 0.0) for v in read)
+        for label in labels:  # labels in the tiles that were not known yet at t
+            happened = micros(label["event_timestamp"])
+            if micros(label["label_timestamp"]) > t and start <= happened < tiles_end:
+                n, y = n - 1, y - float(label[col])
+        for event in head:  # the events of t's minute (a window ending at t)
+            if tiles_end <= micros(event["event_timestamp"]) < end:
+                known = event.get("label_timestamp")
+                if event.get(col) is not None and known is not None and micros(known) <= t:
+                    n, y = n + 1, y + float(event[col])
+        return y / n if n else None
+
+    def _since_last(self, t: int, tiles: list[Tile], head, newest) -> float | None:
+        last, previous = (None if n is None else micros(n) for n in newest)
+        if last is not None and last < t:
+            latest = last
+        elif previous is not None and previous < t:  # no event between previous and last
+            latest = previous
+        elif head:
+            latest = max(micros(e["event_timestamp"]) for e in head)
+        else:  # t is before the newest events: the newest one before t's minute, from the tiles
+            minute = t - t % _us(MINUTE)
+            times = [tile.values["m"] for tile in tiles if tile.values.get("m", minute) < minute]
+            if not times:
+                return None
+            latest = max(times)
+        return (t - latest) / 1_000_000

@@ -1,0 +1,115 @@
+"""Property test: features from tiles (skewless.tiles) equal the evaluator's on the raw events.
+
+Events arrive at their event time and labels at their label time, in time order; before each
+event arrives, its features are read from the tiles, the raw head and labels, exactly what the
+evaluator computes from every event and label known by then; and again half an hour earlier, as a
+late request would read them. ``_apply`` is how a tile takes an
+update (the state's script does the same in Redis): a slot holding an older tile starts over, an
+update for an older tile than the slot holds is dropped.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from skewless.evaluate import evaluate
+from skewless.features import GROUPS, Grain
+from skewless.tiles import Layout, Tile, micros
+from tests.featurecheck import same
+from tests.properties import examples
+from tests.skewless.test_feature_equivalence import _raw, _staged, event
+
+GROUPS_ONLINE = [g for g in GROUPS if g.grain is Grain.TRANSACTION]
+# The feature test's events, a few seconds apart within a minute too: t's own minute is read raw.
+within_minutes = event.flatmap(
+    lambda e: st.sampled_from([0, 0, 1, 30, 59]).map(
+        lambda s: {**e, "offset": e["offset"] + timedelta(seconds=s)}
+    )
+)
+
+
+def _apply(tiles: dict, updates) -> None:
+    for name, index, adds, distinct, newest in updates:
+        tile = tiles.get(name)
+        if tile is None or tile.index < index:
+            tile = tiles[name] = Tile(index)
+        elif tile.index > index:
+            continue
+        for key, value in adds.items():
+            tile.values[key] = tile.values.get(key, 0) + value
+        for key, value in distinct.items():
+            tile.values.setdefault(key, {})[value] = 1
+        if newest is not None:
+            tile.values["m"] = max(tile.values.get("m", newest), newest)
+
+
+@pytest.mark.parametrize("group", GROUPS_ONLINE, ids=lambda g: g.name)
+@settings(max_examples=examples(120))
+@given(raw=st.lists(within_minutes, min_size=1, max_size=40))
+# A label that comes 30 days after its event, just as the next event arrives: half an hour earlier
+# it was not known yet, so the late request must take it back out of the tiles.
+@example(
+    raw=[
+        _raw("c1", "m1", timedelta(0), is_fraud=1, label_delay=timedelta(days=30)),
+        _raw("c2", "m1", timedelta(days=2), is_fraud=0, label_delay=timedelta(days=1)),
+        _raw("c1", "m1", timedelta(days=30), is_fraud=None, label_delay=timedelta(0)),
+    ]
+)
+def test_tiles_equal_the_evaluator(group, raw):
+    layout = Layout([group], lateness=timedelta(hours=1))
+    events = _staged(raw)
+    key = group.entity.join_key
+    timeline = sorted(
+        [(e["event_timestamp"], 1, i) for i, e in enumerate(events)]
+        + [(e["label_timestamp"], 0, i) for i, e in enumerate(events) if e["is_fraud"] is not None]
+    )  # labels before events at the same time: a label known at t counts at t
+    state: dict[str, dict] = {}  # entity -> tiles, raw events, raw labels, newest
+    arrived: list[dict] = []
+    for at, is_event, i in timeline:
+        e = events[i]
+        entity = state.setdefault(
+            e[key], {"tiles": {}, "raw": [], "labels": [], "newest": (None, None)}
+        )
+        if not is_event:
+            _apply(entity["tiles"], layout.label_updates(e))
+            entity["labels"].append(e)
+            for raw_event in entity["raw"]:
+                if raw_event["transaction_id"] == e["transaction_id"]:
+                    raw_event.update(is_fraud=e["is_fraud"], label_timestamp=e["label_timestamp"])
+            continue
+        # now, and half an hour ago (a late request: what arrived since must not count)
+        for t in (at, at - timedelta(minutes=30)):
+            known = [
+                {**x, **({} if x["label_timestamp"] <= t and x["is_fraud"] is not None else
+                         {"is_fraud": None, "label_timestamp": None})}
+                for x in arrived
+                if x[key] == e[key] and x["event_timestamp"] < t
+            ]  # fmt: skip
+            minute = t - (t - t.min) % timedelta(minutes=1)
+            got = layout.evaluate(
+                group,
+                t,
+                {name: entity["tiles"].get(name) for name in layout.fields_at(t)},
+                [x for x in entity["raw"] if x["event_timestamp"] >= minute],
+                [x for x in entity["labels"] if x["label_timestamp"] >= minute],
+                entity["newest"],
+            )
+            expected = evaluate(group, known, t)
+            wrong = {n: (got[n], v) for n, v in expected.items() if not same(got[n], v)}
+            assert wrong == {}, (e["transaction_id"], t)
+        arrived.append(e)
+        arriving = {**e, "is_fraud": None, "label_timestamp": None}
+        _apply(entity["tiles"], layout.event_updates(arriving))
+        entity["raw"].append(arriving)
+        last, previous = entity["newest"]
+        if last is None or at > last:
+            entity["newest"] = (at, last)
+        elif at < last and (previous is None or at > previous):
+            entity["newest"] = (last, at)
+        cutoff = layout.raw_cutoff(entity["newest"][0])
+        entity["raw"] = [x for x in entity["raw"] if micros(x["event_timestamp"]) >= cutoff]
+        entity["labels"] = [x for x in entity["labels"] if micros(x["label_timestamp"]) >= cutoff]

@@ -1,20 +1,22 @@
 """Exact mode with a hot entity: one merchant with N events in its 30-day window beside ordinary traffic.
 
 Real merchants are heavy-tailed: a large one sees millions of card transactions a month. Exact mode
-keeps an entity's events in Redis and computes its windows at request time, so its cost per request
-is what this measures, against the same run's ordinary entities.
+keeps an entity's windows as tiles in Redis plus the raw events and labels of its lateness
+allowance, and computes its windows at request time from a fixed number of tiles; what a request
+costs with a hot entity, against the same run's ordinary entities, and what the entity costs in
+Redis memory, is what this measures.
 
 1. Setup as `bench.sidecar` (its own var dir with a private Redis; a small simulated warehouse, dbt
    build, feast apply, the fraud champion trained at the batch cutoff); the exact-mode state
    bootstrapped with what had arrived before the held-out day, as `skewless replay` does.
 2. `skewless serve --mode exact` (gunicorn, 2 workers) in its own process group.
-3. For each N (``--events``, ascending): the hot merchant's set is filled up to N events spread over
-   the 30 days before the day (random customers and amounts, labels known after 7 days), and Redis'
-   own `MEMORY USAGE` of its key is read. Then, with `bench/loadgen.py` in a separate process: one
+3. For each N (``--events``, ascending): the hot merchant's state is loaded with N events spread
+   over the 30 days before the day (random customers and amounts, labels known after 7 days), and
+   Redis' own `MEMORY USAGE` of its keys (tiles, raw events, labels) is read. Then, with `bench/loadgen.py` in a separate process: one
    keep-alive connection, closed loop (per-request latency), for the day's requests sent to the hot
    merchant and, in the same round, the same requests to their own (ordinary) merchants; then the
    open loop at ``--rate`` for both, unless the hot runs show the server cannot keep that rate.
-   Every request is scored and recorded, so the hot set grows by the requests sent.
+   Every request is scored and recorded, so the hot merchant's state grows by the requests sent.
 
 Writes var/bench/hot_entity.json and prints a table: `python -m bench.hot_entity` (--help).
 Targets (at 1M events): exact-mode p99 <= 5 ms and <= 1.5x the ordinary p99 of the same run;
@@ -25,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import sys
 import time
 from datetime import datetime, timedelta
@@ -42,35 +43,38 @@ WINDOW = timedelta(days=30)
 TARGET_P99_MS, TARGET_RATIO, TARGET_BYTES = 5.0, 1.5, 1 << 20
 
 
-def fill_hot(client, day, events: int, have: int, rng: random.Random) -> int:
-    """Adds events to the hot merchant's set until it holds ``events`` (beyond ``have``); returns
-    the count now kept. Events are packed as exact mode packs them (serving/state.py)."""
-    from serving.state import pack, state_key, to_micros
+def fill_hot(client, day, events: int, seed: int, lateness: timedelta) -> int:
+    """(Re)loads the hot merchant with ``events`` events spread over the 30 days before the day
+    (customers from a pool of 1,000, random amounts, labels known after 7 days, 1% fraud) through
+    the state's bulk load, as exact mode keeps them: tiles, plus the raw events and labels of the
+    lateness allowance. Returns the number of raw events kept."""
+    import numpy as np
+    import pandas as pd
 
-    key = state_key("merchant", HOT)
+    from serving.state import ExactState
+
+    state = ExactState(client, lateness=lateness)
+    client.delete(*state.keys("merchant", HOT))
+    rng = np.random.default_rng(seed)
     start = datetime.combine(day, datetime.min.time()) - WINDOW
-    span = int(WINDOW.total_seconds() * 1e6) - 1
-    batch: list = []
-    for i in range(have, events):
-        at = start + timedelta(microseconds=rng.randrange(span))
-        label_at = at + timedelta(days=7)
-        known = label_at < start + WINDOW
-        event = {
-            "transaction_id": f"hot{i:09d}",
-            "customer_id": f"c_hot{rng.randrange(50_000):05d}",
+    at = pd.Timestamp(start) + pd.to_timedelta(
+        np.sort(rng.integers(0, int(WINDOW.total_seconds() * 1e6), events)), unit="us"
+    )
+    label_at = at + pd.Timedelta(days=7)
+    known = label_at < pd.Timestamp(start + WINDOW)
+    frame = pd.DataFrame(
+        {
+            "transaction_id": [f"hot{i:09d}" for i in range(events)],
+            "customer_id": [f"c_hot{c:04d}" for c in rng.integers(0, 1000, events)],
             "merchant_id": HOT,
             "event_timestamp": at,
-            "amount": round(rng.lognormvariate(3.5, 1.0), 2),
-            "is_fraud": int(rng.random() < 0.01) if known else None,
-            "label_timestamp": label_at if known else None,
+            "amount": np.round(rng.lognormal(3.5, 1.0, events), 2),
+            "is_fraud": pd.array(np.where(known, rng.random(events) < 0.01, None), dtype="Int8"),
+            "label_timestamp": label_at.where(known),
         }
-        batch += [to_micros(at), pack(event)]
-        if len(batch) >= 20_000:
-            client.execute_command("ZADD", key, *batch)
-            batch = []
-    if batch:
-        client.execute_command("ZADD", key, *batch)
-    return client.zcard(key)
+    )
+    state.bootstrap(frame, as_of=start + WINDOW, clear=False)
+    return client.zcard(state.keys("merchant", HOT)[1])
 
 
 def write_bodies(bodies: list[dict], hot: bool, path: Path) -> str:
@@ -128,7 +132,6 @@ def run(args) -> dict:
     sidecar_setup.fresh_run_dir(cfg)
     report: dict = {"machine": machine(), "args": vars(args) | {"out": str(args.out)}}
     report["setup_seconds"] = {}
-    rng = random.Random(args.seed)
     with procs.sigterm_as_interrupt():
         redis = redis_server.start(cfg.redis_dir, cluster=False)
         try:
@@ -139,6 +142,7 @@ def run(args) -> dict:
                 argv = [str(sidecar_setup.BIN / "skewless"), "serve", "--mode", "exact"]
                 argv += ["--port", str(port), "--workers", str(args.workers)]
                 sidecar_env = {**env, "PROMETHEUS_MULTIPROC_DIR": str(cfg.var_dir / "prometheus")}
+                sidecar_env["SKEWLESS_EXACT_LATENESS_SECONDS"] = str(args.lateness)
                 sidecar = servers.start("sidecar", argv, sidecar_env, port=port, ready_path=None)
                 servers.wait_ready(sidecar, "/readyz", timeout=240)
                 client = redis_client(redis.url)
@@ -147,32 +151,35 @@ def run(args) -> dict:
                     "ordinary": write_bodies(bodies, False, RUN_DIR / "ordinary.json"),
                     "hot": write_bodies(bodies, True, RUN_DIR / "hot.json"),
                 }
-                report["runs"] = _rounds(args, env, sidecar, redis, client, day, rng, files)
+                report["runs"] = _rounds(args, env, sidecar, redis, client, day, files)
                 client.close()
         finally:
             redis_server.stop(cfg.redis_dir)
     return report
 
 
-def _rounds(args, env, sidecar, redis, client, day, rng, files) -> list[dict]:
-    from serving.state import state_key
+def _rounds(args, env, sidecar, redis, client, day, files) -> list[dict]:
+    from serving.state import ExactState
 
-    runs, have, previous = [], 0, None
+    lateness = timedelta(seconds=args.lateness)
+    runs, previous = [], None
     for events in sorted(args.events):
         duration = args.duration  # long enough for ~5 requests at the projected latency
         if previous and previous["hot"]["one_connection"]["p50_ms"]:
             projected = previous["hot"]["one_connection"]["p50_ms"] * events / previous["events"]
             duration = max(duration, 5 * projected / 1000)
         started = time.perf_counter()
-        have = fill_hot(client, day, events, have, rng)
+        have = fill_hot(client, day, events, args.seed, lateness)
         filled = round(time.perf_counter() - started, 1)
-        key = state_key("merchant", HOT)
+        keys = ExactState(client, lateness=lateness).keys("merchant", HOT)
         row = {"events": events, "kept_before": have, "fill_seconds": filled}
-        row["redis_bytes"] = client.memory_usage(key, samples=0)
-        print(f"hot merchant: {have:,} events, {row['redis_bytes']:,} bytes", flush=True)
+        parts = {key.rsplit(":", 1)[1]: client.memory_usage(key, samples=0) or 0 for key in keys}
+        row["redis_bytes_by_key"] = parts
+        row["redis_bytes"] = sum(parts.values())
+        print(f"hot merchant: {events:,} events ({have:,} raw), {parts} bytes", flush=True)
         row |= measure(args, env, sidecar.port, sidecar.pgid, redis, files, duration)
         row["duration_s"] = round(duration, 1)
-        row["kept_after"] = have = client.zcard(key)
+        row["kept_after"] = client.zcard(keys[1])
         hot, ordinary = row["hot"]["one_connection"], row["ordinary"]["one_connection"]
         done = hot["p99_ms"] is not None and ordinary["p99_ms"]
         row["p99_ratio"] = round(hot["p99_ms"] / ordinary["p99_ms"], 2) if done else None
@@ -223,6 +230,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=300.0, help="open-loop requests per second")
     parser.add_argument("--duration", type=float, default=5.0, help="measured seconds per run")
     parser.add_argument("--workers", type=int, default=2, help="sidecar gunicorn workers")
+    parser.add_argument(
+        "--lateness", type=float, default=21600.0,
+        help="SKEWLESS_EXACT_LATENESS_SECONDS of the sidecar and the hot merchant's state",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="the JSON report")
     parser.add_argument("--keep", action="store_true", help=f"keep {RUN_DIR} after the run")
     args = parser.parse_args(argv)

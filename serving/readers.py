@@ -120,8 +120,8 @@ class MaterializedReader:
 
 
 class ExactReader:
-    """Windows computed at request time from each entity's raw events in Redis (``ExactState``)
-    with the same evaluator the dbt SQL is proven equal to."""
+    """Windows computed at request time from each entity's tiles and recent raw events in Redis
+    (``ExactState``), by the tile evaluation a property test holds equal to the dbt SQL's."""
 
     mode = "exact"
 
@@ -133,13 +133,13 @@ class ExactReader:
     def read(self, request: Request) -> FeatureRead:
         at = request.event_timestamp
         keys = [(e, str(getattr(request, self.state.join_keys[e]))) for e in self.entities]
-        events = dict(zip(self.entities, self.state.events_before(keys, at), strict=True))
+        states = dict(zip(self.entities, self.state.read(keys, at), strict=True))
         result = FeatureRead({})
-        for entity, found in events.items():
-            if not found:
+        for entity, state in states.items():
+            if state.empty:
                 result.missing.append(entity)
         for group in self.service.groups:
-            result.values.update(evaluate(group, events[group.entity.name], at))
+            result.values.update(self.state.features(group, states[group.entity.name], at))
             result.as_of[group.name] = at.isoformat()
         return result
 

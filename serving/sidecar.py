@@ -12,7 +12,7 @@ import atexit
 import logging
 import math
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import redis
 from flask import Flask, current_app
@@ -74,7 +74,12 @@ class Sidecar:
             self.cfg, self.task, self.columns, float(conf["MODEL_CHECK_SECONDS"])
         )
         self.model.on_change = self.metrics.model_changed
-        self.state = ExactState(self.redis, self.service, self.round_trip)
+        self.state = ExactState(
+            self.redis,
+            self.service,
+            self.round_trip,
+            lateness=timedelta(seconds=float(conf["EXACT_LATENESS_SECONDS"])),
+        )
         project, key_version = feast_project(self.cfg.feast_repo)
         if key_version != 3:
             raise ValueError(

@@ -1,20 +1,22 @@
-"""Exact mode's online state: each entity's recent raw events, kept in Redis.
+"""Exact mode's online state: each entity's windows as pre-aggregated tiles, kept in Redis.
 
-One sorted set per entity key (``skewless:events:<entity>:<key>``), scored by event time in integer
-microseconds since the epoch (exact in a double up to year 2255) and holding compact packed events.
-At request time the features are computed from these events with ``skewless.evaluate`` - the same
-code a property test holds equal to the dbt SQL - so exact mode can only differ from the offline
-truth by events that had not arrived yet.
+Per entity key, three keys sharing one hash tag (so on a Redis Cluster an entity's keys live in one
+slot and its writes stay atomic): ``<prefix>{<entity>:<key>}:tiles``, a hash of tiles
+(``skewless.tiles``: per tile length a ring of slots, a newer tile replacing an older one) and the
+entity's two newest event times; ``:raw``, a sorted set of the raw events of the lateness
+allowance (``SKEWLESS_EXACT_LATENESS_SECONDS``, 6 hours by default) behind the entity's newest
+time, scored by event time in integer microseconds since the epoch; ``:labels``, the labels that
+became known in that span, scored by label time. A request reads a fixed number of tiles plus the
+raw events of t's own minute, and ``Layout.evaluate`` (held equal to the dbt SQL's evaluator by a
+property test) computes the features: the work and memory of an entity do not grow with its
+traffic, and exact mode differs from the offline truth only by events that had not arrived yet,
+or for a request more than the lateness allowance behind the entity's newest event or label.
 
-Bound: an entity keeps the events within the horizon of its groups in the feature service (the
-longest span of events a window reads, ``FeatureGroup.horizon``, counted back from its newest
-event) plus the newest event before that, which ``seconds_since_last`` needs however old it is.
-
-Labels: events carry ``is_fraud`` and ``label_timestamp`` when known; label-based features count a
-label only once ``label_timestamp <= t``. ``add_event`` is an upsert by (transaction_id, event
-time), one atomic script per entity set (each set is one key, so it works on a Redis Cluster): a
-label feed re-adds the event with its label; a scored transaction (label unknown) never overwrites
-a known label.
+Writes, one atomic script per entity: an event goes into its tiles and the raw set; one already
+among the raw ones (same id and time) is not added twice, and a scored transaction (label
+unknown) never replaces a known label. A label (``only_existing``, or an event that comes back
+labelled) goes into the label counts of its event's tiles and into the tiles over label time. A
+label is final: while its event is among the raw ones, a second label for it is ignored.
 """
 
 from __future__ import annotations
@@ -22,52 +24,97 @@ from __future__ import annotations
 import struct
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+import msgpack
+
 from serving.redisio import RoundTrips, round_trips
-from skewless.features import FEATURE_SERVICES, FeatureService
+from skewless import settings
+from skewless.features import FEATURE_SERVICES, FeatureGroup, FeatureService
 from skewless.schemas import ENTITY_KEYS, EVENT_ID, EVENT_KEYS, RAW_TRANSACTION_COLUMNS
 from skewless.tasks import realtime_task
+from skewless.tiles import Layout, Tile, apply_updates
 
 KEY_PREFIX = "skewless:events:"
 _EPOCH = datetime(1970, 1, 1)
 _MICROSECOND = timedelta(microseconds=1)
 _NO_LABEL_TIME = -(2**63)
-# event_us, label_us, amount, is_fraud (-1 unknown), len(customer_id), len(merchant_id)
-_BODY = struct.Struct("<qqdb")  # event time, label time, amount, is_fraud
+_BODY = struct.Struct("<qqdb")  # event time, label time, amount, is_fraud (-1 unknown)
 _ID_LENGTH = struct.Struct("<H")
 # Offset of the is_fraud byte after the transaction-id prefix (1-based, for Lua's string.byte).
 _IS_FRAUD_OFFSET = 8 + 8 + 8 + 1
+_NEWEST, _PREVIOUS = "t1", "t0"  # the entity's newest event time and the newest one before it
 
-# Upsert one event into one entity's set and trim it (atomic). One command per entity key, so each
-# touches one hash slot (Redis Cluster). KEYS[1]: the entity set. ARGV: score, member, transaction
-# prefix, has_label (0/1), only_existing (0/1: update the event only where it is already kept, never
-# add it), trim cutoff: events scored below it go, except the newest of them.
-_ADD_EVENT = f"""
-local key, score, member, prefix, has_label = KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local keep_old, found = false, false
-for _, old in ipairs(redis.call('ZRANGEBYSCORE', key, score, score)) do
-  if string.sub(old, 1, #prefix) == prefix then
-    found = true
-    if old ~= member then
-      if has_label == '0' and string.byte(old, #prefix + {_IS_FRAUD_OFFSET}) ~= 255 then
-        keep_old = true
-      else
-        redis.call('ZREM', key, old)
+# One event or label into one entity's keys (atomic; the three keys share a hash slot).
+# KEYS: tiles, raw, labels. ARGV: event score, member, event-id prefix, has_label (0/1),
+# only_existing (0/1: the label of an event that arrived before, never the event itself), the
+# event's tile updates and its label's (msgpack), label score, lateness (us). Raw events and
+# labels older than the lateness before the newest time ("w"), to the minute, go.
+_ADD = f"""
+local tiles, raw, labels = KEYS[1], KEYS[2], KEYS[3]
+local score, member, prefix = tonumber(ARGV[1]), ARGV[2], ARGV[3]
+local has_label, only_existing = ARGV[4] == '1', ARGV[5] == '1'
+local function apply(packed)
+  for _, u in ipairs(cmsgpack.unpack(packed)) do
+    local name, index, adds, distinct, newest = u[1], u[2], u[3], u[4], u[5]
+    local stored = redis.call('HGET', tiles, name)
+    local tile = stored and cmsgpack.unpack(stored)
+    if not tile or tile.i < index then tile = {{i = index}} end
+    if tile.i == index then
+      for k, v in pairs(adds) do tile[k] = (tile[k] or 0) + v end
+      for k, v in pairs(distinct) do
+        local set = tile[k] or {{}}
+        set[v] = 1
+        tile[k] = set
       end
+      if newest then tile.m = math.max(tile.m or newest, newest) end
+      redis.call('HSET', tiles, name, cmsgpack.pack(tile))
     end
   end
 end
-if not keep_old and (found or ARGV[5] == '0') then redis.call('ZADD', key, score, member) end
-local old = redis.call('ZCOUNT', key, '-inf', '(' .. ARGV[6])
-if old > 1 then redis.call('ZREMRANGEBYRANK', key, 0, old - 2) end
+local old = nil
+for _, m in ipairs(redis.call('ZRANGEBYSCORE', raw, ARGV[1], ARGV[1])) do
+  if string.sub(m, 1, #prefix) == prefix then old = m end
+end
+if old then
+  if has_label and string.byte(old, #prefix + {_IS_FRAUD_OFFSET}) == 255 then
+    apply(ARGV[7])
+    redis.call('ZREM', raw, old)
+    redis.call('ZADD', raw, ARGV[1], member)
+    redis.call('ZADD', labels, ARGV[8], member)
+  end
+elseif only_existing then
+  if has_label then
+    apply(ARGV[7])
+    redis.call('ZADD', labels, ARGV[8], member)
+  end
+else
+  apply(ARGV[6])
+  redis.call('ZADD', raw, ARGV[1], member)
+  if has_label then redis.call('ZADD', labels, ARGV[8], member) end
+  local last = redis.call('HGET', tiles, '{_NEWEST}')
+  local previous = redis.call('HGET', tiles, '{_PREVIOUS}')
+  if not last or score > tonumber(last) then
+    redis.call('HSET', tiles, '{_NEWEST}', ARGV[1])
+    if last then redis.call('HSET', tiles, '{_PREVIOUS}', last) end
+  elseif score < tonumber(last) and (not previous or score > tonumber(previous)) then
+    redis.call('HSET', tiles, '{_PREVIOUS}', ARGV[1])
+  end
+end
+local mark = score
+if has_label then mark = math.max(mark, tonumber(ARGV[8])) end
+local stored_mark = redis.call('HGET', tiles, 'w')
+if stored_mark and tonumber(stored_mark) > mark then
+  mark = tonumber(stored_mark)
+else
+  redis.call('HSET', tiles, 'w', string.format('%d', mark))
+end
+local cut = mark - tonumber(ARGV[9])
+cut = cut - cut % 60000000
+redis.call('ZREMRANGEBYSCORE', raw, '-inf', '(' .. string.format('%d', cut))
+redis.call('ZREMRANGEBYSCORE', labels, '-inf', '(' .. string.format('%d', cut))
 return 1
-"""
-
-_TRIM = """
-local old = redis.call('ZCOUNT', KEYS[1], '-inf', '(' .. ARGV[1])
-if old > 1 then redis.call('ZREMRANGEBYRANK', KEYS[1], 0, old - 2) end
-return old
 """
 
 
@@ -127,8 +174,9 @@ def _prefix(transaction_id: str) -> bytes:
     return _ID_LENGTH.pack(len(raw)) + raw
 
 
-def state_key(entity: str, key: str, prefix: str = KEY_PREFIX) -> str:
-    return f"{prefix}{entity}:{key}"
+def state_key(entity: str, key: str, prefix: str = KEY_PREFIX, part: str = "tiles") -> str:
+    """One of an entity's keys (``tiles``, ``raw`` or ``labels``), hash-tagged by entity."""
+    return f"{prefix}{{{entity}:{key}}}:{part}"
 
 
 def _service(name: str | None) -> FeatureService:
@@ -138,12 +186,33 @@ def _service(name: str | None) -> FeatureService:
     return next(s for s in FEATURE_SERVICES if s.name == name)
 
 
+def _us(delta: timedelta) -> int:
+    return delta // _MICROSECOND
+
+
+@dataclass
+class EntityState:
+    """What one entity's keys hold for a request at t: the tiles it reads, the raw events of t's
+    minute before t, the raw labels known from t's minute on, its two newest event times."""
+
+    tiles: dict[str, Tile] = field(default_factory=dict)
+    head: list[dict] = field(default_factory=list)
+    labels: list[dict] = field(default_factory=list)
+    newest: tuple[datetime | None, datetime | None] = (None, None)
+
+    @property
+    def empty(self) -> bool:
+        """The entity has no event at all."""
+        return self.newest[0] is None
+
+
 class ExactState:
-    """The per-entity event sets of one feature service's entities (default: the realtime task's
+    """The per-entity tiles of one feature service's entities (default: the realtime task's
     service; fraud_v1: customer, merchant).
 
-    ``prefix`` places the sets: exact mode uses ``KEY_PREFIX``; the stream consumer keeps its own
-    state, with the same layout, under another prefix."""
+    ``prefix`` places the keys: exact mode uses ``KEY_PREFIX``; the stream consumer keeps its own
+    state, with the same layout, under another prefix. ``lateness`` (default
+    SKEWLESS_EXACT_LATENESS_SECONDS) is how much raw history each entity keeps."""
 
     def __init__(
         self,
@@ -151,60 +220,80 @@ class ExactState:
         service: str | FeatureService | None = None,
         round_trip: RoundTrips | None = None,
         prefix: str = KEY_PREFIX,
+        lateness: timedelta | None = None,
     ):
         self.redis = redis  # a redis-py client
         self.prefix = prefix
         self.round_trip = round_trip or (round_trips(redis) if redis is not None else None)
         self.service = service if isinstance(service, FeatureService) else _service(service)
+        if lateness is None:
+            lateness = timedelta(seconds=settings.get("SKEWLESS_EXACT_LATENESS_SECONDS"))
+        self.lateness = lateness
         retention: dict[str, timedelta] = {}
         join_keys: dict[str, str] = {}
+        groups: dict[str, list[FeatureGroup]] = defaultdict(list)
         for group in self.service.groups:
             name = group.entity.name
             retention[name] = max(retention.get(name, group.horizon), group.horizon)
             join_keys[name] = group.entity.join_key
+            groups[name].append(group)
+        # how far back the events that fill the tiles at a time reach (what a bootstrap loads)
         self.retention = retention
         self.join_keys = join_keys  # entity name -> join key (a column of every event)
+        self.layouts = {name: Layout(of, lateness) for name, of in groups.items()}
+
+    def keys(self, entity: str, key: str) -> list[str]:
+        """The entity's tiles, raw events and labels keys."""
+        return [state_key(entity, key, self.prefix, part) for part in ("tiles", "raw", "labels")]
 
     # -- writing ---------------------------------------------------------------------------------
     def add_event(self, event: Mapping) -> None:
-        """Upserts one event (transaction_id, customer_id, merchant_id, event_timestamp, amount,
-        optional is_fraud / label_timestamp) into each entity's set."""
+        """Adds one event (transaction_id, customer_id, merchant_id, event_timestamp, amount,
+        optional is_fraud / label_timestamp) to each entity's state."""
         self.round_trip(*self.add_event_commands(event))
 
     def add_event_commands(self, event: Mapping, *, only_existing: bool = False) -> list[tuple]:
-        """add_event() as Redis commands (one per entity set), to send along with others in one
-        round trip. ``only_existing``: update the event (a label) only in the sets that keep it
-        already."""
+        """add_event() as Redis commands (one script per entity), to send along with others in one
+        round trip. ``only_existing``: ``event`` carries the label of an event that arrived
+        before; only the label is added."""
+        has_label = event.get("is_fraud") is not None and event.get("label_timestamp") is not None
         member = pack(event)
-        at = event["event_timestamp"]
-        score = str(to_micros(at))
-        has_label = "1" if event.get("is_fraud") is not None else "0"
-        transaction = _prefix(event[EVENT_ID])
-        flags = (has_label, "1" if only_existing else "0")
-        return [
-            (
-                "EVAL",
-                _ADD_EVENT,
-                1,
-                state_key(entity, str(event[join_key]), self.prefix),
-                score,
-                member,
-                transaction,
-                *flags,
-                str(to_micros(at - self.retention[entity])),
+        score = str(to_micros(event["event_timestamp"]))
+        label_score = str(to_micros(event["label_timestamp"])) if has_label else "0"
+        flags = ("1" if has_label else "0", "1" if only_existing else "0")
+        lateness = str(_us(self.lateness))
+        commands = []
+        for entity, join_key in self.join_keys.items():
+            layout = self.layouts[entity]
+            updates = msgpack.packb(layout.event_updates(event))
+            label_updates = msgpack.packb(layout.label_updates(event) if has_label else [])
+            commands.append(
+                (
+                    "EVAL",
+                    _ADD,
+                    3,
+                    *self.keys(entity, str(event[join_key])),
+                    score,
+                    member,
+                    _prefix(event[EVENT_ID]),
+                    *flags,
+                    updates,
+                    label_updates,
+                    label_score,
+                    lateness,
+                )
             )
-            for entity, join_key in self.join_keys.items()
-        ]
+        return commands
 
     def set_label(self, event: Mapping) -> None:
-        """A label became known: the event (with its ids and event time) gets is_fraud and
-        label_timestamp."""
+        """A label became known: the event (with its ids and event time, already added) gets
+        is_fraud and label_timestamp."""
         if event.get("is_fraud") is None or event.get("label_timestamp") is None:
             raise ValueError("set_label needs is_fraud and label_timestamp")
-        self.add_event(event)
+        self.round_trip(*self.add_event_commands(event, only_existing=True))
 
     def clear(self) -> int:
-        """Deletes every entity set. Returns how many keys went."""
+        """Deletes every entity's keys. Returns how many keys went."""
         deleted = 0
         batch: list[bytes] = []
         for key in self.redis.scan_iter(match=f"{self.prefix}*", count=1000):
@@ -218,8 +307,9 @@ class ExactState:
 
     def bootstrap(self, events_frame, *, as_of: datetime | None = None, clear: bool = True) -> dict:
         """Loads history events (a DataFrame with the canonical columns incl. is_fraud and
-        label_timestamp; naive UTC times) and trims each set as of ``as_of`` (default: the newest
-        event). ``clear`` first deletes the current state. The replay calls this before a day."""
+        label_timestamp; naive UTC times): their tiles, and the raw events and labels of the
+        lateness allowance before ``as_of`` (default: the newest event or label). ``clear`` first
+        deletes the current state. The replay calls this before a day."""
         import pandas as pd
 
         if clear:
@@ -236,53 +326,125 @@ class ExactState:
             frame[column] = values
         if "is_fraud" not in frame:
             frame["is_fraud"] = None
-        as_of = as_of or frame["event_timestamp"].max().to_pydatetime()
         columns = [*EVENT_KEYS, "event_timestamp", "amount"]
         records = frame[[*columns, "is_fraud", "label_timestamp"]].to_dict("records")
-        per_key: dict[str, dict[bytes, int]] = defaultdict(dict)
         for record in records:
             record["event_timestamp"] = record["event_timestamp"].to_pydatetime()
             label_time = record["label_timestamp"]
-            record["label_timestamp"] = None if pd.isna(label_time) else label_time.to_pydatetime()
-            record["is_fraud"] = None if pd.isna(record["is_fraud"]) else int(record["is_fraud"])
-            member = pack(record)
-            score = to_micros(record["event_timestamp"])
+            known = not pd.isna(label_time) and not pd.isna(record["is_fraud"])
+            record["label_timestamp"] = label_time.to_pydatetime() if known else None
+            record["is_fraud"] = int(record["is_fraud"]) if known else None
+        records.sort(key=lambda r: r["event_timestamp"])
+        newest = max(
+            [r["event_timestamp"] for r in records]
+            + [r["label_timestamp"] for r in records if r["label_timestamp"] is not None]
+        )
+        as_of = as_of or newest
+        loaded: dict[tuple[str, str], _Loaded] = {}
+        for record in records:
             for entity, join_key in self.join_keys.items():
-                per_key[state_key(entity, str(record[join_key]), self.prefix)][member] = score
+                key = (entity, str(record[join_key]))
+                state = loaded.get(key) or loaded.setdefault(key, _Loaded())
+                apply_updates(state.tiles, self.layouts[entity].event_updates(record))
+                state.add(record)
         commands: list[tuple] = []
-        for key, members in per_key.items():
-            entity = key[len(self.prefix) :].split(":", 1)[0]
-            cutoff = str(to_micros(as_of - self.retention[entity]))
-            pairs = [part for member, score in members.items() for part in (score, member)]
-            commands.append(("ZADD", key, *pairs))
-            commands.append(("EVAL", _TRIM, 1, key, cutoff))
+        for (entity, key), state in loaded.items():
+            commands.extend(state.commands(self.keys(entity, key), self.layouts[entity], as_of))
             if len(commands) >= 5000:
                 self.round_trip(*commands)
                 commands = []
         if commands:
             self.round_trip(*commands)
-        return {"events": len(records), "keys": len(per_key), "as_of": as_of.isoformat()}
+        return {"events": len(records), "keys": len(loaded), "as_of": as_of.isoformat()}
 
     # -- reading ---------------------------------------------------------------------------------
     def events(
         self, entity: str, key: str, since: datetime | None = None, until: datetime | None = None
     ) -> list[dict]:
-        """The entity's events with since <= event_timestamp < until (either bound optional),
-        in event-time order."""
+        """The entity's raw events (those of the lateness allowance) with since <=
+        event_timestamp < until (either bound optional), in event-time order."""
         low = "-inf" if since is None else to_micros(since)
         high = "+inf" if until is None else f"({to_micros(until)}"
-        members = self.redis.zrangebyscore(state_key(entity, key, self.prefix), low, high)
-        return [unpack(m) for m in members]
+        raw = state_key(entity, key, self.prefix, "raw")
+        return [unpack(m) for m in self.redis.zrangebyscore(raw, low, high)]
 
-    def events_before(self, keys: Iterable[tuple[str, str]], at: datetime) -> list[list[dict]]:
-        """For several (entity, key) pairs, all kept events strictly before ``at`` - one round
-        trip. Their windows are cut by the evaluator."""
-        high = f"({to_micros(at)}"
-        commands = [
-            ("ZRANGEBYSCORE", state_key(entity, key, self.prefix), "-inf", high)
-            for entity, key in keys
+    def read(self, keys: Iterable[tuple[str, str]], at: datetime) -> list[EntityState]:
+        """What each (entity, key) holds for a request at ``at``, in one round trip."""
+        return self.read_each([(entity, key, at) for entity, key in keys])
+
+    def read_each(self, items: Iterable[tuple[str, str, datetime]]) -> list[EntityState]:
+        """What each (entity, key) holds for a request at its own time, in one round trip."""
+        plans, commands = [], []
+        for entity, key, at in items:
+            t = to_micros(at)
+            tiles, raw, labels = self.keys(entity, key)
+            fields = self.layouts[entity].fields_at(at)
+            plans.append(fields)
+            commands += [
+                ("HMGET", tiles, _NEWEST, _PREVIOUS, *fields),
+                ("ZRANGEBYSCORE", raw, t - t % 60_000_000, f"({t}"),
+                ("ZRANGEBYSCORE", labels, t - t % 60_000_000, "+inf"),
+            ]
+        replies = self.round_trip(*commands) if commands else []
+        out = []
+        for i, fields in enumerate(plans):
+            values, head, labels = replies[3 * i : 3 * i + 3]
+            tiles = {
+                name: Tile.unpacked(msgpack.unpackb(value, raw=False, strict_map_key=False))
+                for name, value in zip(fields, values[2:], strict=True)
+                if value is not None
+            }
+            newest = tuple(None if v is None else from_micros(int(v)) for v in values[:2])
+            out.append(
+                EntityState(tiles, [unpack(m) for m in head], [unpack(m) for m in labels], newest)
+            )
+        return out
+
+    def features(self, group: FeatureGroup, state: EntityState, at: datetime) -> dict:
+        """The features of ``group`` at ``at`` from its entity's ``state`` (``read``)."""
+        return self.layouts[group.entity.name].evaluate(
+            group, at, state.tiles, state.head, state.labels, state.newest
+        )
+
+
+@dataclass
+class _Loaded:
+    """One entity's state built in memory by a bootstrap."""
+
+    tiles: dict[str, Tile] = field(default_factory=dict)
+    events: list[dict] = field(default_factory=list)
+    newest: tuple[datetime | None, datetime | None] = (None, None)
+
+    def add(self, record: dict) -> None:
+        self.events.append(record)
+        at, (last, previous) = record["event_timestamp"], self.newest
+        if last is None or at > last:
+            self.newest = (at, last)
+        elif at < last and (previous is None or at > previous):
+            self.newest = (last, at)
+
+    def commands(self, keys: list[str], layout: Layout, as_of: datetime) -> list[tuple]:
+        tiles, raw, labels = keys
+        cutoff = layout.raw_cutoff(as_of)
+        fields: list = [f for name, tile in self.tiles.items()
+                        for f in (name, msgpack.packb(tile.packed()))]  # fmt: skip
+        fields += [_NEWEST, str(to_micros(self.newest[0])), "w", str(to_micros(as_of))]
+        if self.newest[1] is not None:
+            fields += [_PREVIOUS, str(to_micros(self.newest[1]))]
+        out = [("HSET", tiles, *fields)]
+        recent = [(to_micros(e["event_timestamp"]), pack(e)) for e in self.events]
+        recent = [part for score, member in recent if score >= cutoff for part in (score, member)]
+        if recent:
+            out.append(("ZADD", raw, *recent))
+        known = [
+            part
+            for e in self.events
+            if e["label_timestamp"] is not None and to_micros(e["label_timestamp"]) >= cutoff
+            for part in (to_micros(e["label_timestamp"]), pack(e))
         ]
-        return [[unpack(m) for m in members] for members in self.round_trip(*commands)]
+        if known:
+            out.append(("ZADD", labels, *known))
+        return out
 
 
 def history_frame(cfg, cutoff: datetime, *, by: str = "arrival", service: str | None = None):

@@ -341,10 +341,12 @@ class StreamConsumer:
             logger.error("reset as of %s: no history loaded (%s)", as_of, exc)
             return 0
         self.state.bootstrap(loaded, as_of=as_of, clear=False)
-        records = self.state_records(loaded)
-        return stream_push.push_all(self.store, self.groups, records, as_of)
-
-    state_records = staticmethod(stream_push.state_records)
+        rows = {
+            (group.name, str(key)): as_of
+            for group in self.groups
+            for key in loaded[group.entity.join_key].dropna().unique()
+        }
+        return stream_push.push(self.store, self.state, self.groups, rows)
 
 
 def _plain(event: Mapping) -> dict:

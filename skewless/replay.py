@@ -13,7 +13,8 @@ loaded with what had arrived before the day (``history_frame(by="arrival")``, wi
 known by then), and during the day the replay feeds it, in time order between requests:
 
 - labels that become known (``label_timestamp`` in the day, or a late feed's end) through
-  ``ExactState.set_label`` (an upsert) - never before the transaction itself has arrived;
+  ``ExactState.set_label`` (a label of an event that arrived before) - never before the
+  transaction itself has arrived;
 - earlier days' transactions that arrive during the day (late events, not scored: they are not the
   day's transactions) through ``ExactState.add_event`` at their arrival.
 
@@ -257,9 +258,9 @@ def _run(session, timeline, state, urls, mode, rate, timeout) -> _Tally:
     started = time.perf_counter()
     for at, kind, _, payload in timeline:
         if kind in (_LABEL, _LATE_LABEL):
-            # the label is known at `at`: it reaches the stream then
+            # the label is known at `at`: it reaches the state and the stream then
             state.round_trip(
-                *state.add_event_commands(payload),
+                *state.add_event_commands(payload, only_existing=True),
                 stream.xadd_command(payload, kind="label", arrival=_py(at)),
             )
             tally.labels += 1

@@ -253,6 +253,14 @@ TABLE: tuple[Setting, ...] = (
         component="sidecar",
     ),
     Setting(
+        "SKEWLESS_EXACT_LATENESS_SECONDS",
+        "21600",
+        "exact-mode state keeps this much raw history besides its tiles: a request or event up to"
+        " this long behind an entity's newest one is still exact; longer costs Redis memory",
+        parsers.number(60, what="a number of seconds >= 60"),
+        component="sidecar",
+    ),
+    Setting(
         "SKEWLESS_MAX_CONTENT_LENGTH",
         "16384",
         "bigger request bodies get 413",

@@ -38,6 +38,24 @@ def micros(value: datetime) -> int:
     return (value - _EPOCH) // _US
 
 
+def apply_updates(tiles: dict, updates: Iterable[tuple]) -> None:
+    """Applies updates (``event_updates``, ``label_updates``) to ``tiles`` (field -> Tile) the way
+    the state's script does in Redis: a slot holding an older tile starts over, an update for an
+    older tile than its slot holds is dropped (it left every window)."""
+    for name, index, adds, distinct, newest in updates:
+        tile = tiles.get(name)
+        if tile is None or tile.index < index:
+            tile = tiles[name] = Tile(index)
+        elif tile.index > index:
+            continue
+        for key, value in adds.items():
+            tile.values[key] = tile.values.get(key, 0) + value
+        for key, value in distinct.items():
+            tile.values.setdefault(key, {})[value] = 1
+        if newest is not None:
+            tile.values["m"] = max(tile.values.get("m", newest), newest)
+
+
 def _us(delta: timedelta) -> int:
     return delta // _US
 
@@ -65,6 +83,15 @@ class Tile:
 
     index: int
     values: dict = field(default_factory=dict)
+
+    def packed(self) -> dict:
+        """As the state stores it (a msgpack map): the index under ``i``."""
+        return {"i": self.index, **self.values}
+
+    @classmethod
+    def unpacked(cls, data: dict) -> Tile:
+        values = dict(data)
+        return cls(values.pop("i"), values)
 
 
 class Layout:

@@ -18,6 +18,7 @@ import redis
 
 from serving.readers import MaterializedReader
 from serving.redisio import ClusterRoundTrips, round_trips
+from serving.state import state_key
 from skewless import dependencies, feast_layout, redis_server, settings
 from skewless.feast_layout import feast_project
 from skewless.features import FEATURE_SERVICES
@@ -283,7 +284,7 @@ def test_a_frozen_or_dead_node_is_a_503_and_the_cluster_recovers(make_app, clust
             return response
 
         assert score(0).status_code == 200
-        key = f"skewless:events:customer:{FAULT_BODY['customer_id']}"
+        key = state_key("customer", FAULT_BODY["customer_id"])
         slot = app.extensions["skewless"].redis.keyslot(key)
         owner = app.extensions["skewless"].redis.nodes_manager.get_node_from_slot(slot)
         pid = server.pids[server.ports.index(owner.port)]
@@ -343,7 +344,7 @@ def test_failovers_are_followed_without_a_restart(make_app, cluster_env, tmp_pat
 
         assert score(0).status_code == 200
         sidecar = app.extensions["skewless"]
-        slot = sidecar.redis.keyslot(f"skewless:events:customer:{FAULT_BODY['customer_id']}")
+        slot = sidecar.redis.keyslot(state_key("customer", FAULT_BODY["customer_id"]))
         owner = sidecar.redis.nodes_manager.get_node_from_slot(slot)
         primary = redis.Redis(host=owner.host, port=owner.port)
         replica = redis.Redis(host=owner.host, port=primary.info("replication")["slave0"]["port"])

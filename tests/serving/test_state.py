@@ -1,4 +1,4 @@
-"""Exact mode: the per-entity event state in Redis, and features equal to the dbt rows."""
+"""Exact mode: the per-entity tiles in Redis, and features equal to the evaluator and the dbt rows."""
 
 from __future__ import annotations
 
@@ -7,14 +7,20 @@ from datetime import datetime, timedelta
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from models.datasets import feature_columns
 from serving.state import ExactState, history_frame, pack, state_key, unpack
-from skewless.features import request_features_frame
+from skewless.evaluate import evaluate
+from skewless.features import FEATURE_SERVICES, request_features_frame
 from tests.featurecheck import same
 from tests.helpers import score_body
+from tests.properties import examples
+from tests.skewless.test_feature_equivalence import _staged
+from tests.skewless.test_tiles import within_minutes
+
+FRAUD_V1 = next(s for s in FEATURE_SERVICES if s.name == "fraud_v1")
 
 T0 = datetime(2025, 3, 1)
 
@@ -47,58 +53,133 @@ def _event(tx, minutes, customer="c1", merchant="m1", amount=10.0, **labels):
     }
 
 
-def test_add_event_keeps_the_window_plus_the_newest_older_event(redis_client):
-    state = ExactState(redis_client)
-    # the longest window and its hop; the merchant's windows over label time add the 30 days a
-    # label may take to come
-    assert state.retention == {"customer": timedelta(days=31), "merchant": timedelta(days=61)}
+def _features(state, at, customer="c1", merchant="m1") -> dict:
+    states = state.read([("customer", customer), ("merchant", merchant)], at)
+    return {
+        name: value
+        for group, entity in zip(FRAUD_V1.groups, states, strict=True)
+        for name, value in state.features(group, entity, at).items()
+    }
+
+
+def _evaluated(events, at, customer="c1", merchant="m1") -> dict:
+    keys = {"customer_id": customer, "merchant_id": merchant}
+    events = [{"is_fraud": None, "label_timestamp": None, **e} for e in events]
+    return {
+        name: value
+        for group in FRAUD_V1.groups
+        for name, value in evaluate(
+            group,
+            [e for e in events if e[group.entity.join_key] == keys[group.entity.join_key]],
+            at,
+        ).items()
+    }
+
+
+def test_the_state_keeps_tiles_and_only_the_recent_raw_events(redis_client):
+    state = ExactState(redis_client, lateness=timedelta(hours=6))
     day = 24 * 60
-    for i, minutes in enumerate([0, day, 2 * day, 40 * day, 75 * day]):
-        state.add_event(_event(f"t{i}", minutes))
-    kept = [e["transaction_id"] for e in state.events("customer", "c1")]
-    # t4 is 75 days in: t3 (day 40) is outside its 30-day window but the newest older event
-    assert kept == ["t3", "t4"]
-    # the merchant keeps 61 days: t3 is inside them, t2 (day 2) is the newest older event
-    assert [e["transaction_id"] for e in state.events("merchant", "m1")] == ["t2", "t3", "t4"]
-    window = state.events("customer", "c1", since=T0 + timedelta(days=41))
-    assert [e["transaction_id"] for e in window] == ["t4"]
-    before = state.events("customer", "c1", until=T0 + timedelta(days=75))
-    assert [e["transaction_id"] for e in before] == ["t3"]
+    events = [
+        _event(f"t{i}", m, amount=i + 1.0)
+        for i, m in enumerate([0, day, 2 * day, 40 * day, 75 * day, 75 * day + 30])
+    ]
+    for event in events:
+        state.add_event(event)
+    # raw events: the 6 hours before the newest one; everything else is in tiles
+    assert [e["transaction_id"] for e in state.events("customer", "c1")] == ["t4", "t5"]
+    for at in (
+        T0 + timedelta(days=75, minutes=31),
+        T0 + timedelta(days=80),
+        T0 + timedelta(days=200),
+    ):
+        got, expected = _features(state, at), _evaluated(events, at)
+        assert {n: (got[n], v) for n, v in expected.items() if not same(got[n], v)} == {}
+    # a ring of tiles per length: the hash does not grow with the entity's traffic
+    tiles = state_key("merchant", "m1", part="tiles")
+    fields = redis_client.hlen(tiles)
+    for i in range(300):
+        state.add_event(_event(f"u{i}", 76 * day + i * 7))
+    layout = state.layouts["merchant"]
+    bound = sum(layout.slots.values()) + sum(layout.label_slots.values()) + 3
+    assert fields <= redis_client.hlen(tiles) <= bound
 
 
-def test_add_event_upserts_labels_and_never_forgets_a_known_one(redis_client):
+def test_labels_count_once_and_a_known_one_is_never_forgotten(redis_client):
     state = ExactState(redis_client)
     state.add_event(_event("t1", 0))
-    labeled = _event("t1", 0, is_fraud=1, label_timestamp=T0 + timedelta(days=2))
+    labeled = _event("t1", 0, is_fraud=1, label_timestamp=T0 + timedelta(minutes=30))
     state.set_label(labeled)
     assert state.events("customer", "c1") == [labeled]
     state.add_event(_event("t1", 0))  # the same transaction scored again: label unknown
     assert state.events("merchant", "m1") == [labeled]
-    relabeled = _event("t1", 0, is_fraud=0, label_timestamp=T0 + timedelta(days=3))
-    state.set_label(relabeled)
-    assert state.events("customer", "c1") == [relabeled]
+    state.set_label(_event("t1", 0, is_fraud=0, label_timestamp=T0 + timedelta(minutes=40)))
+    assert state.events("customer", "c1") == [labeled]  # a label is final
+    at = T0 + timedelta(hours=1)
+    got = _features(state, at)
+    assert got == _evaluated([labeled], at)
+    assert got["customer_tx_count_1d"] == 1 and got["merchant_recent_label_fraud_rate_1d"] == 1.0
     with pytest.raises(ValueError):
         state.set_label(_event("t1", 0))
 
 
-def test_bootstrap_replaces_the_state_and_trims_as_of(redis_client):
+def test_bootstrap_replaces_the_state(redis_client):
     state = ExactState(redis_client)
     state.add_event(_event("stale", 0, customer="c9"))
-    frame = pd.DataFrame(
-        [
-            _event("a", 0, is_fraud=0, label_timestamp=T0 + timedelta(days=7)),
-            _event("b", 60 * 24 * 10, is_fraud=None, label_timestamp=None),
-            _event("c", 60 * 24 * 45, customer="c2", is_fraud=1, label_timestamp=T0),
-        ]
+    events = [
+        _event("a", 0, is_fraud=0, label_timestamp=T0 + timedelta(days=7)),
+        _event("b", 60 * 24 * 10, is_fraud=None, label_timestamp=None),
+        _event("c", 60 * 24 * 45, customer="c2", is_fraud=1, label_timestamp=T0),
+        _event("d", 60 * 24 * 50 - 60, customer="c2"),
+    ]
+    as_of = T0 + timedelta(days=50)
+    summary = state.bootstrap(pd.DataFrame(events), as_of=as_of)
+    assert summary["events"] == 4 and summary["keys"] == 3
+    assert not redis_client.exists(state_key("customer", "c9"))
+    # raw: the lateness allowance before as_of; the older events are in the tiles only
+    assert state.events("customer", "c1") == []
+    assert [e["transaction_id"] for e in state.events("merchant", "m1")] == ["d"]
+    for customer in ("c1", "c2"):
+        got = _features(state, as_of, customer=customer)
+        expected = _evaluated(events, as_of, customer=customer)
+        assert {n: (got[n], v) for n, v in expected.items() if not same(got[n], v)} == {}
+    # tiles of c1, c2 and m1, the raw sets of c2 and m1 (d)
+    assert state.clear() == 5 and not redis_client.exists(state_key("customer", "c1"))
+
+
+# The state's script in Redis against the evaluator, as tests/skewless/test_tiles.py holds the
+# tiles' algebra: events at their event time, labels at their label time, requests now and later.
+@settings(
+    max_examples=examples(30),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],  # cleared in every example
+)
+@given(raw=st.lists(within_minutes, min_size=1, max_size=25))
+def test_the_state_in_redis_equals_the_evaluator(redis_client, raw):
+    state = ExactState(redis_client, lateness=timedelta(hours=1))
+    state.clear()
+    events = _staged(raw)
+    timeline = sorted(
+        [(e["event_timestamp"], 1, i) for i, e in enumerate(events)]
+        + [(e["label_timestamp"], 0, i) for i, e in enumerate(events) if e["is_fraud"] is not None]
     )
-    summary = state.bootstrap(frame, as_of=T0 + timedelta(days=74))
-    assert summary["events"] == 3
-    assert state.events("customer", "c9") == []
-    assert [e["transaction_id"] for e in state.events("customer", "c1")] == ["b"]  # newest older
-    assert [e["transaction_id"] for e in state.events("merchant", "m1")] == ["b", "c"]
-    assert state.events("customer", "c2")[0]["is_fraud"] == 1
-    assert redis_client.exists(state_key("customer", "c1"))
-    assert state.clear() == 3 and not redis_client.exists(state_key("customer", "c1"))
+    arrived: list[dict] = []
+    for at, is_event, i in timeline:
+        e = events[i]
+        if not is_event:
+            state.set_label(e)
+            continue
+        for t in (at, at - timedelta(minutes=30)):
+            known = [
+                {**x, **({} if x["label_timestamp"] <= t and x["is_fraud"] is not None else
+                         {"is_fraud": None, "label_timestamp": None})}
+                for x in arrived
+                if x["event_timestamp"] < t
+            ]  # fmt: skip
+            got = _features(state, t, e["customer_id"], e["merchant_id"])
+            expected = _evaluated(known, t, e["customer_id"], e["merchant_id"])
+            assert {n: (got[n], v) for n, v in expected.items() if not same(got[n], v)} == {}
+        state.add_event({**e, "is_fraud": None, "label_timestamp": None})
+        arrived.append(e)
 
 
 @pytest.fixture(scope="module")

@@ -240,11 +240,11 @@ def test_reset_restarts_from_the_warehouse_history(consumer, reader, stream_env,
     for customer, merchant in pairs.itertuples(index=False):
         raw = _read(reader, customer, merchant)
         keys = [("customer", customer), ("merchant", merchant)]
-        known = dict(zip(("customer", "merchant"), exact.events_before(keys, start), strict=True))
+        known = dict(zip(("customer", "merchant"), exact.read(keys, start), strict=True))
         for group in FRAUD_V1.groups:
             ts, values = raw[group.name]
             assert ts.replace(tzinfo=None) == start
-            assert values == evaluate(group, known[group.entity.name], start)
+            assert values == exact.features(group, known[group.entity.name], start)
     exact.clear()
 
     # c1's rows (pushed as of May) are gone; an update after the reset is served

@@ -3,9 +3,8 @@
 Events arrive at their event time and labels at their label time, in time order; before each
 event arrives, its features are read from the tiles, the raw head and labels, exactly what the
 evaluator computes from every event and label known by then; and again half an hour earlier, as a
-late request would read them. ``_apply`` is how a tile takes an
-update (the state's script does the same in Redis): a slot holding an older tile starts over, an
-update for an older tile than the slot holds is dropped.
+late request would read them. Tiles take updates with ``apply_updates``, the state's bulk load
+(its script does the same in Redis).
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ from hypothesis import strategies as st
 
 from skewless.evaluate import evaluate
 from skewless.features import GROUPS, Grain
-from skewless.tiles import Layout, Tile, micros
+from skewless.tiles import Layout, apply_updates, micros
 from tests.featurecheck import same
 from tests.properties import examples
 from tests.skewless.test_feature_equivalence import _raw, _staged, event
@@ -30,21 +29,6 @@ within_minutes = event.flatmap(
         lambda s: {**e, "offset": e["offset"] + timedelta(seconds=s)}
     )
 )
-
-
-def _apply(tiles: dict, updates) -> None:
-    for name, index, adds, distinct, newest in updates:
-        tile = tiles.get(name)
-        if tile is None or tile.index < index:
-            tile = tiles[name] = Tile(index)
-        elif tile.index > index:
-            continue
-        for key, value in adds.items():
-            tile.values[key] = tile.values.get(key, 0) + value
-        for key, value in distinct.items():
-            tile.values.setdefault(key, {})[value] = 1
-        if newest is not None:
-            tile.values["m"] = max(tile.values.get("m", newest), newest)
 
 
 @pytest.mark.parametrize("group", GROUPS_ONLINE, ids=lambda g: g.name)
@@ -75,7 +59,7 @@ def test_tiles_equal_the_evaluator(group, raw):
             e[key], {"tiles": {}, "raw": [], "labels": [], "newest": (None, None)}
         )
         if not is_event:
-            _apply(entity["tiles"], layout.label_updates(e))
+            apply_updates(entity["tiles"], layout.label_updates(e))
             entity["labels"].append(e)
             for raw_event in entity["raw"]:
                 if raw_event["transaction_id"] == e["transaction_id"]:
@@ -103,7 +87,7 @@ def test_tiles_equal_the_evaluator(group, raw):
             assert wrong == {}, (e["transaction_id"], t)
         arrived.append(e)
         arriving = {**e, "is_fraud": None, "label_timestamp": None}
-        _apply(entity["tiles"], layout.event_updates(arriving))
+        apply_updates(entity["tiles"], layout.event_updates(arriving))
         entity["raw"].append(arriving)
         last, previous = entity["newest"]
         if last is None or at > last:

@@ -32,6 +32,7 @@ MINUTE = timedelta(minutes=1)
 LADDER = (timedelta(days=1), timedelta(hours=1), timedelta(minutes=5), MINUTE)
 _EPOCH = datetime(1970, 1, 1)
 _US = timedelta(microseconds=1)
+_FIELDS = ""  # a plan's entry listing every field it reads (no window has an empty name)
 
 
 def micros(value: datetime) -> int:
@@ -118,6 +119,12 @@ class Layout:
                         _us(aggregate.label_within) if aggregate.label_time else 0,
                     )
                 )
+        minute = _us(MINUTE)
+        odd = [w.name for w in self.windows if (w.length % minute or w.hop % minute
+                                                or w.shift % minute or w.within % minute)]  # fmt: skip
+        if odd:
+            raise ValueError(f"windows of whole minutes only (lengths, hops, offsets): {odd}")
+        self._plans: dict[int, dict] = {}
         hops = {w.hop for w in self.windows}
         top = max(hops, default=_us(MINUTE))
         ladder = {_us(length) for length in LADDER if _us(length) <= top}
@@ -250,8 +257,19 @@ class Layout:
         return start, max(start, minute), at
 
     def plan(self, at: datetime) -> dict[str, list]:
-        """The tiles each window reads at ``at``: {window name: [(field, index), ...]}."""
+        """The tiles each window reads at ``at``: {window name: [(field, index), ...]}. The same
+        for every t of one minute (windows, offsets and hops are whole minutes): computed once per
+        minute."""
         t = micros(at)
+        minute = t - t % _us(MINUTE)
+        plan = self._plans.get(minute)
+        if plan is None:
+            if len(self._plans) >= 16:
+                self._plans.clear()
+            plan = self._plans[minute] = self._plan(minute)
+        return plan
+
+    def _plan(self, t: int) -> dict[str, list]:
         out = {}
         for window in self.windows:
             start, tiles_end, _ = self._ranges(window, t)
@@ -265,7 +283,11 @@ class Layout:
 
     def fields_at(self, at: datetime) -> list[str]:
         """Every tile field a request at ``at`` reads, each once."""
-        return sorted({name for tiles in self.plan(at).values() for name, _ in tiles})
+        plan = self.plan(at)
+        fields = plan.get(_FIELDS)
+        if fields is None:
+            fields = plan[_FIELDS] = sorted({name for tiles in plan.values() for name, _ in tiles})
+        return fields
 
     def evaluate(
         self,
@@ -292,15 +314,9 @@ class Layout:
                 if (tile := tiles.get(name)) is not None and tile.index == index
             ]
             values[window.name] = self._value(window, t, read, head, labels)
-        wanted = {name: index for names in plan.values() for name, index in names}
-        valid = [
-            tile
-            for name, tile in tiles.items()
-            if tile is not None and wanted.get(name) == tile.index
-        ]
         for _, window, name in group.window_features():
             if window is None:  # seconds since the last event
-                values[name] = self._since_last(t, valid, head, newest)
+                values[name] = self._since_last(t, plan, tiles, head, newest)
         for ratio in group.ratios:
             numerator, denominator = values[ratio.numerator], values[ratio.denominator]
             values[ratio.name] = (
@@ -354,7 +370,7 @@ class Layout:
                     n, y = n + 1, y + float(event[col])
         return y / n if n else None
 
-    def _since_last(self, t: int, tiles: list[Tile], head, newest) -> float | None:
+    def _since_last(self, t: int, plan, tiles, head, newest) -> float | None:
         last, previous = (None if n is None else micros(n) for n in newest)
         if last is not None and last < t:
             latest = last
@@ -364,7 +380,18 @@ class Layout:
             latest = max(micros(e["event_timestamp"]) for e in head)
         else:  # t is before the newest events: the newest one before t's minute, from the tiles
             minute = t - t % _us(MINUTE)
-            times = [tile.values["m"] for tile in tiles if tile.values.get("m", minute) < minute]
+            wanted = {
+                name: index
+                for key, names in plan.items()
+                if key != _FIELDS
+                for name, index in names
+            }
+            read = [
+                tile.values
+                for name, tile in tiles.items()
+                if tile is not None and wanted.get(name) == tile.index
+            ]
+            times = [values["m"] for values in read if values.get("m", minute) < minute]
             if not times:
                 return None
             latest = max(times)

@@ -83,8 +83,8 @@ def window_hop(window: str) -> timedelta:
 
 
 def check_hops(windows: dict[str, timedelta], hops: dict[str, timedelta]) -> None:
-    """ValueError naming a window whose hop does not divide it or one day, or two hops that do
-    not nest (each must divide every longer one)."""
+    """ValueError naming a window whose hop does not divide it or one day or is not whole minutes,
+    or two hops that do not nest (each must divide every longer one)."""
     for window, length in windows.items():
         hop = hops.get(window)
         if hop is None:
@@ -93,6 +93,8 @@ def check_hops(windows: dict[str, timedelta], hops: dict[str, timedelta]) -> Non
             raise ValueError(
                 f"window {window!r}: hop {hop} must divide one day and the window ({length})"
             )
+        if hop % timedelta(minutes=1):
+            raise ValueError(f"window {window!r}: hop {hop} must be whole minutes")
     distinct = sorted(set(hops.values()))
     for short, long in zip(distinct, distinct[1:], strict=False):
         if long % short:

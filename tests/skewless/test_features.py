@@ -74,6 +74,7 @@ def test_a_hop_must_fit_its_window_one_day_and_the_other_hops():
         ({"1d": hour, "2h": timedelta(minutes=7)}, "must divide one day"),
         ({"1d": timedelta(hours=3), "2h": 2 * hour}, "do not nest"),
         ({"1d": hour}, "'2h' has no hop"),
+        ({"1d": hour, "2h": timedelta(seconds=90)}, "whole minutes"),
     ):
         with pytest.raises(ValueError, match=message):
             check_hops({"1d": day, "2h": 2 * hour}, hops)

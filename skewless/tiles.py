@@ -95,6 +95,22 @@ class Tile:
         return cls(values.pop("i"), values)
 
 
+def _sum(entries: list[tuple[str, int]], tiles: Mapping[str, Tile | None]) -> dict:
+    """The tiles of ``entries`` (field, index) that ``tiles`` holds at that index, added up:
+    sums and counts added, distinct values as one set."""
+    total: dict = {}
+    for name, index in entries:
+        tile = tiles.get(name)
+        if tile is None or tile.index != index:
+            continue  # never written, or its slot holds another tile now
+        for key, value in tile.values.items():
+            if key[0] == "d":
+                total.setdefault(key, set()).update(value)
+            elif key != "m":
+                total[key] = total.get(key, 0) + value
+    return total
+
+
 class Layout:
     """The tiles of one entity's groups (of one feature service) with ``lateness`` of raw history."""
 
@@ -148,6 +164,17 @@ class Layout:
         self.label_slots = {
             level: self._retention(level, [w for w in self.windows if w.label_time]) // level + 2
             for level in self.label_levels
+        }
+        # the field of each slot: {over label time: {level: [name per slot]}}
+        self._names = {
+            over_label_time: {
+                level: [
+                    f"{'l' if over_label_time else 'e'}{level // 1_000_000}:{slot}"
+                    for slot in range(count)
+                ]  # fmt: skip
+                for level, count in slots.items()
+            }
+            for over_label_time, slots in ((False, self.slots), (True, self.label_slots))
         }
 
     def _retention(self, level: int, windows: list[_Window]) -> int:
@@ -220,10 +247,12 @@ class Layout:
         return out
 
     def event_field(self, level: int, index: int) -> str:
-        return f"e{level // 1_000_000}:{index % self.slots[level]}"
+        names = self._names[False][level]
+        return names[index % len(names)]
 
     def label_field(self, level: int, index: int) -> str:
-        return f"l{level // 1_000_000}:{index % self.label_slots[level]}"
+        names = self._names[True][level]
+        return names[index % len(names)]
 
     def raw_cutoff(self, newest: datetime) -> int:
         """Raw events and labels older than this (us) may go: ``lateness`` before the newest
@@ -270,15 +299,20 @@ class Layout:
         return plan
 
     def _plan(self, t: int) -> dict[str, list]:
-        out = {}
+        """Windows over the same tiles share one list of them (``evaluate`` sums it once)."""
+        out, covers = {}, {}
         for window in self.windows:
             start, tiles_end, _ = self._ranges(window, t)
-            if window.label_time:
-                cover = self._cover(start, tiles_end, self.label_levels)
-                out[window.name] = [(self.label_field(lv, i), i) for lv, i in cover]
-            else:
-                cover = self._cover(start, tiles_end, self.levels)
-                out[window.name] = [(self.event_field(lv, i), i) for lv, i in cover]
+            key = (window.label_time, start, tiles_end)
+            entries = covers.get(key)
+            if entries is None:
+                names = self._names[window.label_time]
+                levels = self.label_levels if window.label_time else self.levels
+                entries = covers[key] = [
+                    (names[level][index % len(names[level])], index)
+                    for level, index in self._cover(start, tiles_end, levels)
+                ]
+            out[window.name] = entries
         return out
 
     def fields_at(self, at: datetime) -> list[str]:
@@ -307,13 +341,13 @@ class Layout:
         labels = list(labels)
         plan = self.plan(at)
         values: dict = {}
+        totals: dict[int, dict] = {}  # one sum per list of tiles, shared by its windows
         for window in (w for w in self.windows if w.group == group.name):
-            read = [
-                tile.values
-                for name, index in plan[window.name]
-                if (tile := tiles.get(name)) is not None and tile.index == index
-            ]
-            values[window.name] = self._value(window, t, read, head, labels)
+            entries = plan[window.name]
+            total = totals.get(id(entries))
+            if total is None:
+                total = totals[id(entries)] = _sum(entries, tiles)
+            values[window.name] = self._value(window, t, total, head, labels)
         for _, window, name in group.window_features():
             if window is None:  # seconds since the last event
                 values[name] = self._since_last(t, plan, tiles, head, newest)
@@ -326,39 +360,36 @@ class Layout:
             )
         return {name: values[name] for name in group.feature_names}
 
-    def _value(self, window: _Window, t: int, read: list[dict], head, labels):
+    def _value(self, window: _Window, t: int, total: dict, head, labels):
         col = window.column
         if window.agg is Agg.COUNT:
-            return int(sum(v.get("n", 0) for v in read)) + len(head)
+            return int(total.get("n", 0)) + len(head)
         if window.agg in (Agg.SUM, Agg.AVG):
-            total = sum(v.get(f"s:{col}", 0.0) for v in read)
-            total += sum(float(e[col]) for e in head if e.get(col) is not None)
+            amount = total.get(f"s:{col}", 0.0)
+            amount += sum(float(e[col]) for e in head if e.get(col) is not None)
             if window.agg is Agg.SUM:
-                return float(total)
-            count = sum(v.get(f"c:{col}", 0) for v in read)
-            count += sum(1 for e in head if e.get(col) is not None)
-            return float(total) / count if count else None
+                return float(amount)
+            count = total.get(f"c:{col}", 0) + sum(1 for e in head if e.get(col) is not None)
+            return float(amount) / count if count else None
         if window.agg is Agg.COUNT_DISTINCT:
             seen = {str(e[col]) for e in head if e.get(col) is not None}
-            for v in read:
-                seen.update(v.get(f"d:{col}", ()))
-            return len(seen)
-        return self._rate(window, t, read, head, labels)
+            return len(seen | total.get(f"d:{col}", set()))
+        return self._rate(window, t, total, head, labels)
 
-    def _rate(self, window: _Window, t: int, read: list[dict], head, labels):
+    def _rate(self, window: _Window, t: int, total: dict, head, labels):
         col = window.column
         start, tiles_end, end = self._ranges(window, t)
         if window.label_time:  # labels known in [start, t], of events before t, within W
             key = window.label_key
-            n = sum(v.get(f"n:{key}", 0) for v in read)
-            y = sum(v.get(f"y:{key}", 0.0) for v in read)
+            n = total.get(f"n:{key}", 0)
+            y = total.get(f"y:{key}", 0.0)
             for label in labels:
                 known, happened = micros(label["label_timestamp"]), micros(label["event_timestamp"])
                 if tiles_end <= known <= t and happened < t and known - happened <= window.within:
                     n, y = n + 1, y + float(label[col])
             return y / n if n else None
-        n = sum(v.get(f"ln:{col}", 0) for v in read)
-        y = sum(v.get(f"ly:{col}", 0.0) for v in read)
+        n = total.get(f"ln:{col}", 0)
+        y = total.get(f"ly:{col}", 0.0)
         for label in labels:  # labels in the tiles that were not known yet at t
             happened = micros(label["event_timestamp"])
             if micros(label["label_timestamp"]) > t and start <= happened < tiles_end:

@@ -264,8 +264,8 @@ class FeatureGroup:
     @property
     def horizon(self) -> timedelta:
         """How far back before t the group's windows read events (a window plus its offset and
-        hop, or the span of a window over label time, whichever is longest): what online state
-        keeps."""
+        hop; over label time, plus how late a label may come), whichever is longest: the history
+        that fills online state."""
         return max(a.bounds(w)[0] for a, w, _ in self.window_features() if w is not None)
 
 

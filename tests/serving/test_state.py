@@ -18,7 +18,7 @@ from tests.featurecheck import same
 from tests.helpers import score_body
 from tests.properties import examples
 from tests.skewless.test_feature_equivalence import _staged
-from tests.skewless.test_tiles import within_minutes
+from tests.skewless.test_tiles import arrivals, known_at, within_minutes
 
 FRAUD_V1 = next(s for s in FEATURE_SERVICES if s.name == "fraud_v1")
 
@@ -158,23 +158,14 @@ def test_the_state_in_redis_equals_the_evaluator(redis_client, raw):
     state = ExactState(redis_client, lateness=timedelta(hours=1))
     state.clear()
     events = _staged(raw)
-    timeline = sorted(
-        [(e["event_timestamp"], 1, i) for i, e in enumerate(events)]
-        + [(e["label_timestamp"], 0, i) for i, e in enumerate(events) if e["is_fraud"] is not None]
-    )
     arrived: list[dict] = []
-    for at, is_event, i in timeline:
+    for at, is_event, i in arrivals(events):
         e = events[i]
         if not is_event:
             state.set_label(e)
             continue
         for t in (at, at - timedelta(minutes=30)):
-            known = [
-                {**x, **({} if x["label_timestamp"] <= t and x["is_fraud"] is not None else
-                         {"is_fraud": None, "label_timestamp": None})}
-                for x in arrived
-                if x["event_timestamp"] < t
-            ]  # fmt: skip
+            known = known_at(arrived, t)
             got = _features(state, t, e["customer_id"], e["merchant_id"])
             expected = _evaluated(known, t, e["customer_id"], e["merchant_id"])
             assert {n: (got[n], v) for n, v in expected.items() if not same(got[n], v)} == {}

@@ -31,6 +31,25 @@ within_minutes = event.flatmap(
 )
 
 
+def arrivals(events: list[dict]) -> list[tuple]:
+    """(time, 1 for an event / 0 for a label, index): events at their event time, labels at their
+    label time, in time order; labels first on ties (a label known at t counts at t)."""
+    return sorted(
+        [(e["event_timestamp"], 1, i) for i, e in enumerate(events)]
+        + [(e["label_timestamp"], 0, i) for i, e in enumerate(events) if e["is_fraud"] is not None]
+    )
+
+
+def known_at(arrived: list[dict], t) -> list[dict]:
+    """The arrived events before ``t``, each with its label only if known by ``t``."""
+    unknown = {"is_fraud": None, "label_timestamp": None}
+    return [
+        x if x["is_fraud"] is not None and x["label_timestamp"] <= t else {**x, **unknown}
+        for x in arrived
+        if x["event_timestamp"] < t
+    ]
+
+
 @pytest.mark.parametrize("group", GROUPS_ONLINE, ids=lambda g: g.name)
 @settings(max_examples=examples(120))
 @given(raw=st.lists(within_minutes, min_size=1, max_size=40))
@@ -47,10 +66,7 @@ def test_tiles_equal_the_evaluator(group, raw):
     layout = Layout([group], lateness=timedelta(hours=1))
     events = _staged(raw)
     key = group.entity.join_key
-    timeline = sorted(
-        [(e["event_timestamp"], 1, i) for i, e in enumerate(events)]
-        + [(e["label_timestamp"], 0, i) for i, e in enumerate(events) if e["is_fraud"] is not None]
-    )  # labels before events at the same time: a label known at t counts at t
+    timeline = arrivals(events)
     state: dict[str, dict] = {}  # entity -> tiles, raw events, raw labels, newest
     arrived: list[dict] = []
     for at, is_event, i in timeline:
@@ -67,12 +83,7 @@ def test_tiles_equal_the_evaluator(group, raw):
             continue
         # now, and half an hour ago (a late request: what arrived since must not count)
         for t in (at, at - timedelta(minutes=30)):
-            known = [
-                {**x, **({} if x["label_timestamp"] <= t and x["is_fraud"] is not None else
-                         {"is_fraud": None, "label_timestamp": None})}
-                for x in arrived
-                if x[key] == e[key] and x["event_timestamp"] < t
-            ]  # fmt: skip
+            known = known_at([x for x in arrived if x[key] == e[key]], t)
             minute = t - (t - t.min) % timedelta(minutes=1)
             got = layout.evaluate(
                 group,

@@ -91,8 +91,8 @@ class Tile:
 
     @classmethod
     def unpacked(cls, data: dict) -> Tile:
-        values = dict(data)
-        return cls(values.pop("i"), values)
+        """From ``packed()``'s map (taken over, not copied)."""
+        return cls(data.pop("i"), data)
 
 
 def _sum(entries: list[tuple[str, int]], tiles: Mapping[str, Tile | None]) -> dict:

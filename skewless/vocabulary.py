@@ -271,14 +271,27 @@ class FeatureGroup:
 
 def _describe(aggregate: Aggregate, window: str | None) -> str:
     if window is None:
-        scope = "before t"
-    elif aggregate.offset:
+        return f"{aggregate.description} before t".strip()
+    if aggregate.offset:
         scope = f"over the {window} ending {aggregate.offset} before t"
     elif aggregate.label_time:
         scope = f"whose label became known in the {window} before t"
     else:
         scope = f"over the {window} before t"
-    return f"{aggregate.description} {scope}".strip()
+    return f"{aggregate.description} {scope}, aligned to {_span(window_hop(window))}".strip()
+
+
+def _span(delta: timedelta) -> str:
+    """5 minutes, 1 hour, 1 day: a hop in words."""
+    for unit, length in (
+        ("day", _DAY),
+        ("hour", timedelta(hours=1)),
+        ("minute", timedelta(minutes=1)),
+    ):
+        if delta % length == timedelta(0):
+            count = delta // length
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return str(delta)  # pragma: no cover - hops are whole minutes
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ entity's two newest event times; ``:raw``, a sorted set of the raw events of the
 allowance (``SKEWLESS_EXACT_LATENESS_SECONDS``, 6 hours by default) behind the entity's newest
 time, scored by event time in integer microseconds since the epoch; ``:labels``, the labels that
 became known in that span, scored by label time. A request reads a fixed number of tiles plus the
-raw events of t's own minute, and ``Layout.evaluate`` (held equal to the dbt SQL's evaluator by a
+raw events from t's own minute on, and ``Layout.evaluate`` (held equal to the dbt SQL's evaluator by a
 property test) computes the features: the work and memory of an entity do not grow with its
 traffic, and exact mode differs from the offline truth only by events that had not arrived yet,
 or for a request more than the lateness allowance behind the entity's newest event or label.
@@ -64,9 +64,9 @@ local function apply(packed)
     if tile.i == index then
       for k, v in pairs(adds) do tile[k] = (tile[k] or 0) + v end
       for k, v in pairs(distinct) do
-        local set = tile[k] or {{}}
-        set[v] = 1
-        tile[k] = set
+        local counts = tile[k] or {{}}
+        counts[v] = (counts[v] or 0) + 1
+        tile[k] = counts
       end
       if newest then tile.m = math.max(tile.m or newest, newest) end
       redis.call('HSET', tiles, name, cmsgpack.pack(tile))
@@ -192,8 +192,8 @@ def _us(delta: timedelta) -> int:
 
 @dataclass
 class EntityState:
-    """What one entity's keys hold for a request at t: the tiles it reads, the raw events of t's
-    minute before t, the raw labels known from t's minute on, its two newest event times."""
+    """What one entity's keys hold for a request at t: the tiles it reads, the raw events and
+    labels from t's minute on, its two newest event times."""
 
     tiles: dict[str, Tile] = field(default_factory=dict)
     head: list[dict] = field(default_factory=list)
@@ -382,7 +382,7 @@ class ExactState:
             plans.append(fields)
             commands += [
                 ("HMGET", tiles, _NEWEST, _PREVIOUS, *fields),
-                ("ZRANGEBYSCORE", raw, t - t % 60_000_000, f"({t}"),
+                ("ZRANGEBYSCORE", raw, t - t % 60_000_000, "+inf"),
                 ("ZRANGEBYSCORE", labels, t - t % 60_000_000, "+inf"),
             ]
         replies = self.round_trip(*commands) if commands else []

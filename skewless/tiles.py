@@ -1,17 +1,20 @@
 """Window state as tiles: what exact mode keeps per entity instead of every raw event.
 
-A window w with hop h covers [floor(t - w, h), t) (``skewless.vocabulary``). Cut at floor(t, m), m
-the finest tile (a minute), it is a few whole tiles of a ladder of nested lengths (a day, an hour,
-5 minutes, a minute, and the declared hops) plus the events of t's own minute, read raw. So an
-entity keeps, per tile length, a ring of pre-aggregated tiles (event count, sums and non-null
-counts of the summed columns, the distinct values of the counted columns, the newest event time,
-and the labels of the tile's events) and the raw events and labels of the last ``lateness``; the
-work of a request is a fixed number of tiles whatever the entity's traffic. Windows over label
-time keep a second ring of tiles keyed by label time.
+A window w with hop h covers [floor(t - w, h), t) (``skewless.vocabulary``): its tail is a tile
+boundary. So an entity keeps, per tile length (a ladder of nested lengths: a day, an hour, 5
+minutes, a minute, and the declared hops), a ring of pre-aggregated tiles: event count, sums and
+non-null counts of the summed columns, how often each value of the counted columns occurs, the
+newest event time, and the labels of the tile's events; windows over label time keep a second ring
+keyed by label time. Beside them, the raw events and labels of the last ``lateness``.
 
-Exact at any t no earlier than ``lateness`` before the entity's newest event or label: tiles hold
-every event and label that arrived, and the raw labels known after t are taken back out. A label
-is final: a second label for the same event is ignored while its first is among the raw ones.
+A window ending at t reads the fewest whole tiles from its tail to the tile holding t's minute,
+then that tile less the raw events from t on (every event after t is raw: t is within the
+lateness of the newest event); a window ending before t (an offset) reads whole tiles only. The
+work of a request is a fixed number of tiles whatever the entity's traffic, and the value is exact
+at any t no earlier than ``lateness`` before the entity's newest event or label: tiles hold every
+event and label that arrived, and what does not count at t (events from t on, labels known after
+t) is taken back out with the raw ones. A label is final: a second label for the same event is
+ignored while its first is among the raw ones.
 
 ``Layout`` is the layout of one entity of a feature service: which tiles a write touches
 (``event_updates``, ``label_updates``), which ones a read needs (``fields_at``), and the features
@@ -35,6 +38,16 @@ _US = timedelta(microseconds=1)
 _FIELDS = ""  # a plan's entry listing every field it reads (no window has an empty name)
 
 
+@dataclass(frozen=True)
+class _Cover:
+    """The tiles a window reads: (field, index) each; ``end``: when its last tile runs past t's
+    minute, where that tile ends (the raw events from t to there are taken back out)."""
+
+    entries: list
+    end: int | None
+    label_time: bool = False
+
+
 def micros(value: datetime) -> int:
     return (value - _EPOCH) // _US
 
@@ -52,7 +65,8 @@ def apply_updates(tiles: dict, updates: Iterable[tuple]) -> None:
         for key, value in adds.items():
             tile.values[key] = tile.values.get(key, 0) + value
         for key, value in distinct.items():
-            tile.values.setdefault(key, {})[value] = 1
+            counts = tile.values.setdefault(key, {})
+            counts[value] = counts.get(value, 0) + 1
         if newest is not None:
             tile.values["m"] = max(tile.values.get("m", newest), newest)
 
@@ -95,9 +109,46 @@ class Tile:
         return cls(data.pop("i"), data)
 
 
+def _rate(n, y) -> float | None:
+    return y / n if n else None
+
+
+def _take_out(total: dict, after: list[dict], sum_columns, distinct_columns, label_columns) -> None:
+    """Takes the raw events ``after`` (from t to the end of a window's last tile) and their
+    labels out of ``total``."""
+    for event in after:
+        total["n"] = total.get("n", 0) - 1
+        for column in distinct_columns:
+            if event.get(column) is not None:
+                counts = total.setdefault(f"d:{column}", {})
+                counts[str(event[column])] = counts.get(str(event[column]), 0) - 1
+        for column in sum_columns:
+            if event.get(column) is not None:
+                total[f"s:{column}"] = total.get(f"s:{column}", 0.0) - float(event[column])
+                total[f"c:{column}"] = total.get(f"c:{column}", 0) - 1
+        if event.get("label_timestamp") is not None:
+            for column in label_columns:
+                if event.get(column) is not None:
+                    total[f"ln:{column}"] = total.get(f"ln:{column}", 0) - 1
+                    total[f"ly:{column}"] = total.get(f"ly:{column}", 0.0) - float(event[column])
+
+
+def _take_out_labels(total: dict, labels: list[dict], t: int, end: int, keys: dict) -> None:
+    """Takes out of ``total`` (tiles over label time, the last one running past t to ``end``)
+    the raw labels it holds that do not count at t: known after t, or of an event not before t."""
+    for label in labels:
+        known, happened = micros(label["label_timestamp"]), micros(label["event_timestamp"])
+        if known >= end or (known <= t and happened < t):
+            continue  # not in that tile, or it counts
+        for (column, within), key in keys.items():
+            if label.get(column) is not None and known - happened <= within:
+                total[f"n:{key}"] = total.get(f"n:{key}", 0) - 1
+                total[f"y:{key}"] = total.get(f"y:{key}", 0.0) - float(label[column])
+
+
 def _sum(entries: list[tuple[str, int]], tiles: Mapping[str, Tile | None]) -> dict:
     """The tiles of ``entries`` (field, index) that ``tiles`` holds at that index, added up:
-    sums and counts added, distinct values as one set."""
+    sums and counts added, the counts of each distinct value too."""
     total: dict = {}
     for name, index in entries:
         tile = tiles.get(name)
@@ -105,7 +156,9 @@ def _sum(entries: list[tuple[str, int]], tiles: Mapping[str, Tile | None]) -> di
             continue  # never written, or its slot holds another tile now
         for key, value in tile.values.items():
             if key[0] == "d":
-                total.setdefault(key, set()).update(value)
+                counts = total.setdefault(key, {})
+                for item, count in value.items():
+                    counts[item] = counts.get(item, 0) + count
             elif key != "m":
                 total[key] = total.get(key, 0) + value
     return total
@@ -298,21 +351,31 @@ class Layout:
             plan = self._plans[minute] = self._plan(minute)
         return plan
 
-    def _plan(self, t: int) -> dict[str, list]:
-        """Windows over the same tiles share one list of them (``evaluate`` sums it once)."""
+    def _plan(self, t: int) -> dict[str, _Cover]:
+        """Windows over the same tiles share one list of them (``evaluate`` sums it once).
+
+        A window ending at t (counts, sums, means, label rates) reads, instead of the many short
+        tiles from the last long boundary to t, the one tile holding t's minute, less the raw
+        events after t (every event after t is raw: t is within the lateness of the newest one).
+        Windows ending before t read the tiles up to the end of the window."""
         out, covers = {}, {}
         for window in self.windows:
             start, tiles_end, _ = self._ranges(window, t)
-            key = (window.label_time, start, tiles_end)
-            entries = covers.get(key)
-            if entries is None:
+            topped = not window.shift
+            key = (window.label_time, start, tiles_end, topped)
+            cover = covers.get(key)
+            if cover is None:
                 names = self._names[window.label_time]
                 levels = self.label_levels if window.label_time else self.levels
-                entries = covers[key] = [
-                    (names[level][index % len(names[level])], index)
-                    for level, index in self._cover(start, tiles_end, levels)
-                ]
-            out[window.name] = entries
+                tiles, end = self._cover(start, tiles_end, levels), None
+                if topped:  # the longest tile holding t's minute that starts within the window
+                    level = next(lv for lv in levels if tiles_end - tiles_end % lv >= start)
+                    top = tiles_end - tiles_end % level
+                    tiles = [*self._cover(start, top, levels), (level, top // level)]
+                    end = top + level
+                entries = [(names[lv][i % len(names[lv])], i) for lv, i in tiles]
+                cover = covers[key] = _Cover(entries, end, window.label_time)
+            out[window.name] = cover
         return out
 
     def fields_at(self, at: datetime) -> list[str]:
@@ -320,7 +383,8 @@ class Layout:
         plan = self.plan(at)
         fields = plan.get(_FIELDS)
         if fields is None:
-            fields = plan[_FIELDS] = sorted({name for tiles in plan.values() for name, _ in tiles})
+            names = {name for cover in plan.values() for name, _ in cover.entries}
+            fields = plan[_FIELDS] = sorted(names)
         return fields
 
     def evaluate(
@@ -333,21 +397,30 @@ class Layout:
         newest: tuple[datetime | None, datetime | None] = (None, None),
     ) -> dict:
         """The features of ``group`` at ``at`` from ``tiles`` (field -> Tile, as read), the raw
-        events ``head`` of t's minute (before t), the raw ``labels`` known at or after t's
-        minute (events with their label) and ``newest``: the entity's newest event time and the
-        newest one before it."""
+        events ``head`` from t's minute on, the raw ``labels`` known from t's minute on (events
+        with their label) and ``newest``: the entity's newest event time and the newest one
+        before it."""
         t = micros(at)
-        head = [e for e in head if micros(e["event_timestamp"]) < t]
+        raw = [(micros(e["event_timestamp"]), e) for e in head]
+        head = [e for at_us, e in raw if at_us < t]  # t's minute, before t
         labels = list(labels)
         plan = self.plan(at)
         values: dict = {}
         totals: dict[int, dict] = {}  # one sum per list of tiles, shared by its windows
         for window in (w for w in self.windows if w.group == group.name):
-            entries = plan[window.name]
-            total = totals.get(id(entries))
+            cover = plan[window.name]
+            total = totals.get(id(cover))
             if total is None:
-                total = totals[id(entries)] = _sum(entries, tiles)
-            values[window.name] = self._value(window, t, total, head, labels)
+                total = totals[id(cover)] = _sum(cover.entries, tiles)
+                if cover.end is not None:  # less what the last tile holds from t on
+                    after = [e for at_us, e in raw if t <= at_us < cover.end]
+                    if cover.label_time:
+                        _take_out_labels(total, labels, t, cover.end, self.label_time_keys)
+                    else:
+                        columns = (self.sum_columns, self.distinct_columns, self.label_columns)
+                        _take_out(total, after, *columns)
+            own = [] if cover.end is not None else head
+            values[window.name] = self._value(window, t, total, own, labels)
         for _, window, name in group.window_features():
             if window is None:  # seconds since the last event
                 values[name] = self._since_last(t, plan, tiles, head, newest)
@@ -373,33 +446,25 @@ class Layout:
             return float(amount) / count if count else None
         if window.agg is Agg.COUNT_DISTINCT:
             seen = {str(e[col]) for e in head if e.get(col) is not None}
-            return len(seen | total.get(f"d:{col}", set()))
+            seen.update(v for v, count in total.get(f"d:{col}", {}).items() if count > 0)
+            return len(seen)
         return self._rate(window, t, total, head, labels)
 
     def _rate(self, window: _Window, t: int, total: dict, head, labels):
         col = window.column
         start, tiles_end, end = self._ranges(window, t)
         if window.label_time:  # labels known in [start, t], of events before t, within W
+            # (a window ending at t: its last tile holds them, those that do not count are out)
             key = window.label_key
-            n = total.get(f"n:{key}", 0)
-            y = total.get(f"y:{key}", 0.0)
-            for label in labels:
-                known, happened = micros(label["label_timestamp"]), micros(label["event_timestamp"])
-                if tiles_end <= known <= t and happened < t and known - happened <= window.within:
-                    n, y = n + 1, y + float(label[col])
-            return y / n if n else None
+            return _rate(total.get(f"n:{key}", 0), total.get(f"y:{key}", 0.0))
         n = total.get(f"ln:{col}", 0)
         y = total.get(f"ly:{col}", 0.0)
+        upto = t if not window.shift else tiles_end  # the events the tiles hold (before t)
         for label in labels:  # labels in the tiles that were not known yet at t
             happened = micros(label["event_timestamp"])
-            if micros(label["label_timestamp"]) > t and start <= happened < tiles_end:
+            if micros(label["label_timestamp"]) > t and start <= happened < upto:
                 n, y = n - 1, y - float(label[col])
-        for event in head:  # the events of t's minute (a window ending at t)
-            if tiles_end <= micros(event["event_timestamp"]) < end:
-                known = event.get("label_timestamp")
-                if event.get(col) is not None and known is not None and micros(known) <= t:
-                    n, y = n + 1, y + float(event[col])
-        return y / n if n else None
+        return _rate(n, y)
 
     def _since_last(self, t: int, plan, tiles, head, newest) -> float | None:
         last, previous = (None if n is None else micros(n) for n in newest)
@@ -413,9 +478,9 @@ class Layout:
             minute = t - t % _us(MINUTE)
             wanted = {
                 name: index
-                for key, names in plan.items()
+                for key, cover in plan.items()
                 if key != _FIELDS
-                for name, index in names
+                for name, index in cover.entries
             }
             read = [
                 tile.values

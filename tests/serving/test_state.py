@@ -159,9 +159,9 @@ def test_the_state_in_redis_equals_the_evaluator(redis_client, raw):
     state.clear()
     events = _staged(raw)
     arrived: list[dict] = []
-    for at, is_event, i in arrivals(events):
+    for at, kind, i in arrivals(events):
         e = events[i]
-        if not is_event:
+        if kind != 1:
             state.set_label(e)
             continue
         for t in (at, at - timedelta(minutes=30)):

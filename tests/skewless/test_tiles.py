@@ -16,13 +16,26 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from skewless.evaluate import evaluate
-from skewless.features import GROUPS, Grain
+from skewless.features import GROUPS, MERCHANT, Agg, Aggregate, FeatureGroup, Grain
 from skewless.tiles import Layout, apply_updates, micros
 from tests.featurecheck import same
 from tests.properties import examples
 from tests.skewless.test_feature_equivalence import _raw, _staged, event
 
-GROUPS_ONLINE = [g for g in GROUPS if g.grain is Grain.TRANSACTION]
+# The declared transaction groups, and one with what they lack: a label rate over a window ending
+# at t, and distinct customers of a merchant.
+EXTRA = FeatureGroup(
+    name="merchant_plain_windows",
+    entity=MERCHANT,
+    grain=Grain.TRANSACTION,
+    windows=("1h", "1d"),
+    aggregates=(
+        Aggregate("plain_fraud_rate", Agg.LABELED_RATE, "is_fraud"),
+        Aggregate("plain_customer_distinct", Agg.COUNT_DISTINCT, "customer_id"),
+        Aggregate("plain_amount_avg", Agg.AVG, "amount"),
+    ),
+)
+GROUPS_ONLINE = [g for g in GROUPS if g.grain is Grain.TRANSACTION] + [EXTRA]
 # The feature test's events, a few seconds apart within a minute too: t's own minute is read raw.
 within_minutes = event.flatmap(
     lambda e: st.sampled_from([0, 0, 1, 30, 59]).map(
@@ -32,12 +45,15 @@ within_minutes = event.flatmap(
 
 
 def arrivals(events: list[dict]) -> list[tuple]:
-    """(time, 1 for an event / 0 for a label, index): events at their event time, labels at their
-    label time, in time order; labels first on ties (a label known at t counts at t)."""
-    return sorted(
-        [(e["event_timestamp"], 1, i) for i, e in enumerate(events)]
-        + [(e["label_timestamp"], 0, i) for i, e in enumerate(events) if e["is_fraud"] is not None]
-    )
+    """(time, kind, index), kind 1 for an event and 0 or 2 for a label: events at their event
+    time, labels at their label time, in time order; labels first on ties (a label known at t
+    counts at t), but never before their own event has arrived (a label as old as its event)."""
+    labels = [
+        (e["label_timestamp"], 2 if e["label_timestamp"] == e["event_timestamp"] else 0, i)
+        for i, e in enumerate(events)
+        if e["is_fraud"] is not None
+    ]
+    return sorted([(e["event_timestamp"], 1, i) for i, e in enumerate(events)] + labels)
 
 
 def known_at(arrived: list[dict], t) -> list[dict]:
@@ -53,6 +69,14 @@ def known_at(arrived: list[dict], t) -> list[dict]:
 @pytest.mark.parametrize("group", GROUPS_ONLINE, ids=lambda g: g.name)
 @settings(max_examples=examples(120))
 @given(raw=st.lists(within_minutes, min_size=1, max_size=40))
+# A late request (half an hour back) while the tile holding it already holds a labelled event after
+# it: that event and its label are taken out of the tile.
+@example(
+    raw=[
+        _raw("c1", "m1", timedelta(hours=9, minutes=50), is_fraud=1, label_delay=timedelta(0)),
+        _raw("c2", "m1", timedelta(hours=10, minutes=10), is_fraud=0, label_delay=timedelta(0)),
+    ]
+)
 # A label that comes 30 days after its event, just as the next event arrives: half an hour earlier
 # it was not known yet, so the late request must take it back out of the tiles.
 @example(
@@ -69,12 +93,12 @@ def test_tiles_equal_the_evaluator(group, raw):
     timeline = arrivals(events)
     state: dict[str, dict] = {}  # entity -> tiles, raw events, raw labels, newest
     arrived: list[dict] = []
-    for at, is_event, i in timeline:
+    for at, kind, i in timeline:
         e = events[i]
         entity = state.setdefault(
             e[key], {"tiles": {}, "raw": [], "labels": [], "newest": (None, None)}
         )
-        if not is_event:
+        if kind != 1:
             apply_updates(entity["tiles"], layout.label_updates(e))
             entity["labels"].append(e)
             for raw_event in entity["raw"]:

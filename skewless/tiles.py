@@ -146,11 +146,11 @@ def _take_out_labels(total: dict, labels: list[dict], t: int, end: int, keys: di
                 total[f"y:{key}"] = total.get(f"y:{key}", 0.0) - float(label[column])
 
 
-def _sum(entries: list[tuple[str, int]], tiles: Mapping[str, Tile | None]) -> dict:
-    """The tiles of ``entries`` (field, index) that ``tiles`` holds at that index, added up:
-    sums and counts added, the counts of each distinct value too."""
+def _sum(entries: list[tuple[str, int, int]], tiles: Mapping[str, Tile | None]) -> dict:
+    """The tiles of ``entries`` (field, index, sign) that ``tiles`` holds at that index, added
+    up (or taken out, sign -1): sums and counts, the counts of each distinct value too."""
     total: dict = {}
-    for name, index in entries:
+    for name, index, sign in entries:
         tile = tiles.get(name)
         if tile is None or tile.index != index:
             continue  # never written, or its slot holds another tile now
@@ -158,9 +158,9 @@ def _sum(entries: list[tuple[str, int]], tiles: Mapping[str, Tile | None]) -> di
             if key[0] == "d":
                 counts = total.setdefault(key, {})
                 for item, count in value.items():
-                    counts[item] = counts.get(item, 0) + count
+                    counts[item] = counts.get(item, 0) + sign * count
             elif key != "m":
-                total[key] = total.get(key, 0) + value
+                total[key] = total.get(key, 0) + sign * value
     return total
 
 
@@ -235,7 +235,8 @@ class Layout:
         tails are aligned to it or a shorter hop reach back their whole extent; otherwise a tile
         is read only on the way down to t's minute, within the next longer tile."""
         longer = [length for length in self.levels if length > level]
-        reach = [w.shift + w.length + w.hop for w in windows if w.hop <= level]
+        top = self.levels[0]  # a window may read from its tail's longest tile on (``_cover``)
+        reach = [w.shift + w.length + w.hop + top for w in windows if w.hop <= level]
         return self.lateness + max([*reach, min(longer, default=level)])
 
     # -- writing ---------------------------------------------------------------------------------
@@ -314,6 +315,24 @@ class Layout:
         return cut - cut % _us(MINUTE)
 
     # -- reading ---------------------------------------------------------------------------------
+    def _signed(self, start: int, end: int, levels: Sequence[int], past_end: bool):
+        """(level, index, sign) of the fewest tiles adding up to [start, end): the whole tiles
+        between, or the longest tiles around an end less the short ones beyond it, whichever
+        are fewer (beyond ``end`` only when ``past_end``: those tiles lie before t's minute)."""
+        top = levels[0]
+        low = start - start % top
+        high = end if not past_end or end % top == 0 else end - end % top + top
+        best = None
+        for lo in {start, low}:
+            for hi in {end, high}:
+                if lo >= hi:
+                    continue
+                plus = self._cover(lo, hi, levels)
+                minus = self._cover(lo, start, levels) + self._cover(end, hi, levels)
+                if best is None or len(plus) + len(minus) < len(best):
+                    best = [(lv, i, 1) for lv, i in plus] + [(lv, i, -1) for lv, i in minus]
+        return best or []
+
     def _cover(self, start: int, end: int, levels: Sequence[int]) -> list[tuple[int, int]]:
         """(level, index) of the fewest whole tiles covering [start, end), longest first."""
         out, pos = [], start
@@ -367,13 +386,14 @@ class Layout:
             if cover is None:
                 names = self._names[window.label_time]
                 levels = self.label_levels if window.label_time else self.levels
-                tiles, end = self._cover(start, tiles_end, levels), None
                 if topped:  # the longest tile holding t's minute that starts within the window
                     level = next(lv for lv in levels if tiles_end - tiles_end % lv >= start)
                     top = tiles_end - tiles_end % level
-                    tiles = [*self._cover(start, top, levels), (level, top // level)]
+                    tiles = [*self._signed(start, top, levels, False), (level, top // level, 1)]
                     end = top + level
-                entries = [(names[lv][i % len(names[lv])], i) for lv, i in tiles]
+                else:
+                    tiles, end = self._signed(start, tiles_end, levels, True), None
+                entries = [(names[lv][i % len(names[lv])], i, sign) for lv, i, sign in tiles]
                 cover = covers[key] = _Cover(entries, end, window.label_time)
             out[window.name] = cover
         return out
@@ -383,7 +403,7 @@ class Layout:
         plan = self.plan(at)
         fields = plan.get(_FIELDS)
         if fields is None:
-            names = {name for cover in plan.values() for name, _ in cover.entries}
+            names = {name for cover in plan.values() for name, _, _ in cover.entries}
             fields = plan[_FIELDS] = sorted(names)
         return fields
 
@@ -480,7 +500,7 @@ class Layout:
                 name: index
                 for key, cover in plan.items()
                 if key != _FIELDS
-                for name, index in cover.entries
+                for name, index, _ in cover.entries
             }
             read = [
                 tile.values

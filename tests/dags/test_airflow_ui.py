@@ -15,6 +15,7 @@ duration) and the asset graph (every DAG and asset of the chain). Screenshots ar
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
@@ -97,13 +98,22 @@ def test_the_triggered_chain_runs_green_through_the_scheduler(chain):
 
 def _wait_text(driver, text: str, timeout: float = 60) -> str:
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
     def body(d):
         shown = d.find_element(By.TAG_NAME, "body").text
         return shown if text in shown else False
 
-    return WebDriverWait(driver, timeout, poll_frequency=0.5).until(body)
+    # the page may re-render (a redirect, a refresh) between finding the body and reading it
+    return _wait(driver, timeout).until(body)
+
+
+def _wait(driver, timeout: float):
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(
+        driver, timeout, poll_frequency=0.5, ignored_exceptions=(StaleElementReferenceException,)
+    )
 
 
 def _shot(driver, name: str) -> None:
@@ -126,8 +136,8 @@ def _seconds(text: str) -> float:
 
 
 def test_the_ui_shows_the_dags_the_green_run_and_the_asset_graph(chain, browser):
+    from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
     url, client = chain["url"], chain["client"]
     browser.get(f"{url}/")
@@ -135,7 +145,7 @@ def test_the_ui_shows_the_dags_the_green_run_and_the_asset_graph(chain, browser)
     browser.find_element(By.NAME, "username").send_keys(USER)
     browser.find_element(By.NAME, "password").send_keys(PASSWORD)
     browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    WebDriverWait(browser, 60).until(lambda d: "/auth/login" not in d.current_url)
+    _wait(browser, 60).until(lambda d: "/auth/login" not in d.current_url)
 
     browser.get(f"{url}/dags")
     text = _wait_text(browser, f"{len(DAGS)} Dags")
@@ -146,10 +156,9 @@ def test_the_ui_shows_the_dags_the_green_run_and_the_asset_graph(chain, browser)
     assert all("skewless" in tags for tags in declared.values())
 
     browser.get(f"{url}/dags/ingest/runs/{chain['run_id']}")
-    text = _wait_text(browser, "Duration")
-    _wait_text(browser, "land")
+    _wait_text(browser, "Duration")
+    text = _wait_text(browser, "land")
     _shot(browser, "ingest_run")
-    text = browser.find_element(By.TAG_NAME, "body").text
     assert f"{chain['run_id']}\nSuccess" in text
     assert "Run Type\nManual" in text
     assert 0 < _seconds(text) < 3600
@@ -157,15 +166,20 @@ def test_the_ui_shows_the_dags_the_green_run_and_the_asset_graph(chain, browser)
 
     raw = client.call("GET", "/assets", uri_pattern=orchestration.RAW_URI)["assets"][0]
     browser.get(f"{url}/assets/{raw['id']}")
-    nodes = WebDriverWait(browser, 60, poll_frequency=0.5).until(
-        lambda d: d.find_elements(By.CSS_SELECTOR, ".react-flow__node") or False
-    )
-    _shot(browser, "asset_graph")
-    shown = {line for node in nodes for line in node.text.splitlines()}
     assets = {
         orchestration.RAW_URI,
         orchestration.FEATURES_URI,
         *orchestration.MODEL_URIS.values(),
         orchestration.PREDICTIONS_URI,
     }
-    assert set(DAGS) | assets <= shown, shown
+    seen: dict = {}
+
+    def graph(d):  # every DAG and asset drawn (nodes re-render while the graph lays out)
+        nodes = d.find_elements(By.CSS_SELECTOR, ".react-flow__node")
+        seen["shown"] = {line for node in nodes for line in node.text.splitlines()}
+        return set(DAGS) | assets <= seen["shown"]
+
+    with contextlib.suppress(TimeoutException):  # the assertion below names what was drawn
+        _wait(browser, 60).until(graph)
+    _shot(browser, "asset_graph")
+    assert set(DAGS) | assets <= seen["shown"], seen["shown"]

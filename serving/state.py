@@ -34,7 +34,8 @@ from skewless import settings
 from skewless.features import FEATURE_SERVICES, FeatureGroup, FeatureService
 from skewless.schemas import ENTITY_KEYS, EVENT_ID, EVENT_KEYS, RAW_TRANSACTION_COLUMNS
 from skewless.tasks import realtime_task
-from skewless.tiles import Layout, Tile, apply_updates
+from skewless.tiles import Layout, Tile, apply_updates, newest_after
+from skewless.tiles import micros as to_micros
 
 KEY_PREFIX = "skewless:events:"
 _EPOCH = datetime(1970, 1, 1)
@@ -116,11 +117,6 @@ redis.call('ZREMRANGEBYSCORE', raw, '-inf', '(' .. string.format('%d', cut))
 redis.call('ZREMRANGEBYSCORE', labels, '-inf', '(' .. string.format('%d', cut))
 return 1
 """
-
-
-def to_micros(value: datetime) -> int:
-    """Naive UTC datetime -> integer microseconds since the epoch (exact)."""
-    return (value - _EPOCH) // _MICROSECOND
 
 
 def from_micros(value: int) -> datetime:
@@ -377,13 +373,14 @@ class ExactState:
         plans, commands = [], []
         for entity, key, at in items:
             t = to_micros(at)
+            minute = t - t % 60_000_000  # raw events and labels from t's minute on
             tiles, raw, labels = self.keys(entity, key)
             fields = self.layouts[entity].fields_at(at)
             plans.append(fields)
             commands += [
                 ("HMGET", tiles, _NEWEST, _PREVIOUS, *fields),
-                ("ZRANGEBYSCORE", raw, t - t % 60_000_000, "+inf"),
-                ("ZRANGEBYSCORE", labels, t - t % 60_000_000, "+inf"),
+                ("ZRANGEBYSCORE", raw, minute, "+inf"),
+                ("ZRANGEBYSCORE", labels, minute, "+inf"),
             ]
         replies = self.round_trip(*commands) if commands else []
         out = []
@@ -417,11 +414,7 @@ class _Loaded:
 
     def add(self, record: dict) -> None:
         self.events.append(record)
-        at, (last, previous) = record["event_timestamp"], self.newest
-        if last is None or at > last:
-            self.newest = (at, last)
-        elif at < last and (previous is None or at > previous):
-            self.newest = (last, at)
+        self.newest = newest_after(self.newest, record["event_timestamp"])
 
     def commands(self, keys: list[str], layout: Layout, as_of: datetime) -> list[tuple]:
         tiles, raw, labels = keys

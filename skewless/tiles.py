@@ -40,8 +40,9 @@ _FIELDS = ""  # a plan's entry listing every field it reads (no window has an em
 
 @dataclass(frozen=True)
 class _Cover:
-    """The tiles a window reads: (field, index) each; ``end``: when its last tile runs past t's
-    minute, where that tile ends (the raw events from t to there are taken back out)."""
+    """The tiles a window reads: (field, index, sign) each, sign -1 for a tile taken out; ``end``:
+    when its last tile runs past t's minute, where that tile ends (what it holds from t to there
+    is taken back out)."""
 
     entries: list
     end: int | None
@@ -49,7 +50,19 @@ class _Cover:
 
 
 def micros(value: datetime) -> int:
+    """Naive UTC datetime -> integer microseconds since the epoch (exact)."""
     return (value - _EPOCH) // _US
+
+
+def newest_after(newest: tuple, at):
+    """An entity's (newest, the newest before it) event times once an event at ``at`` arrived
+    (the state's script keeps them the same way)."""
+    last, previous = newest
+    if last is None or at > last:
+        return at, last
+    if at < last and (previous is None or at > previous):
+        return last, at
+    return newest
 
 
 def apply_updates(tiles: dict, updates: Iterable[tuple]) -> None:
@@ -109,7 +122,7 @@ class Tile:
         return cls(data.pop("i"), data)
 
 
-def _rate(n, y) -> float | None:
+def _ratio(n, y) -> float | None:
     return y / n if n else None
 
 
@@ -346,21 +359,20 @@ class Layout:
                 raise ValueError(f"[{start}, {end}) is not made of whole tiles")
         return out
 
-    def _ranges(self, window: _Window, at: int) -> tuple[int, int, int]:
-        """(start, end of the tiles, end) of a window at ``at`` (us): tiles cover [start, tiles
-        end), raw events and labels the rest."""
+    def _ranges(self, window: _Window, at: int) -> tuple[int, int]:
+        """(start, end) of the tiles of a window at ``at`` (us): its end, or for a window ending
+        at t, t's minute (the tile holding it is read too, less what it holds from t on)."""
         minute = at - at % _us(MINUTE)
         base = at - window.shift - window.length
         start = base - base % window.hop
         if window.shift:
             end = (at - window.shift) - (at - window.shift) % window.hop
-            return start, min(end, minute), end
-        return start, max(start, minute), at
+            return start, min(end, minute)
+        return start, max(start, minute)
 
-    def plan(self, at: datetime) -> dict[str, list]:
-        """The tiles each window reads at ``at``: {window name: [(field, index), ...]}. The same
-        for every t of one minute (windows, offsets and hops are whole minutes): computed once per
-        minute."""
+    def plan(self, at: datetime) -> dict[str, _Cover]:
+        """The tiles each window reads at ``at``: {window name: its cover}. The same for every t
+        of one minute (windows, offsets and hops are whole minutes): computed once per minute."""
         t = micros(at)
         minute = t - t % _us(MINUTE)
         plan = self._plans.get(minute)
@@ -379,7 +391,7 @@ class Layout:
         Windows ending before t read the tiles up to the end of the window."""
         out, covers = {}, {}
         for window in self.windows:
-            start, tiles_end, _ = self._ranges(window, t)
+            start, tiles_end = self._ranges(window, t)
             topped = not window.shift
             key = (window.label_time, start, tiles_end, topped)
             cover = covers.get(key)
@@ -433,14 +445,13 @@ class Layout:
             if total is None:
                 total = totals[id(cover)] = _sum(cover.entries, tiles)
                 if cover.end is not None:  # less what the last tile holds from t on
-                    after = [e for at_us, e in raw if t <= at_us < cover.end]
                     if cover.label_time:
                         _take_out_labels(total, labels, t, cover.end, self.label_time_keys)
                     else:
+                        after = [e for at_us, e in raw if t <= at_us < cover.end]
                         columns = (self.sum_columns, self.distinct_columns, self.label_columns)
                         _take_out(total, after, *columns)
-            own = [] if cover.end is not None else head
-            values[window.name] = self._value(window, t, total, own, labels)
+            values[window.name] = self._value(window, t, total, labels)
         for _, window, name in group.window_features():
             if window is None:  # seconds since the last event
                 values[name] = self._since_last(t, plan, tiles, head, newest)
@@ -453,30 +464,27 @@ class Layout:
             )
         return {name: values[name] for name in group.feature_names}
 
-    def _value(self, window: _Window, t: int, total: dict, head, labels):
+    def _value(self, window: _Window, t: int, total: dict, labels):
+        """A window's value from its tiles' ``total`` (whatever did not count at t taken out:
+        only offset windows, label rates, end before t's minute)."""
         col = window.column
         if window.agg is Agg.COUNT:
-            return int(total.get("n", 0)) + len(head)
-        if window.agg in (Agg.SUM, Agg.AVG):
-            amount = total.get(f"s:{col}", 0.0)
-            amount += sum(float(e[col]) for e in head if e.get(col) is not None)
-            if window.agg is Agg.SUM:
-                return float(amount)
-            count = total.get(f"c:{col}", 0) + sum(1 for e in head if e.get(col) is not None)
-            return float(amount) / count if count else None
+            return int(total.get("n", 0))
+        if window.agg is Agg.SUM:
+            return float(total.get(f"s:{col}", 0.0))
+        if window.agg is Agg.AVG:
+            return _ratio(total.get(f"c:{col}", 0), float(total.get(f"s:{col}", 0.0)))
         if window.agg is Agg.COUNT_DISTINCT:
-            seen = {str(e[col]) for e in head if e.get(col) is not None}
-            seen.update(v for v, count in total.get(f"d:{col}", {}).items() if count > 0)
-            return len(seen)
-        return self._rate(window, t, total, head, labels)
+            return sum(1 for count in total.get(f"d:{col}", {}).values() if count > 0)
+        return self._rate(window, t, total, labels)
 
-    def _rate(self, window: _Window, t: int, total: dict, head, labels):
+    def _rate(self, window: _Window, t: int, total: dict, labels):
         col = window.column
-        start, tiles_end, end = self._ranges(window, t)
         if window.label_time:  # labels known in [start, t], of events before t, within W
             # (a window ending at t: its last tile holds them, those that do not count are out)
             key = window.label_key
-            return _rate(total.get(f"n:{key}", 0), total.get(f"y:{key}", 0.0))
+            return _ratio(total.get(f"n:{key}", 0), total.get(f"y:{key}", 0.0))
+        start, tiles_end = self._ranges(window, t)
         n = total.get(f"ln:{col}", 0)
         y = total.get(f"ly:{col}", 0.0)
         upto = t if not window.shift else tiles_end  # the events the tiles hold (before t)
@@ -484,7 +492,7 @@ class Layout:
             happened = micros(label["event_timestamp"])
             if micros(label["label_timestamp"]) > t and start <= happened < upto:
                 n, y = n - 1, y - float(label[col])
-        return _rate(n, y)
+        return _ratio(n, y)
 
     def _since_last(self, t: int, plan, tiles, head, newest) -> float | None:
         last, previous = (None if n is None else micros(n) for n in newest)

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from skewless.evaluate import evaluate
 from skewless.features import GROUPS, MERCHANT, Agg, Aggregate, FeatureGroup, Grain
-from skewless.tiles import Layout, apply_updates, micros
+from skewless.tiles import Layout, apply_updates, micros, newest_after
 from tests.featurecheck import same
 from tests.properties import examples
 from tests.skewless.test_feature_equivalence import _raw, _staged, event
@@ -124,11 +124,7 @@ def test_tiles_equal_the_evaluator(group, raw):
         arriving = {**e, "is_fraud": None, "label_timestamp": None}
         apply_updates(entity["tiles"], layout.event_updates(arriving))
         entity["raw"].append(arriving)
-        last, previous = entity["newest"]
-        if last is None or at > last:
-            entity["newest"] = (at, last)
-        elif at < last and (previous is None or at > previous):
-            entity["newest"] = (last, at)
+        entity["newest"] = newest_after(entity["newest"], at)
         cutoff = layout.raw_cutoff(entity["newest"][0])
         entity["raw"] = [x for x in entity["raw"] if micros(x["event_timestamp"]) >= cutoff]
         entity["labels"] = [x for x in entity["labels"] if micros(x["label_timestamp"]) >= cutoff]

@@ -470,8 +470,9 @@ class Layout:
         col = window.column
         if window.agg is Agg.COUNT:
             return int(total.get("n", 0))
-        if window.agg is Agg.SUM:
-            return float(total.get(f"s:{col}", 0.0))
+        if window.agg is Agg.SUM:  # exactly 0 when empty: tiles added and taken out leave
+            # rounding residue ((0.1 + 0.2) - 0.1 - 0.2 is not 0)
+            return float(total.get(f"s:{col}", 0.0)) if total.get(f"c:{col}", 0) else 0.0
         if window.agg is Agg.AVG:
             return _ratio(total.get(f"c:{col}", 0), float(total.get(f"s:{col}", 0.0)))
         if window.agg is Agg.COUNT_DISTINCT:

@@ -5,17 +5,22 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 
+import numpy as np
+
+from monitoring.skew_measures import matches
+
 from skewless.evaluate import evaluate
 from skewless.features import FeatureGroup
 
 
-def same(a, b, rel: float = 1e-9) -> bool:
-    """Equal, with the skew report's tolerance for floats; None and NaN both mean 'no value'."""
+def same(a, b) -> bool:
+    """Equal as the skew report counts a match (``monitoring.skew_measures.matches``: relative
+    tolerance only, so 1e-15 against 0 is a mismatch); None and NaN both mean 'no value'."""
     a_missing = a is None or (isinstance(a, float) and math.isnan(a))
     b_missing = b is None or (isinstance(b, float) and math.isnan(b))
     if a_missing or b_missing:
         return a_missing and b_missing
-    return math.isclose(a, b, rel_tol=rel, abs_tol=1e-9)
+    return bool(matches(np.array([float(a)]), np.array([float(b)]))[0])
 
 
 def identical(a, b) -> bool:

@@ -16,9 +16,17 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from skewless.evaluate import evaluate
-from skewless.features import GROUPS, MERCHANT, Agg, Aggregate, FeatureGroup, Grain
+from skewless.features import (
+    CUSTOMER_TRANSACTION_WINDOWS,
+    GROUPS,
+    MERCHANT,
+    Agg,
+    Aggregate,
+    FeatureGroup,
+    Grain,
+)
 from skewless.tiles import Layout, apply_updates, micros, newest_after
-from tests.featurecheck import same
+from tests.featurecheck import identical, same
 from tests.properties import examples
 from tests.skewless.test_feature_equivalence import _raw, _staged, event
 
@@ -128,3 +136,25 @@ def test_tiles_equal_the_evaluator(group, raw):
         cutoff = layout.raw_cutoff(entity["newest"][0])
         entity["raw"] = [x for x in entity["raw"] if micros(x["event_timestamp"]) >= cutoff]
         entity["labels"] = [x for x in entity["labels"] if micros(x["label_timestamp"]) >= cutoff]
+
+
+def test_an_emptied_window_sums_to_exactly_zero():
+    """The day before's tile holds 0.1 + 0.2; a 1-day window at 05:42 the next day takes both out
+    with the hour tiles before 05:00: the sum is 0.0, not the rounding residue 2.8e-17 (the
+    offline truth is 0 and the skew report would call the difference a logic mismatch)."""
+    group = CUSTOMER_TRANSACTION_WINDOWS
+    layout = Layout([group], lateness=timedelta(hours=1))
+    events = _staged(
+        [
+            _raw("c1", "m1", timedelta(hours=2), is_fraud=None, label_delay=timedelta(0), amount=0.1),
+            _raw("c1", "m2", timedelta(hours=3), is_fraud=None, label_delay=timedelta(0), amount=0.2),
+        ]
+    )
+    tiles: dict = {}
+    for e in events:
+        apply_updates(tiles, layout.event_updates(e))
+    t = events[0]["event_timestamp"] + timedelta(days=1, hours=3, minutes=42, seconds=42)
+    got = layout.evaluate(group, t, {n: tiles.get(n) for n in layout.fields_at(t)}, [], [])
+    assert identical(got["customer_amount_sum_1d"], 0.0)
+    assert got["customer_amount_avg_1d"] is None
+    assert same(got["customer_amount_sum_7d"], 0.3)

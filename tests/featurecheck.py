@@ -8,7 +8,6 @@ from collections import defaultdict
 import numpy as np
 
 from monitoring.skew_measures import matches
-
 from skewless.evaluate import evaluate
 from skewless.features import FeatureGroup
 

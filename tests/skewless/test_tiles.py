@@ -146,8 +146,12 @@ def test_an_emptied_window_sums_to_exactly_zero():
     layout = Layout([group], lateness=timedelta(hours=1))
     events = _staged(
         [
-            _raw("c1", "m1", timedelta(hours=2), is_fraud=None, label_delay=timedelta(0), amount=0.1),
-            _raw("c1", "m2", timedelta(hours=3), is_fraud=None, label_delay=timedelta(0), amount=0.2),
+            _raw(
+                "c1", "m1", timedelta(hours=2), is_fraud=None, label_delay=timedelta(0), amount=0.1
+            ),
+            _raw(
+                "c1", "m2", timedelta(hours=3), is_fraud=None, label_delay=timedelta(0), amount=0.2
+            ),
         ]
     )
     tiles: dict = {}

@@ -3,14 +3,16 @@
 Per entity key, three keys sharing one hash tag (so on a Redis Cluster an entity's keys live in one
 slot and its writes stay atomic): ``<prefix>{<entity>:<key>}:tiles``, a hash of tiles
 (``skewless.tiles``: per tile length a ring of slots, a newer tile replacing an older one) and the
-entity's two newest event times; ``:raw``, a sorted set of the raw events of the lateness
-allowance (``SKEWLESS_EXACT_LATENESS_SECONDS``, 6 hours by default) behind the entity's newest
-time, scored by event time in integer microseconds since the epoch; ``:labels``, the labels that
-became known in that span, scored by label time. A request reads a fixed number of tiles plus the
-raw events from t's own minute on, and ``Layout.evaluate`` (held equal to the dbt SQL's evaluator by a
-property test) computes the features: the work and memory of an entity do not grow with its
-traffic, and exact mode differs from the offline truth only by events that had not arrived yet,
-or for a request more than the lateness allowance behind the entity's newest event or label.
+entity's two newest event times; ``:raw``, the raw events of the lateness allowance
+(``SKEWLESS_EXACT_LATENESS_SECONDS``, 6 hours by default) behind the entity's newest time, one
+sorted-set member per minute (scored by the minute's start in integer microseconds since the
+epoch) holding that minute's events, each with only what its tiles aggregate (``Codec``);
+``:labels``, the labels that became known in that span, per minute of label time the same way. A
+request reads a fixed number of tiles plus the raw events from t's own minute on, and
+``Layout.evaluate`` (held equal to the dbt SQL's evaluator by a property test) computes the
+features: the work and memory of an entity do not grow with its traffic, and exact mode differs
+from the offline truth only by events that had not arrived yet, or for a request more than the
+lateness allowance behind the entity's newest event or label.
 
 Writes, one atomic script per entity: an event goes into its tiles and the raw set; one already
 among the raw ones (same id and time) is not added twice, and a scored transaction (label
@@ -23,7 +25,7 @@ from __future__ import annotations
 
 import struct
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -32,7 +34,7 @@ import msgpack
 from serving.redisio import RoundTrips, round_trips
 from skewless import settings
 from skewless.features import FEATURE_SERVICES, FeatureGroup, FeatureService
-from skewless.schemas import ENTITY_KEYS, EVENT_ID, EVENT_KEYS, RAW_TRANSACTION_COLUMNS
+from skewless.schemas import EVENT_ID, EVENT_KEYS, RAW_TRANSACTION_COLUMNS
 from skewless.tasks import realtime_task
 from skewless.tiles import Layout, Tile, apply_updates, newest_after
 from skewless.tiles import micros as to_micros
@@ -40,22 +42,25 @@ from skewless.tiles import micros as to_micros
 KEY_PREFIX = "skewless:events:"
 _EPOCH = datetime(1970, 1, 1)
 _MICROSECOND = timedelta(microseconds=1)
-_NO_LABEL_TIME = -(2**63)
-_BODY = struct.Struct("<qqdb")  # event time, label time, amount, is_fraud (-1 unknown)
-_ID_LENGTH = struct.Struct("<H")
-# Offset of the is_fraud byte after the transaction-id prefix (1-based, for Lua's string.byte).
-_IS_FRAUD_OFFSET = 8 + 8 + 8 + 1
+_MINUTE_US = 60_000_000
+_LENGTH = struct.Struct("<H")  # a frame's length, an event id's length
+_TIME = struct.Struct("<q")
 _NEWEST, _PREVIOUS = "t1", "t0"  # the entity's newest event time and the newest one before it
 
-# One event or label into one entity's keys (atomic; the three keys share a hash slot).
-# KEYS: tiles, raw, labels. ARGV: event score, member, event-id prefix, has_label (0/1),
+# One event or label into one entity's keys (atomic; the three keys share a hash slot). Raw events
+# and labels are kept per minute: one sorted-set member per minute (scored by the minute's start),
+# the frames of that minute's events (or labels) one after the other, each a 2-byte length and its
+# body. A raw event's body starts with its key (id and event time) and a flag byte (1: labelled).
+# KEYS: tiles, raw, labels. ARGV: event time, the event's raw frame, its key, has_label (0/1),
 # only_existing (0/1: the label of an event that arrived before, never the event itself), the
-# event's tile updates and its label's (msgpack), label score, lateness (us). Raw events and
-# labels older than the lateness before the newest time ("w"), to the minute, go.
+# event's tile updates and its label's (msgpack), label time, lateness (us), the event's minute,
+# the label's minute, the label's frame. Minutes older than the lateness before the newest time
+# ("w"), to the minute, go.
 _ADD = f"""
 local tiles, raw, labels = KEYS[1], KEYS[2], KEYS[3]
-local score, member, prefix = tonumber(ARGV[1]), ARGV[2], ARGV[3]
+local score, frame, key = tonumber(ARGV[1]), ARGV[2], ARGV[3]
 local has_label, only_existing = ARGV[4] == '1', ARGV[5] == '1'
+local minute, label_minute = ARGV[10], ARGV[11]
 local function apply(packed)
   for _, u in ipairs(cmsgpack.unpack(packed)) do
     local name, index, adds, distinct, newest = u[1], u[2], u[3], u[4], u[5]
@@ -74,26 +79,40 @@ local function apply(packed)
     end
   end
 end
-local old = nil
-for _, m in ipairs(redis.call('ZRANGEBYSCORE', raw, ARGV[1], ARGV[1])) do
-  if string.sub(m, 1, #prefix) == prefix then old = m end
+local function put(set, at, old, new)
+  if old then redis.call('ZREM', set, old) end
+  redis.call('ZADD', set, at, new)
 end
-if old then
-  if has_label and string.byte(old, #prefix + {_IS_FRAUD_OFFSET}) == 255 then
+local function add_label()
+  local old = redis.call('ZRANGEBYSCORE', labels, label_minute, label_minute)[1]
+  put(labels, label_minute, old, (old or '') .. ARGV[12])
+end
+local bucket = redis.call('ZRANGEBYSCORE', raw, minute, minute)[1]
+local at, length = nil, nil
+if bucket then
+  local pos = 1
+  while pos <= #bucket do
+    local n = string.byte(bucket, pos) + 256 * string.byte(bucket, pos + 1)
+    if string.sub(bucket, pos + 2, pos + 1 + #key) == key then at, length = pos, n break end
+    pos = pos + 2 + n
+  end
+end
+if at then
+  if has_label and string.byte(bucket, at + 2 + #key) == 0 then
     apply(ARGV[7])
-    redis.call('ZREM', raw, old)
-    redis.call('ZADD', raw, ARGV[1], member)
-    redis.call('ZADD', labels, ARGV[8], member)
+    local new = string.sub(bucket, 1, at - 1) .. frame .. string.sub(bucket, at + 2 + length)
+    put(raw, minute, bucket, new)
+    add_label()
   end
 elseif only_existing then
   if has_label then
     apply(ARGV[7])
-    redis.call('ZADD', labels, ARGV[8], member)
+    add_label()
   end
 else
   apply(ARGV[6])
-  redis.call('ZADD', raw, ARGV[1], member)
-  if has_label then redis.call('ZADD', labels, ARGV[8], member) end
+  put(raw, minute, bucket, (bucket or '') .. frame)
+  if has_label then add_label() end
   local last = redis.call('HGET', tiles, '{_NEWEST}')
   local previous = redis.call('HGET', tiles, '{_PREVIOUS}')
   if not last or score > tonumber(last) then
@@ -112,7 +131,7 @@ else
   redis.call('HSET', tiles, 'w', string.format('%d', mark))
 end
 local cut = mark - tonumber(ARGV[9])
-cut = cut - cut % 60000000
+cut = cut - cut % {_MINUTE_US}
 redis.call('ZREMRANGEBYSCORE', raw, '-inf', '(' .. string.format('%d', cut))
 redis.call('ZREMRANGEBYSCORE', labels, '-inf', '(' .. string.format('%d', cut))
 return 1
@@ -123,51 +142,98 @@ def from_micros(value: int) -> datetime:
     return _EPOCH + timedelta(microseconds=value)
 
 
-def pack(event: Mapping) -> bytes:
-    """An event as a compact set member; it starts with the event-id prefix, then the times,
-    amount and label, then each entity key (length-prefixed) in ``ENTITY_KEYS`` order."""
-    event_id = str(event[EVENT_ID]).encode()
-    keys = [str(event[key]).encode() for key in ENTITY_KEYS]
-    label_time = event.get("label_timestamp")
-    is_fraud = event.get("is_fraud")
-    return b"".join(
-        (
-            _ID_LENGTH.pack(len(event_id)),
-            event_id,
-            _BODY.pack(
-                to_micros(event["event_timestamp"]),
-                _NO_LABEL_TIME if label_time is None else to_micros(label_time),
-                float(event["amount"]),
-                -1 if is_fraud is None else int(is_fraud),
-            ),
-            *(_ID_LENGTH.pack(len(key)) + key for key in keys),
+def _minute(at_us: int) -> int:
+    return at_us - at_us % _MINUTE_US
+
+
+def _framed(body: bytes) -> bytes:
+    if len(body) > 0xFFFF:
+        raise ValueError(f"an event of {len(body)} bytes: the online state keeps up to 65535")
+    return _LENGTH.pack(len(body)) + body
+
+
+def _bodies(buckets: Iterable[bytes]) -> Iterator[bytes]:
+    """The bodies of the frames in ``buckets`` (sorted-set members, one per minute), in order."""
+    for bucket in buckets:
+        pos = 0
+        while pos < len(bucket):
+            (length,) = _LENGTH.unpack_from(bucket, pos)
+            yield bucket[pos + 2 : pos + 2 + length]
+            pos += 2 + length
+
+
+class Codec:
+    """How one entity's raw events and labels are kept: an event with its id, event time, label
+    time and the ``columns`` its tiles aggregate; a label with its event time, label time and the
+    ``label_columns`` counted over label time or as label rates."""
+
+    def __init__(self, layout: Layout):
+        self.label_columns = tuple(
+            sorted({*layout.label_columns, *(c for c, _ in layout.label_time_keys)})
         )
-    )
+        self.columns = tuple(
+            sorted({*layout.sum_columns, *layout.distinct_columns, *self.label_columns})
+        )
 
+    @staticmethod
+    def key(event: Mapping) -> bytes:
+        """The start of an event's body: its id (length-prefixed) and event time."""
+        event_id = str(event[EVENT_ID]).encode()
+        return (
+            _LENGTH.pack(len(event_id)) + event_id + _TIME.pack(to_micros(event["event_timestamp"]))
+        )
 
-def unpack(member: bytes) -> dict:
-    (length,) = _ID_LENGTH.unpack_from(member, 0)
-    pos = _ID_LENGTH.size + length
-    event = {EVENT_ID: member[_ID_LENGTH.size : pos].decode()}
-    event_us, label_us, amount, is_fraud = _BODY.unpack_from(member, pos)
-    pos += _BODY.size
-    for key in ENTITY_KEYS:
-        (length,) = _ID_LENGTH.unpack_from(member, pos)
-        pos += _ID_LENGTH.size
-        event[key] = member[pos : pos + length].decode()
-        pos += length
-    event.update(
-        event_timestamp=from_micros(event_us),
-        amount=amount,
-        is_fraud=None if is_fraud < 0 else is_fraud,
-        label_timestamp=None if label_us == _NO_LABEL_TIME else from_micros(label_us),
-    )
-    return event
+    def event_frame(self, event: Mapping) -> bytes:
+        label_time = event.get("label_timestamp")
+        labelled = label_time is not None and event.get("is_fraud") is not None
+        payload = [
+            to_micros(label_time) if labelled else None,
+            *(event.get(c) for c in self.columns),
+        ]
+        return _framed(self.key(event) + bytes((labelled,)) + msgpack.packb(payload))
 
+    def label_frame(self, event: Mapping) -> bytes:
+        times = [to_micros(event["event_timestamp"]), to_micros(event["label_timestamp"])]
+        return _framed(msgpack.packb(times + [event.get(c) for c in self.label_columns]))
 
-def _prefix(transaction_id: str) -> bytes:
-    raw = str(transaction_id).encode()
-    return _ID_LENGTH.pack(len(raw)) + raw
+    def events(self, buckets: Iterable[bytes]) -> list[dict]:
+        out = []
+        for body in _bodies(buckets):
+            (length,) = _LENGTH.unpack_from(body, 0)
+            pos = 2 + length
+            (event_us,) = _TIME.unpack_from(body, pos)
+            label_us, *values = msgpack.unpackb(body[pos + 9 :])
+            event = {
+                EVENT_ID: body[2:pos].decode(),
+                "event_timestamp": from_micros(event_us),
+                "label_timestamp": None if label_us is None else from_micros(label_us),
+            }
+            event.update(zip(self.columns, values, strict=True))
+            out.append(event)
+        return out
+
+    def labels(self, buckets: Iterable[bytes]) -> list[dict]:
+        out = []
+        for body in _bodies(buckets):
+            event_us, label_us, *values = msgpack.unpackb(body)
+            label = {
+                "event_timestamp": from_micros(event_us),
+                "label_timestamp": from_micros(label_us),
+            }
+            label.update(zip(self.label_columns, values, strict=True))
+            out.append(label)
+        return out
+
+    def buckets(self, frames: Iterable[tuple[int, bytes]]) -> list:
+        """ZADD arguments (minute, bucket, ...) for (time in us, frame) pairs."""
+        by_minute: dict[int, list[bytes]] = defaultdict(list)
+        for at_us, frame in frames:
+            by_minute[_minute(at_us)].append(frame)
+        return [
+            part
+            for minute, parts in sorted(by_minute.items())
+            for part in (minute, b"".join(parts))
+        ]
 
 
 def state_key(entity: str, key: str, prefix: str = KEY_PREFIX, part: str = "tiles") -> str:
@@ -237,6 +303,7 @@ class ExactState:
         self.retention = retention
         self.join_keys = join_keys  # entity name -> join key (a column of every event)
         self.layouts = {name: Layout(of, lateness) for name, of in groups.items()}
+        self.codecs = {name: Codec(layout) for name, layout in self.layouts.items()}
 
     def keys(self, entity: str, key: str) -> list[str]:
         """The entity's tiles, raw events and labels keys."""
@@ -253,30 +320,35 @@ class ExactState:
         round trip. ``only_existing``: ``event`` carries the label of an event that arrived
         before; only the label is added."""
         has_label = event.get("is_fraud") is not None and event.get("label_timestamp") is not None
-        member = pack(event)
-        score = str(to_micros(event["event_timestamp"]))
-        label_score = str(to_micros(event["label_timestamp"])) if has_label else "0"
+        event_us = to_micros(event["event_timestamp"])
+        label_us = to_micros(event["label_timestamp"]) if has_label else 0
+        times = (str(event_us), str(label_us), str(_minute(event_us)), str(_minute(label_us)))
+        key = Codec.key(event)
         flags = ("1" if has_label else "0", "1" if only_existing else "0")
         lateness = str(_us(self.lateness))
         commands = []
         for entity, join_key in self.join_keys.items():
-            layout = self.layouts[entity]
+            layout, codec = self.layouts[entity], self.codecs[entity]
             updates = msgpack.packb(layout.event_updates(event))
             label_updates = msgpack.packb(layout.label_updates(event) if has_label else [])
+            label_frame = codec.label_frame(event) if has_label else b""
             commands.append(
                 (
                     "EVAL",
                     _ADD,
                     3,
                     *self.keys(entity, str(event[join_key])),
-                    score,
-                    member,
-                    _prefix(event[EVENT_ID]),
+                    times[0],
+                    codec.event_frame(event),
+                    key,
                     *flags,
                     updates,
                     label_updates,
-                    label_score,
+                    times[1],
                     lateness,
+                    times[2],
+                    times[3],
+                    label_frame,
                 )
             )
         return commands
@@ -345,7 +417,8 @@ class ExactState:
                 state.add(record)
         commands: list[tuple] = []
         for (entity, key), state in loaded.items():
-            commands.extend(state.commands(self.keys(entity, key), self.layouts[entity], as_of))
+            layout, codec = self.layouts[entity], self.codecs[entity]
+            commands.extend(state.commands(self.keys(entity, key), layout, codec, as_of))
             if len(commands) >= 5000:
                 self.round_trip(*commands)
                 commands = []
@@ -358,11 +431,17 @@ class ExactState:
         self, entity: str, key: str, since: datetime | None = None, until: datetime | None = None
     ) -> list[dict]:
         """The entity's raw events (those of the lateness allowance) with since <=
-        event_timestamp < until (either bound optional), in event-time order."""
-        low = "-inf" if since is None else to_micros(since)
-        high = "+inf" if until is None else f"({to_micros(until)}"
+        event_timestamp < until (either bound optional), in arrival order per minute: id, event
+        and label time and the columns its tiles aggregate."""
+        low = "-inf" if since is None else _minute(to_micros(since))
         raw = state_key(entity, key, self.prefix, "raw")
-        return [unpack(m) for m in self.redis.zrangebyscore(raw, low, high)]
+        found = self.codecs[entity].events(self.redis.zrangebyscore(raw, low, "+inf"))
+        return [
+            e
+            for e in found
+            if (since is None or e["event_timestamp"] >= since)
+            and (until is None or e["event_timestamp"] < until)
+        ]
 
     def read(self, keys: Iterable[tuple[str, str]], at: datetime) -> list[EntityState]:
         """What each (entity, key) holds for a request at ``at``, in one round trip."""
@@ -376,7 +455,7 @@ class ExactState:
             minute = t - t % 60_000_000  # raw events and labels from t's minute on
             tiles, raw, labels = self.keys(entity, key)
             fields = self.layouts[entity].fields_at(at)
-            plans.append(fields)
+            plans.append((entity, fields))
             commands += [
                 ("HMGET", tiles, _NEWEST, _PREVIOUS, *fields),
                 ("ZRANGEBYSCORE", raw, minute, "+inf"),
@@ -384,7 +463,7 @@ class ExactState:
             ]
         replies = self.round_trip(*commands) if commands else []
         out = []
-        for i, fields in enumerate(plans):
+        for i, (entity, fields) in enumerate(plans):
             values, head, labels = replies[3 * i : 3 * i + 3]
             tiles = {
                 name: Tile.unpacked(msgpack.unpackb(value, raw=False, strict_map_key=False))
@@ -392,9 +471,8 @@ class ExactState:
                 if value is not None
             }
             newest = tuple(None if v is None else from_micros(int(v)) for v in values[:2])
-            out.append(
-                EntityState(tiles, [unpack(m) for m in head], [unpack(m) for m in labels], newest)
-            )
+            codec = self.codecs[entity]
+            out.append(EntityState(tiles, codec.events(head), codec.labels(labels), newest))
         return out
 
     def features(self, group: FeatureGroup, state: EntityState, at: datetime) -> dict:
@@ -416,7 +494,7 @@ class _Loaded:
         self.events.append(record)
         self.newest = newest_after(self.newest, record["event_timestamp"])
 
-    def commands(self, keys: list[str], layout: Layout, as_of: datetime) -> list[tuple]:
+    def commands(self, keys: list[str], layout: Layout, codec: Codec, as_of: datetime) -> list:
         tiles, raw, labels = keys
         cutoff = layout.raw_cutoff(as_of)
         fields: list = [f for name, tile in self.tiles.items()
@@ -425,16 +503,13 @@ class _Loaded:
         if self.newest[1] is not None:
             fields += [_PREVIOUS, str(to_micros(self.newest[1]))]
         out = [("HSET", tiles, *fields)]
-        recent = [(to_micros(e["event_timestamp"]), pack(e)) for e in self.events]
-        recent = [part for score, member in recent if score >= cutoff for part in (score, member)]
+        timed = [(to_micros(e["event_timestamp"]), e) for e in self.events]
+        recent = codec.buckets((at, codec.event_frame(e)) for at, e in timed if at >= cutoff)
         if recent:
             out.append(("ZADD", raw, *recent))
-        known = [
-            part
-            for e in self.events
-            if e["label_timestamp"] is not None and to_micros(e["label_timestamp"]) >= cutoff
-            for part in (to_micros(e["label_timestamp"]), pack(e))
-        ]
+        timed = [(to_micros(e["label_timestamp"]), e)
+                 for e in self.events if e["label_timestamp"] is not None]  # fmt: skip
+        known = codec.buckets((at, codec.label_frame(e)) for at, e in timed if at >= cutoff)
         if known:
             out.append(("ZADD", labels, *known))
         return out

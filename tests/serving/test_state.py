@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from models.datasets import feature_columns
-from serving.state import ExactState, history_frame, pack, state_key, unpack
+from serving.state import Codec, ExactState, history_frame, state_key
 from skewless.evaluate import evaluate
 from skewless.features import FEATURE_SERVICES, request_features_frame
 from tests.featurecheck import same
@@ -37,9 +37,26 @@ events_strategy = st.fixed_dictionaries(
 )
 
 
-@given(events_strategy)
-def test_events_pack_and_unpack_exactly(event):
-    assert unpack(pack(event)) == event
+@given(st.lists(events_strategy, max_size=5))
+def test_events_and_labels_are_kept_exactly(events):
+    """What a minute of raw events and of labels reads back is what went in: id, times and the
+    columns the entity's tiles aggregate (the customer's amount and merchants, the merchant's
+    labels)."""
+    codecs = ExactState(None).codecs
+    assert codecs["customer"].columns == ("amount", "merchant_id")
+    assert codecs["merchant"].columns == codecs["merchant"].label_columns == ("is_fraud",)
+    labelled = [e["is_fraud"] is not None and e["label_timestamp"] is not None for e in events]
+    labels = [e for e, known in zip(events, labelled, strict=True) if known]
+    for codec in codecs.values():
+        kept = ["transaction_id", "event_timestamp", "label_timestamp", *codec.columns]
+        expected = [
+            {k: e[k] for k in kept} | ({} if known else {"label_timestamp": None})
+            for e, known in zip(events, labelled, strict=True)
+        ]
+        assert codec.events([b"".join(codec.event_frame(e) for e in events)]) == expected
+        kept = ["event_timestamp", "label_timestamp", *codec.label_columns]
+        frames = b"".join(codec.label_frame(e) for e in labels)
+        assert codec.labels([frames]) == [{k: e[k] for k in kept} for e in labels]
 
 
 def _event(tx, minutes, customer="c1", merchant="m1", amount=10.0, **labels):
@@ -109,17 +126,44 @@ def test_labels_count_once_and_a_known_one_is_never_forgotten(redis_client):
     state.add_event(_event("t1", 0))
     labeled = _event("t1", 0, is_fraud=1, label_timestamp=T0 + timedelta(minutes=30))
     state.set_label(labeled)
-    assert state.events("customer", "c1") == [labeled]
+    kept = {"transaction_id", "event_timestamp", "label_timestamp", "is_fraud"}
+    expected = [{k: v for k, v in labeled.items() if k in kept}]
+    assert state.events("merchant", "m1") == expected
     state.add_event(_event("t1", 0))  # the same transaction scored again: label unknown
-    assert state.events("merchant", "m1") == [labeled]
+    assert state.events("merchant", "m1") == expected
     state.set_label(_event("t1", 0, is_fraud=0, label_timestamp=T0 + timedelta(minutes=40)))
-    assert state.events("customer", "c1") == [labeled]  # a label is final
+    assert state.events("merchant", "m1") == expected  # a label is final
     at = T0 + timedelta(hours=1)
     got = _features(state, at)
     assert got == _evaluated([labeled], at)
     assert got["customer_tx_count_1d"] == 1 and got["merchant_recent_label_fraud_rate_1d"] == 1.0
     with pytest.raises(ValueError):
         state.set_label(_event("t1", 0))
+
+
+def test_a_label_replaces_its_event_inside_its_minute(redis_client):
+    """Three events of one minute share one member of the raw set: the middle one's label
+    rewrites only its own frame, and a second copy of an event is not added."""
+    state = ExactState(redis_client)
+    events = [_event(tx, 5, amount=a) for tx, a in (("a", 1.0), ("b", 2.0), ("c", 3.0))]
+    for event in events:
+        state.add_event(event)
+    state.add_event(events[0])
+    state.set_label({**events[1], "is_fraud": 1, "label_timestamp": T0 + timedelta(minutes=6)})
+    assert redis_client.zcard(state_key("customer", "c1", part="raw")) == 1
+    got = state.events("customer", "c1")
+    assert [(e["transaction_id"], e["amount"], e["label_timestamp"]) for e in got] == [
+        ("a", 1.0, None),
+        ("b", 2.0, T0 + timedelta(minutes=6)),
+        ("c", 3.0, None),
+    ]
+    at = T0 + timedelta(minutes=7)
+    labeled = [
+        events[0],
+        {**events[1], "is_fraud": 1, "label_timestamp": T0 + timedelta(minutes=6)},
+        events[2],
+    ]
+    assert _features(state, at) == _evaluated(labeled, at)
 
 
 def test_bootstrap_replaces_the_state(redis_client):

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from models.datasets import feature_columns
-from serving.state import Codec, ExactState, history_frame, state_key
+from serving.state import ExactState, history_frame, state_key
 from skewless.evaluate import evaluate
 from skewless.features import FEATURE_SERVICES, request_features_frame
 from tests.featurecheck import same

@@ -35,6 +35,7 @@ MINUTE = timedelta(minutes=1)
 LADDER = (timedelta(days=1), timedelta(hours=1), timedelta(minutes=5), MINUTE)
 _EPOCH = datetime(1970, 1, 1)
 _US = timedelta(microseconds=1)
+_DAY_US = 86_400_000_000  # every tile length divides a day (``check_hops``, LADDER)
 _FIELDS = ""  # a plan's entry listing every field it reads (no window has an empty name)
 
 
@@ -207,11 +208,12 @@ class Layout:
         if odd:
             raise ValueError(f"windows of whole minutes only (lengths, hops, offsets): {odd}")
         self._plans: dict[int, dict] = {}
+        self._shapes: dict[tuple, list] = {}  # _signed's tiles, relative to the start's day
         hops = {w.hop for w in self.windows}
         top = max(hops, default=_us(MINUTE))
         ladder = {_us(length) for length in LADDER if _us(length) <= top}
-        self.levels = sorted(hops | ladder, reverse=True)  # longest first
-        self.label_levels = self.levels if any(w.label_time for w in self.windows) else []
+        self.levels = tuple(sorted(hops | ladder, reverse=True))  # longest first
+        self.label_levels = self.levels if any(w.label_time for w in self.windows) else ()
         self.sum_columns = sorted({w.column for w in self.windows if w.agg in (Agg.SUM, Agg.AVG)})
         self.distinct_columns = sorted(
             {w.column for w in self.windows if w.agg is Agg.COUNT_DISTINCT}
@@ -329,6 +331,20 @@ class Layout:
 
     # -- reading ---------------------------------------------------------------------------------
     def _signed(self, start: int, end: int, levels: Sequence[int], past_end: bool):
+        """``_tiles_between`` of [start, end), computed once per shape: tile lengths divide a day,
+        so moving a range by whole days moves its tiles' indices and nothing else (requests a
+        minute apart, as a replayed day sends them, share the few shapes of a day's windows)."""
+        day = start - start % _DAY_US
+        key = (start - day, end - start, levels, past_end)
+        shape = self._shapes.get(key)
+        if shape is None:
+            if len(self._shapes) >= 4096:
+                self._shapes.clear()
+            tiles = self._tiles_between(start - day, end - day, levels, past_end)
+            shape = self._shapes[key] = tiles
+        return [(level, index + day // level, sign) for level, index, sign in shape]
+
+    def _tiles_between(self, start: int, end: int, levels: Sequence[int], past_end: bool):
         """(level, index, sign) of the fewest tiles adding up to [start, end): the whole tiles
         between, or the longest tiles around an end less the short ones beyond it, whichever
         are fewer (beyond ``end`` only when ``past_end``: those tiles lie before t's minute)."""

@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from functools import cached_property
 
 PREDICTIONS_SCHEMA = "predictions"
 
@@ -259,7 +260,12 @@ class FeatureGroup:
 
     @property
     def feature_names(self) -> list[str]:
-        return [f.name for f in self.features]
+        return list(self._names)
+
+    @cached_property
+    def _names(self) -> tuple[str, ...]:
+        """The feature names, in order, computed once (exact mode reads them on every request)."""
+        return (*(name for _, _, name in self.window_features()), *(r.name for r in self.ratios))
 
     @property
     def horizon(self) -> timedelta:

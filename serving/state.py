@@ -18,7 +18,9 @@ Writes, one atomic script per entity: an event goes into its tiles and the raw s
 among the raw ones (same id and time) is not added twice, and a scored transaction (label
 unknown) never replaces a known label. A label (``only_existing``, or an event that comes back
 labelled) goes into the label counts of its event's tiles and into the tiles over label time. A
-label is final: while its event is among the raw ones, a second label for it is ignored.
+label is final: while its event is among the raw ones, a second label for it is ignored; once the
+event is older than the lateness allowance its label is counted without that check (a second
+label for it would count twice: send one label per event).
 """
 
 from __future__ import annotations

@@ -33,6 +33,7 @@ from monitoring import skew_gate
 from monitoring import skew_measures as measures
 from monitoring.flush import TABLE
 from monitoring.skew_causes import mismatch_causes
+from monitoring.skew_lag import sentences, served_lags
 from monitoring.skew_measures import consequences, distribution_distances  # noqa: F401 (API)
 from skewless.schemas import EVENT_ID
 from skewless.tasks import realtime_task
@@ -304,6 +305,7 @@ def _assemble(served_day: _ServedDay, offline, features, feature_histograms, sco
             "frauds": int((is_fraud[known] == 1).sum()),
         },
         "causes": served_day.causes,
+        "lags": served_lags(log, served_day.served, truth),
         "thresholds": (limits := skew_gate.thresholds()),
         "anomalies": skew_gate.anomalies(features, served_day.mode, limits),
         "examples": measures.examples(
@@ -381,6 +383,9 @@ def format_table(report: dict) -> str:
         f"mismatch causes: late arrival {c['late_arrival']}, staleness {c['staleness']}, "
         f"logic {c['logic']}",
     ]
+    if report.get("lags"):
+        lines += ["", "served age per feature group:"]
+        lines += [f"  {line}" for line in sentences(report["lags"])]
     found = report.get("anomalies", [])
     n = skew_gate.counts(found)
     lines += ["", f"anomalies: {n['anomalies']} ({n['gating']} gating)"]

@@ -13,6 +13,7 @@ import math
 from html import escape
 
 from monitoring import skew_gate
+from monitoring.skew_lag import duration, sentences
 from skewless.schemas import EVENT_ID
 from skewless.tasks import realtime_task
 
@@ -155,6 +156,7 @@ def render(report: dict) -> str:
         *_quality(report["quality"]),
         *_decisions(report["decisions"]),
         *_causes(report["causes"]),
+        *_lags(report.get("lags", {})),
         *_features(report),
     ]
     histograms = report.get("histograms", {})
@@ -268,6 +270,36 @@ def _causes(c: dict) -> list[str]:
         "mismatching values by cause",
         "mismatching feature values by cause",
     )
+
+
+def _lags(lags: dict) -> list[str]:
+    """How old the rows behind each group's served values were (the lag estimate)."""
+    if not lags:
+        return []
+    head = ["feature group", "mismatching requests", "median age", "p90 age", "max age",
+            "no row", "median age, all requests"]  # fmt: skip
+    rows = [
+        [
+            group,
+            lag["mismatching"],
+            duration(lag["age_seconds"]["median"]),
+            duration(lag["age_seconds"]["p90"]),
+            duration(lag["age_seconds"]["max"]),
+            lag["no_row"],
+            duration(lag["all_age_seconds"]["median"]),
+        ]  # fmt: skip
+        for group, lag in lags.items()
+    ]
+    notes = "".join(f"<li>{escape(line)}</li>" for line in sentences(lags))
+    return [
+        '<section id="lags"><h2>Served age per feature group</h2>',
+        "<p>A request at t was served each group's values as of the time its row was computed "
+        "(the snapshot, the stream's last push, or t itself in exact mode): its age is t minus "
+        "that time. Over the mismatching requests it is the delay behind the mismatch.</p>",
+        _table(head, rows, text_columns=(0,)),
+        f"<ul>{notes}</ul>",
+        "</section>",
+    ]
 
 
 def _features(report: dict) -> list[str]:

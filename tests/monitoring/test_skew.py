@@ -24,6 +24,7 @@ CONTRACT = {
     "causes",
 }
 EXTRA = {"date", "threshold", "model_versions", "examples", "histograms", "thresholds", "anomalies"}
+EXTRA |= {"lags"}
 QUALITY_KEYS = {"served_average_precision", "offline_average_precision"}
 QUALITY_KEYS |= {"served_recall", "offline_recall", "labelled", "frauds"}
 FEATURE_KEYS = {"match_rate", "mean_abs_diff", "p95_abs_diff", "js_divergence", "psi"}
@@ -74,7 +75,13 @@ def version_threshold(cfg, version: str) -> float:
 
 
 def insert_log(
-    cfg, truth: pd.DataFrame, mode: str, version: str, features=None, threshold=None
+    cfg,
+    truth: pd.DataFrame,
+    mode: str,
+    version: str,
+    features=None,
+    threshold=None,
+    feature_timestamps=None,
 ) -> None:
     """Writes one serving_log row per truth row, serving ``features`` (default: the truth's)
     with the score ``truth["score"]`` (decline at ``threshold``, default the version's)."""
@@ -101,7 +108,7 @@ def insert_log(
                 for row in features.to_dict("records")
             ],
             "features_missing": "[]",
-            "feature_timestamps": "{}",
+            "feature_timestamps": "{}" if feature_timestamps is None else feature_timestamps,
             "model_name": "fraud",
             "model_version": version,
             "fraud_probability": truth["score"],
@@ -154,6 +161,8 @@ def test_exact_copy_of_the_offline_truth_has_no_skew(env, serving_env, day_truth
     assert report["score"]["mean_abs_drift"] == pytest.approx(0.0, abs=1e-12)
     assert report["decisions"] == {"flipped": 0, "missed_frauds": 0, "false_alerts": 0}
     assert report["causes"] == {"late_arrival": 0, "staleness": 0, "logic": 0}
+    for lag in report["lags"].values():  # no row times logged: nothing to date
+        assert lag["mismatching"] == 0 and lag["no_row"] == N
     assert report["anomalies"] == []
     assert report["thresholds"]["defaults"]["match_rate"] == {"min": 0.99, "gate": True}
     assert skew.skew_report(day, mode="exact", cfg=env) == report
@@ -163,9 +172,34 @@ def test_materialized_mismatches_are_staleness(env, serving_env, day_truth):
     _, truth = day_truth
     served = truth.copy()
     served.loc[:4, "customer_tx_count_7d"] += 1
-    insert_log(env, truth, "materialized", serving_env.model_version, served)
+    # customer rows 2 hours old for the first 5 requests (those that mismatch), 30 minutes for
+    # the rest; merchant rows as of the request, but the last request had none
+    ages = [timedelta(hours=2)] * 5 + [timedelta(minutes=30)] * (N - 5)
+    stamps = [
+        json.dumps(
+            {
+                "customer_transaction_windows": (t - age).isoformat(),
+                **({} if i == N - 1 else {"merchant_transaction_windows": t.isoformat()}),
+            }
+        )
+        for i, (t, age) in enumerate(zip(truth["event_timestamp"], ages, strict=True))
+    ]
+    insert_log(
+        env, truth, "materialized", serving_env.model_version, served, feature_timestamps=stamps
+    )
     report = skew.skew_report(cfg=env)
     check_contract(report)
+    customer, merchant = (
+        report["lags"][g] for g in ("customer_transaction_windows", "merchant_transaction_windows")
+    )
+    assert customer["mismatching"] == 5 and customer["no_row"] == 0
+    assert customer["age_seconds"] == {"median": 7200.0, "p90": 7200.0, "max": 7200.0}
+    assert customer["all_age_seconds"]["median"] == 1800.0
+    assert merchant["mismatching"] == 0 and merchant["no_row"] == 1
+    assert merchant["all_age_seconds"]["max"] == 0.0
+    out = skew.format_table(report)
+    assert "customer_transaction_windows: served ~2.0 h stale" in out
+    assert "merchant_transaction_windows: every served value matches; 1 requests had no row" in out
     stats = report["features"]["customer_tx_count_7d"]
     assert stats["match_rate"] == pytest.approx(1 - 5 / N)
     assert stats["mean_abs_diff"] == pytest.approx(5 / N)

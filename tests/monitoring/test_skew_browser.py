@@ -36,6 +36,7 @@ HEADINGS = {
     "quality": "Quality: served vs offline scores",
     "decisions": "Decisions at the threshold",
     "causes": "Causes of mismatching feature values",
+    "lags": "Served age per feature group",
     "features": "Features",
     "score": "Score drift",
     "examples": "The three tables",
@@ -107,6 +108,7 @@ def check_state(state: dict, severe: list[dict], report: dict) -> None:
     features = sections["features"]["tables"][0]
     assert features["rows"] == len(report["features"])
     assert sections["decisions"]["tables"][0]["rows"] == 1
+    assert sections["lags"]["tables"][0]["rows"] == len(report["lags"])
     classic = sections["examples"]
     assert classic["subheadings"] == list(skew.example_tables(report)), "the three tables"
     rows = [t["rows"] for t in classic["tables"]]

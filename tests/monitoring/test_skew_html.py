@@ -82,7 +82,8 @@ def test_the_page_has_every_section_with_tables_and_plots(report):
     parsed = parse(page)
     assert parsed.title == f"skewless skew report: exact mode, {report['date']}"
     sections = parsed.sections
-    expected = ["summary", "quality", "decisions", "causes", "features", "score", "examples"]
+    expected = ["summary", "quality", "decisions", "causes", "lags", "features", "score"]
+    expected.append("examples")
     assert list(sections) == expected
     assert all(sections[s]["table"] >= 1 for s in expected)
     for name in ("quality", "decisions", "causes", "features", "score"):

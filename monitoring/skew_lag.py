@@ -24,7 +24,9 @@ from skewless.tasks import realtime_task
 def _as_of(timestamps: pd.Series, group: str) -> pd.Series:
     """Each request's row time of ``group`` (NaT when none), from the log's JSON text."""
     values = [json.loads(text or "{}").get(group) for text in timestamps]
-    return pd.to_datetime(pd.Series(values, index=timestamps.index, dtype="object"))
+    series = pd.Series(values, index=timestamps.index, dtype="object")
+    # ISO 8601 with or without microseconds; a time without an offset is UTC
+    return pd.to_datetime(series, format="ISO8601", utc=True).dt.tz_localize(None)
 
 
 def _summary(seconds: np.ndarray) -> dict:

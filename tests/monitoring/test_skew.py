@@ -174,7 +174,8 @@ def test_materialized_mismatches_are_staleness(env, serving_env, day_truth):
     served.loc[:4, "customer_tx_count_7d"] += 1
     # customer rows 2 hours old for the first 5 requests (those that mismatch), 30 minutes for
     # the rest; merchant rows as of the request, but the last request had none
-    ages = [timedelta(hours=2)] * 5 + [timedelta(minutes=30)] * (N - 5)
+    ages = [timedelta(hours=2)] * 5 + [timedelta(minutes=30)] * (N - 6)
+    ages.append(timedelta(minutes=30, microseconds=-1))  # times with and without microseconds
     stamps = [
         json.dumps(
             {

@@ -56,7 +56,7 @@ _NEWEST, _PREVIOUS = "t1", "t0"  # the entity's newest event time and the newest
 # KEYS: tiles, raw, labels. ARGV: event time, the event's raw frame, its key, has_label (0/1),
 # only_existing (0/1: the label of an event that arrived before, never the event itself), the
 # event's tile updates and its label's (msgpack), label time, lateness (us), the event's minute,
-# the label's minute, the label's frame. Minutes older than the lateness before the newest time
+# the label's minute, the label's frame (empty: the entity keeps no labels). Minutes older than the lateness before the newest time
 # ("w"), to the minute, go.
 _ADD = f"""
 local tiles, raw, labels = KEYS[1], KEYS[2], KEYS[3]
@@ -86,6 +86,7 @@ local function put(set, at, old, new)
   redis.call('ZADD', set, at, new)
 end
 local function add_label()
+  if ARGV[12] == '' then return end  -- no label rate of this entity reads it
   local old = redis.call('ZRANGEBYSCORE', labels, label_minute, label_minute)[1]
   put(labels, label_minute, old, (old or '') .. ARGV[12])
 end
@@ -333,7 +334,8 @@ class ExactState:
             layout, codec = self.layouts[entity], self.codecs[entity]
             updates = msgpack.packb(layout.event_updates(event))
             label_updates = msgpack.packb(layout.label_updates(event) if has_label else [])
-            label_frame = codec.label_frame(event) if has_label else b""
+            kept = has_label and codec.label_columns  # an entity without label rates keeps none
+            label_frame = codec.label_frame(event) if kept else b""
             commands.append(
                 (
                     "EVAL",
@@ -510,7 +512,8 @@ class _Loaded:
         if recent:
             out.append(("ZADD", raw, *recent))
         timed = [(to_micros(e["label_timestamp"]), e)
-                 for e in self.events if e["label_timestamp"] is not None]  # fmt: skip
+                 for e in self.events
+                 if e["label_timestamp"] is not None and codec.label_columns]  # fmt: skip
         known = codec.buckets((at, codec.label_frame(e)) for at, e in timed if at >= cutoff)
         if known:
             out.append(("ZADD", labels, *known))

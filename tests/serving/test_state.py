@@ -133,6 +133,9 @@ def test_labels_count_once_and_a_known_one_is_never_forgotten(redis_client):
     assert state.events("merchant", "m1") == expected
     state.set_label(_event("t1", 0, is_fraud=0, label_timestamp=T0 + timedelta(minutes=40)))
     assert state.events("merchant", "m1") == expected  # a label is final
+    # the customer's windows read no label: its labels are not kept
+    assert not redis_client.exists(state_key("customer", "c1", part="labels"))
+    assert redis_client.exists(state_key("merchant", "m1", part="labels"))
     at = T0 + timedelta(hours=1)
     got = _features(state, at)
     assert got == _evaluated([labeled], at)

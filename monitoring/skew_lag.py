@@ -21,10 +21,10 @@ from monitoring import skew_measures as measures
 from skewless.tasks import realtime_task
 
 
-def _as_of(timestamps: pd.Series, group: str) -> pd.Series:
-    """Each request's row time of ``group`` (NaT when none), from the log's JSON text."""
-    values = [json.loads(text or "{}").get(group) for text in timestamps]
-    series = pd.Series(values, index=timestamps.index, dtype="object")
+def _as_of(stamps: list[dict], group: str) -> pd.Series:
+    """Each request's row time of ``group`` (NaT when none), from the log's decoded
+    ``feature_timestamps``."""
+    series = pd.Series([s.get(group) for s in stamps], dtype="object")
     # ISO 8601 with or without microseconds; a time without an offset is UTC
     return pd.to_datetime(series, format="ISO8601", utc=True).dt.tz_localize(None)
 
@@ -46,13 +46,14 @@ def served_lags(log: pd.DataFrame, served: pd.DataFrame, truth: pd.DataFrame) ->
     ``all_age_seconds`` (the same over every request with a row). ``log``, ``served`` and
     ``truth`` are aligned row by row."""
     t = pd.to_datetime(truth["event_timestamp"]).reset_index(drop=True)
+    stamps = [json.loads(text or "{}") for text in log["feature_timestamps"]]
     out = {}
     for group in realtime_task().service.groups:
         names = [n for n in group.feature_names if n in served.columns]
         bad = np.zeros(len(log), dtype=bool)
         for name in names:
             bad |= ~measures.matches(served[name].to_numpy(), truth[name].to_numpy())
-        as_of = _as_of(log["feature_timestamps"].reset_index(drop=True), group.name)
+        as_of = _as_of(stamps, group.name)
         has_row = as_of.notna().to_numpy()
         age = (t - as_of).dt.total_seconds().to_numpy()
         out[group.name] = {

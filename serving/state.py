@@ -38,13 +38,12 @@ from skewless import settings
 from skewless.features import FEATURE_SERVICES, FeatureGroup, FeatureService
 from skewless.schemas import EVENT_ID, EVENT_KEYS, RAW_TRANSACTION_COLUMNS
 from skewless.tasks import realtime_task
-from skewless.tiles import Layout, Tile, apply_updates, newest_after
+from skewless.tiles import MINUTE_US, Layout, Tile, apply_updates, minute_of, newest_after
 from skewless.tiles import micros as to_micros
 
 KEY_PREFIX = "skewless:events:"
 _EPOCH = datetime(1970, 1, 1)
 _MICROSECOND = timedelta(microseconds=1)
-_MINUTE_US = 60_000_000
 _LENGTH = struct.Struct("<H")  # a frame's length, an event id's length
 _TIME = struct.Struct("<q")
 _NEWEST, _PREVIOUS = "t1", "t0"  # the entity's newest event time and the newest one before it
@@ -134,7 +133,7 @@ else
   redis.call('HSET', tiles, 'w', string.format('%d', mark))
 end
 local cut = mark - tonumber(ARGV[9])
-cut = cut - cut % {_MINUTE_US}
+cut = cut - cut % {MINUTE_US}
 redis.call('ZREMRANGEBYSCORE', raw, '-inf', '(' .. string.format('%d', cut))
 redis.call('ZREMRANGEBYSCORE', labels, '-inf', '(' .. string.format('%d', cut))
 return 1
@@ -143,10 +142,6 @@ return 1
 
 def from_micros(value: int) -> datetime:
     return _EPOCH + timedelta(microseconds=value)
-
-
-def _minute(at_us: int) -> int:
-    return at_us - at_us % _MINUTE_US
 
 
 def _framed(body: bytes) -> bytes:
@@ -231,7 +226,7 @@ class Codec:
         """ZADD arguments (minute, bucket, ...) for (time in us, frame) pairs."""
         by_minute: dict[int, list[bytes]] = defaultdict(list)
         for at_us, frame in frames:
-            by_minute[_minute(at_us)].append(frame)
+            by_minute[minute_of(at_us)].append(frame)
         return [
             part
             for minute, parts in sorted(by_minute.items())
@@ -325,7 +320,7 @@ class ExactState:
         has_label = event.get("is_fraud") is not None and event.get("label_timestamp") is not None
         event_us = to_micros(event["event_timestamp"])
         label_us = to_micros(event["label_timestamp"]) if has_label else 0
-        times = (str(event_us), str(label_us), str(_minute(event_us)), str(_minute(label_us)))
+        times = (str(event_us), str(label_us), str(minute_of(event_us)), str(minute_of(label_us)))
         key = Codec.key(event)
         flags = ("1" if has_label else "0", "1" if only_existing else "0")
         lateness = str(_us(self.lateness))
@@ -437,7 +432,7 @@ class ExactState:
         """The entity's raw events (those of the lateness allowance) with since <=
         event_timestamp < until (either bound optional), in arrival order per minute: id, event
         and label time and the columns its tiles aggregate."""
-        low = "-inf" if since is None else _minute(to_micros(since))
+        low = "-inf" if since is None else minute_of(to_micros(since))
         raw = state_key(entity, key, self.prefix, "raw")
         found = self.codecs[entity].events(self.redis.zrangebyscore(raw, low, "+inf"))
         return [
@@ -456,7 +451,7 @@ class ExactState:
         plans, commands = [], []
         for entity, key, at in items:
             t = to_micros(at)
-            minute = t - t % 60_000_000  # raw events and labels from t's minute on
+            minute = minute_of(t)  # raw events and labels from t's minute on
             tiles, raw, labels = self.keys(entity, key)
             fields = self.layouts[entity].fields_at(at)
             plans.append((entity, fields))

@@ -89,6 +89,14 @@ def _us(delta: timedelta) -> int:
     return delta // _US
 
 
+MINUTE_US = _us(MINUTE)
+
+
+def minute_of(at_us: int) -> int:
+    """The start of the minute holding ``at_us`` (us since the epoch)."""
+    return at_us - at_us % MINUTE_US
+
+
 @dataclass(frozen=True)
 class _Window:
     group: str
@@ -202,7 +210,7 @@ class Layout:
                         _us(aggregate.label_within) if aggregate.label_time else 0,
                     )
                 )
-        minute = _us(MINUTE)
+        minute = MINUTE_US
         odd = [w.name for w in self.windows if (w.length % minute or w.hop % minute
                                                 or w.shift % minute or w.within % minute)]  # fmt: skip
         if odd:
@@ -210,7 +218,7 @@ class Layout:
         self._plans: dict[int, dict] = {}
         self._shapes: dict[tuple, list] = {}  # _signed's tiles, relative to the start's day
         hops = {w.hop for w in self.windows}
-        top = max(hops, default=_us(MINUTE))
+        top = max(hops, default=MINUTE_US)
         ladder = {_us(length) for length in LADDER if _us(length) <= top}
         self.levels = tuple(sorted(hops | ladder, reverse=True))  # longest first
         self.label_levels = self.levels if any(w.label_time for w in self.windows) else ()
@@ -326,8 +334,7 @@ class Layout:
     def raw_cutoff(self, newest: datetime) -> int:
         """Raw events and labels older than this (us) may go: ``lateness`` before the newest
         time, rounded down to the minute."""
-        cut = micros(newest) - self.lateness
-        return cut - cut % _us(MINUTE)
+        return minute_of(micros(newest) - self.lateness)
 
     # -- reading ---------------------------------------------------------------------------------
     def _signed(self, start: int, end: int, levels: Sequence[int], past_end: bool):
@@ -378,7 +385,7 @@ class Layout:
     def _ranges(self, window: _Window, at: int) -> tuple[int, int]:
         """(start, end) of the tiles of a window at ``at`` (us): its end, or for a window ending
         at t, t's minute (the tile holding it is read too, less what it holds from t on)."""
-        minute = at - at % _us(MINUTE)
+        minute = minute_of(at)
         base = at - window.shift - window.length
         start = base - base % window.hop
         if window.shift:
@@ -390,7 +397,7 @@ class Layout:
         """The tiles each window reads at ``at``: {window name: its cover}. The same for every t
         of one minute (windows, offsets and hops are whole minutes): computed once per minute."""
         t = micros(at)
-        minute = t - t % _us(MINUTE)
+        minute = minute_of(t)
         plan = self._plans.get(minute)
         if plan is None:
             if len(self._plans) >= 16:
@@ -520,7 +527,7 @@ class Layout:
         elif head:
             latest = max(micros(e["event_timestamp"]) for e in head)
         else:  # t is before the newest events: the newest one before t's minute, from the tiles
-            minute = t - t % _us(MINUTE)
+            minute = minute_of(t)
             wanted = {
                 name: index
                 for key, cover in plan.items()

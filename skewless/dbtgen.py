@@ -12,10 +12,13 @@ How the SQL gets there, in one pass over each entity's rows:
   tiles of [floor(t, h) - w, floor(t, h)) plus t's own tile before t; the stream is summed per
   entity and tile, a range frame over the tiles gives the first part, a frame over t's tile
   (`exclude group`: ties with t are out) the second;
-- distinct counts and label-based rates cannot add up tiles (a value seen in two tiles counts once;
-  whether a label counts depends on t through its label time), so each value or label contributes
-  +1 from the moment it counts until it leaves the window, and the running sum of those steps is
-  read at t. This stays O(n log n) for any merchant.
+- distinct counts cannot add up tiles (a value seen in two tiles counts once), so each value
+  contributes +1 from the moment it counts until it leaves the window, and the running sum of
+  those steps is read at t. This stays O(n log n) for any merchant;
+- label-based rates add up tiles of labelled events (over label time: of label rows, one per
+  label at its label_timestamp), and steps correct them for the labels not known in time (a label
+  known after its event entered a shifted window, one not after its event). Labels that arrive
+  with the usual delay need no step, so the steps stay few.
 
 The models run on DuckDB and PostgreSQL unchanged: what differs between engines goes through the
 adapter-dispatched macros of dbt_project/macros/cross_engine.sql (interval_of, seconds_between,

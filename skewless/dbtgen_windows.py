@@ -4,8 +4,16 @@ One pass over each entity's events plus its snapshot point. A window over w with
 [floor(t - w, h), t) = [floor(t, h) - w, t) (w is a whole number of hops): the whole hop tiles of
 [floor(t, h) - w, floor(t, h)) plus the events of t's own tile before t. So counts, sums and means
 come from tiles per hop (one row per entity and tile, a range frame over them) and a frame over
-t's tile; distinct counts and label-based rates from steps read by running_sums_at; the time
-since the last event from a frame over the whole stream.
+t's tile; distinct counts from steps read by running_sums_at; the time since the last event from a
+frame over the whole stream.
+
+Label-based rates are tiled too, with a correction from steps for the labels not known in time
+(``_label_steps``), so their steps stay few when labels arrive on time:
+- a window over event time sums the labelled events of its tiles (ending d before t with an
+  offset d, so without a head), minus the events of the window whose label is still unknown at t;
+- a window over label time sums label rows (one per labelled event, at its label_timestamp, in
+  the stream beside the events) by tile and head, the head with the labels known exactly at t;
+  a label not after its event counts from just after the event instead, through steps.
 """
 
 from __future__ import annotations
@@ -56,49 +64,65 @@ def _union(branches: list[Branch], columns: list[str]) -> str:
     return "\n        union all\n".join(selects)
 
 
+def _label_value(aggregate: F.Aggregate) -> str:
+    """The stream column of a window over label time: the label, where it counts at all (known at
+    most W after its event, after the event)."""
+    return f"lt_{aggregate.column}_{_seconds(aggregate.label_within)}"
+
+
 def _label_steps(labeled) -> tuple[list[Branch], list[str]]:
     """Steps of the label-based rates, and their select expressions.
 
-    Each label counts at t over one interval of t, +1 at its start and -1 at its end (timestamps
-    are microseconds, so "+ 1 us" turns "after" into "at or after"); h is the window's hop:
-    - a window over event time ending d before t (d the aggregate's offset, or 0), where
-      floor(t - d - w, h) <= event_timestamp < floor(t - d, h) (< t without an offset): the label
-      counts from max(label_timestamp, the event's entry) to floor(event_timestamp, h) + h + d + w,
-      where the entry is floor(event_timestamp, h) + h + d with an offset, event_timestamp + 1 us
-      without; labels known only after their event left the window never count;
+    The tiles count a label over one interval of t; the steps correct that interval where the
+    label is not known in time (timestamps are microseconds, so "+ 1 us" turns "after" into "at or
+    after"); h is the window's hop, d the offset (or 0):
+    - a window over event time, floor(t - d - w, h) <= event_timestamp < floor(t - d, h)
+      (< t without an offset): the tiles count a labelled event from its entry,
+      floor(event_timestamp, h) + h + d (event_timestamp + 1 us without an offset), to
+      floor(event_timestamp, h) + h + d + w; a label known after its entry is taken out (n_, y_
+      of the steps, subtracted) from the entry to the earlier of its label_timestamp and that end,
+      so a label known only after its event left the window never counts;
     - a window over label time, floor(t - w, h) <= label_timestamp <= t, of events before t
-      labelled at most W (``label_time_within``) after them: from max(label_timestamp,
-      event_timestamp + 1 us) to floor(label_timestamp, h) + h + w, only when
-      label_timestamp <= event_timestamp + W.
-    Steps starting at the same time share one +1 branch; each window has its own -1 branch.
+      labelled at most W (``label_time_within``) after them: label rows of the stream count from
+      label_timestamp to floor(label_timestamp, h) + h + w; a label not after its event is no
+      label row but a step (added) from event_timestamp + 1 us to that end.
+    Steps starting at the same time share one branch.
     """
-    starts: dict[str, dict[str, str]] = {}
+    starts: dict[tuple[str, str], dict[str, str]] = {}
     branches, selects = [], []
     for aggregate, window, name in labeled:
+        col = f"cast({aggregate.column} as {DOUBLE})"
+        hop = F.window_hop(window)
+        known = f"{aggregate.column} is not null"
         if aggregate.label_time:
-            entry = f"event_timestamp + {ONE_US}"
-            end = _hop_end("label_timestamp", window)
+            begin = f"event_timestamp + {ONE_US}"
+            stop = _hop_end("label_timestamp", window)
+            where = (
+                f"{known} and label_timestamp <= event_timestamp"
+                f" and {begin} < {stop}"
+                f" and label_timestamp <= event_timestamp + {interval(aggregate.label_within)}"
+            )
+            sign = "+"
         else:
             shift = aggregate.shift
-            entry = (
-                f"{_floor('event_timestamp', F.window_hop(window))} + "
-                f"{interval(F.window_hop(window) + shift)}"
+            begin = (
+                f"{_floor('event_timestamp', hop)} + {interval(hop + shift)}"
                 if shift
                 else f"event_timestamp + {ONE_US}"
             )
-            end = _hop_end("event_timestamp", window, shift)
-        begin = f"greatest(label_timestamp, {entry})"
-        valid = f"{begin} < {end}"
-        if aggregate.label_time:
-            valid += f" and label_timestamp <= event_timestamp + {interval(aggregate.label_within)}"
-        col = f"cast({aggregate.column} as {DOUBLE})"
-        starts.setdefault(begin, {})[f"n_{name}"] = f"cast({valid} as integer)"
-        starts[begin][f"y_{name}"] = f"case when {valid} then {col} else 0 end"
-        branches.append(
-            (end, {f"n_{name}": "-1", f"y_{name}": f"-{col}"}, f"from labels where {valid}")
+            stop = f"least(label_timestamp, {_hop_end('event_timestamp', window, shift)})"
+            where = f"{known} and label_timestamp > {begin}"
+            sign = "-"
+        starts.setdefault((begin, f"from labels where {where}"), {}).update(
+            {f"n_{name}": "1", f"y_{name}": col}
         )
-        selects.append(f"w.y_{name} / nullif(w.n_{name}, 0) as {name}")
-    firsts = [(begin, values, "from labels") for begin, values in starts.items()]
+        branches.append(
+            (stop, {f"n_{name}": "-1", f"y_{name}": f"-{col}"}, f"from labels where {where}")
+        )
+        n = f"w.tn_{name} {sign} coalesce(w.n_{name}, 0)"
+        y = f"w.ty_{name} {sign} coalesce(w.y_{name}, 0)"
+        selects.append(f"({y}) / nullif({n}, 0) as {name}")
+    firsts = [(begin, values, source) for (begin, source), values in starts.items()]
     return [*firsts, *branches], selects
 
 
@@ -173,10 +197,22 @@ class _Plan:
 
     @property
     def hops(self) -> list[timedelta]:
-        return sorted({F.window_hop(w) for _, w, _ in self.tiled})
+        return sorted({F.window_hop(w) for _, w, _ in self.tiled + self.labeled})
 
     def tiled_at(self, hop: timedelta) -> list[Feature]:
         return [(a, w, n) for a, w, n in self.tiled if F.window_hop(w) == hop]
+
+    def labeled_at(self, hop: timedelta) -> list[Feature]:
+        return [(a, w, n) for a, w, n in self.labeled if F.window_hop(w) == hop]
+
+    @property
+    def label_rows(self) -> list[F.Aggregate]:
+        """The aggregates over label time, one per stream column of label rows."""
+        seen = {}
+        for a, _, _ in self.labeled:
+            if a.label_time:
+                seen.setdefault(_label_value(a), a)
+        return list(seen.values())
 
 
 def render_transaction(group: F.FeatureGroup) -> str:
@@ -186,6 +222,18 @@ def render_transaction(group: F.FeatureGroup) -> str:
     return finish(group, _body(plan, _tail(plan)))
 
 
+def _tile_frame(frames: dict[str, str], hop: timedelta, window: str, shift: timedelta) -> str:
+    """The name of the frame over the tiles of [tile - d - w, tile - d), added to ``frames``."""
+    h = _seconds(hop)
+    name = f"w_{window}_{_seconds(shift)}" if shift else f"w_{window}"
+    last = f"{interval(shift + hop)} preceding" if shift else "current row exclude current row"
+    frames[name] = (
+        f"    {name} as (partition by entity_id order by bucket_{h}\n"
+        f"        range between {interval(F.window_length(window) + shift)} preceding and {last})"
+    )
+    return name
+
+
 def _tile_ctes(plan: _Plan, columns: list[str]) -> list[str]:
     """Per hop: the stream summed per entity and tile, and each window's sums over the tiles of
     [tile - w, tile)."""
@@ -193,6 +241,14 @@ def _tile_ctes(plan: _Plan, columns: list[str]) -> list[str]:
     for hop in plan.hops:
         h = _seconds(hop)
         sums = "".join(f",\n        sum({c}) as s_{c}, count({c}) as c_{c}" for c in columns)
+        labeled = plan.labeled_at(hop)
+        label_values = sorted(
+            {_label_value(a) if a.label_time else a.column for a, _, _ in labeled}
+        )
+        sums += "".join(
+            f",\n        sum(cast({c} as {DOUBLE})) as ls_{c}, count({c}) as lc_{c}"
+            for c in label_values
+        )
         ctes.append(
             f"""tiles_{h} as (
     select entity_id, bucket_{h}, count(event_id) as n{sums}
@@ -201,18 +257,19 @@ def _tile_ctes(plan: _Plan, columns: list[str]) -> list[str]:
 )"""
         )
         windows = sorted({w for _, w, _ in plan.tiled_at(hop)}, key=F.window_length)
-        selects, frames = [], []
+        selects, frames = [], {}
+
         for w in windows:
-            selects.append(f"sum(n) over w_{w} as n_{w}")
-            selects += [f"sum(s_{c}) over w_{w} as s_{c}_{w}" for c in columns]
-            selects += [f"sum(c_{c}) over w_{w} as c_{c}_{w}" for c in columns]
-            frames.append(
-                f"    w_{w} as (partition by entity_id order by bucket_{h}\n"
-                f"        range between {interval(F.window_length(w))} preceding and current row"
-                " exclude current row)"
-            )
+            f = _tile_frame(frames, hop, w, timedelta(0))
+            selects.append(f"sum(n) over {f} as n_{w}")
+            selects += [f"sum(s_{c}) over {f} as s_{c}_{w}" for c in columns]
+            selects += [f"sum(c_{c}) over {f} as c_{c}_{w}" for c in columns]
+        for a, w, name in labeled:
+            f = _tile_frame(frames, hop, w, a.shift)
+            c = _label_value(a) if a.label_time else a.column
+            selects += [f"sum(lc_{c}) over {f} as ln_{name}", f"sum(ls_{c}) over {f} as ly_{name}"]
         listed = "".join(f",\n        {s}" for s in selects)
-        frames_sql = ",\n".join(frames)
+        frames_sql = ",\n".join(frames.values())
         ctes.append(
             f"""tile_sums_{h} as (
     select entity_id, bucket_{h}{listed}
@@ -238,12 +295,49 @@ def _tiled_expr(aggregate: F.Aggregate, window: str) -> str:
     return f"({total}) / nullif({count}, 0)"
 
 
+def _labeled_exprs(aggregate: F.Aggregate, window: str, name: str) -> list[str]:
+    """The tiled part of a label-based rate: its labels (tn_) and their sum (ty_), the window's
+    tiles plus, without an offset, the labels of t's own tile (over label time: known at t)."""
+    h = _seconds(F.window_hop(window))
+    n, y = f"coalesce(t_{h}.ln_{name}, 0)", f"coalesce(t_{h}.ly_{name}, 0)"
+    if aggregate.label_time:
+        c, head = _label_value(aggregate), f"lhead_{h}"
+    elif aggregate.shift:
+        return [f"{n} as tn_{name}", f"{y} as ty_{name}"]
+    else:
+        c, head = aggregate.column, f"head_{h}"
+    return [
+        f"{n} + count(s.{c}) over {head} as tn_{name}",
+        f"{y} + coalesce(sum(cast(s.{c} as {DOUBLE})) over {head}, 0) as ty_{name}",
+    ]
+
+
 def _body(plan: _Plan, rest_sql: str) -> str:
     """The CTEs from the events to ``windowed``, then ``rest_sql`` (steps and features)."""
     columns = sorted({a.column for a, _, _ in plan.computed if a.column})
     tile_columns = sorted({a.column for a, _, _ in plan.tiled if a.column})
     value_cols = "".join(f", {c}" for c in columns)
     null_cols = "".join(f", null as {c}" for c in columns)
+    label_rows = plan.label_rows
+    lt_cols = "".join(f", {_label_value(a)}" for a in label_rows)
+    lt_nulls = "".join(f", cast(null as {DOUBLE}) as {_label_value(a)}" for a in label_rows)
+    if label_rows:
+        lt_values = "".join(
+            f", cast(case when label_timestamp <= event_timestamp + {interval(a.label_within)}"
+            f" then {a.column} end as {DOUBLE}) as {_label_value(a)}"
+            for a in label_rows
+        )
+        known = " or ".join(sorted({f"{a.column} is not null" for a in label_rows}))
+        lt_cols += ", is_label"
+        lt_nulls += ", false as is_label"
+        label_union = f"""
+        union all
+        -- each label at the time it became known (windows over label time)
+        select entity_id, label_timestamp, null, null, null{null_cols}{lt_values}, true
+        from events
+        where ({known}) and label_timestamp > event_timestamp"""
+    else:
+        label_union = ""
     buckets = "".join(
         f",\n        {_floor('event_timestamp', hop)} as bucket_{_seconds(hop)}"
         for hop in plan.hops
@@ -251,12 +345,22 @@ def _body(plan: _Plan, rest_sql: str) -> str:
     exprs = [f"{_tiled_expr(a, w)} as {n}" for a, w, n in plan.tiled]
     exprs += [f"{since('max(s.event_time) over w_all', 's.event_timestamp')} as {n}"
               for _, _, n in plan.last]  # fmt: skip
-    frames = [
-        f"    head_{_seconds(hop)} as (partition by s.entity_id, s.bucket_{_seconds(hop)}"
-        " order by s.event_timestamp\n"
-        "        range between unbounded preceding and current row exclude group)"
-        for hop in plan.hops
-    ]
+    exprs += [e for a, w, n in plan.labeled for e in _labeled_exprs(a, w, n)]
+    if label_rows:
+        exprs.append("s.is_label")
+    frames = []
+    for hop in plan.hops:
+        h = _seconds(hop)
+        frames.append(
+            f"    head_{h} as (partition by s.entity_id, s.bucket_{h} order by s.event_timestamp\n"
+            "        range between unbounded preceding and current row exclude group)"
+        )
+        if any(a.label_time for a, _, _ in plan.labeled_at(hop)):
+            frames.append(
+                f"    lhead_{h} as (partition by s.entity_id, s.bucket_{h}"
+                " order by s.event_timestamp\n"
+                "        range between unbounded preceding and current row)"
+            )
     if plan.last:
         frames.append(
             "    w_all as (partition by s.entity_id order by s.event_timestamp\n"
@@ -281,14 +385,14 @@ cutoff as (
 {_QUERY_POINTS},
 
 stream as (
-    select entity_id, event_timestamp, transaction_id, event_id, event_time{value_cols}{buckets}
+    select entity_id, event_timestamp, transaction_id, event_id, event_time{value_cols}{lt_cols}{buckets}
     from (
         select entity_id, event_timestamp, transaction_id, transaction_id as event_id,
-            event_timestamp as event_time{value_cols}
+            event_timestamp as event_time{value_cols}{lt_nulls}
         from events
         union all
-        select entity_id, event_timestamp, null, null, null{null_cols}
-        from query_points
+        select entity_id, event_timestamp, null, null, null{null_cols}{lt_nulls}
+        from query_points{label_union}
     ) as merged
 ),
 
@@ -308,8 +412,13 @@ def _listed(exprs: list[str]) -> str:
 def _tail(plan: _Plan) -> str:
     """The CTEs after ``windowed``: labels, steps when any, and ``features``."""
     blocks = []
+    if plan.label_rows:
+        blocks.append(
+            "points as (\n    -- the rows features are read at: events and snapshots, no label rows\n"
+            "    select * from windowed where not is_label\n)"
+        )
     if plan.labeled:
-        known = " and ".join(sorted({f"{a.column} is not null" for a, _, _ in plan.labeled}))
+        known = " or ".join(sorted({f"{a.column} is not null" for a, _, _ in plan.labeled}))
         label_src = "".join(sorted({f", {a.column}" for a, _, _ in plan.labeled}))
         blocks.append(
             f"labels as (\n    select entity_id, event_timestamp, label_timestamp{label_src}\n"
@@ -322,21 +431,23 @@ def _tail(plan: _Plan) -> str:
         ctes, distinct_branches, distinct_selects = _distinct_steps(plan.distinct)
         branches = [*branches, *distinct_branches]
         cols = [*cols, *(f"n_{n}" for _, _, n in plan.distinct)]
+    points = "points" if plan.label_rows else "windowed"
     if branches:
-        blocks += _steps_blocks(plan, branches, cols, ctes)
-    source = "windowed_steps" if branches else "windowed"
+        blocks += _steps_blocks(plan, points, branches, cols, ctes)
+    source = "windowed_steps" if branches else points
     blocks.append(_features_block(plan, source, distinct_selects + label_selects))
     return ",\n\n".join(blocks)
 
 
 def _steps_blocks(
-    plan: _Plan, branches: list[Branch], step_cols: list[str], extra_ctes: list[str]
+    plan: _Plan, points: str, branches: list[Branch], step_cols: list[str], extra_ctes: list[str]
 ) -> list[str]:
     """The step CTEs: their changes per entity and time, and their running sums at each row."""
     union = _union(branches, step_cols)
     sums = ",\n        ".join(f"sum({c}) as {c}" for c in step_cols)
     point_cols = ["entity_id", "event_timestamp", "transaction_id", "event_id"]
     point_cols += [n for _, _, n in plan.tiled + plan.last]
+    point_cols += [f"{p}_{n}" for _, _, n in plan.labeled for p in ("tn", "ty")]
     return [
         *extra_ctes,
         f"""step_changes as (
@@ -349,7 +460,7 @@ def _steps_blocks(
     group by entity_id, ts
 )""",
         f"""windowed_steps as (
-    {{{{ running_sums_at('windowed', {point_cols!r}, 'step_changes', {step_cols!r}) }}}}
+    {{{{ running_sums_at('{points}', {point_cols!r}, 'step_changes', {step_cols!r}) }}}}
 )""",
     ]
 

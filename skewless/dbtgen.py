@@ -12,9 +12,10 @@ How the SQL gets there, in one pass over each entity's rows:
   tiles of [floor(t, h) - w, floor(t, h)) plus t's own tile before t; the stream is summed per
   entity and tile, a range frame over the tiles gives the first part, a frame over t's tile
   (`exclude group`: ties with t are out) the second;
-- distinct counts cannot add up tiles (a value seen in two tiles counts once), so each value
-  contributes +1 from the moment it counts until it leaves the window, and the running sum of
-  those steps is read at t. This stays O(n log n) for any merchant;
+- distinct counts cannot just add up tiles (a value seen in two tiles counts once): the tiles
+  count each distinct (value, time), and steps take one out from the moment its value is seen
+  again until it leaves the window; the running sum of those steps is read at t. This stays
+  O(n log n) for any merchant, and values not seen again within a window make no step;
 - label-based rates add up tiles of labelled events (over label time: of label rows, one per
   label at its label_timestamp), and steps correct them for the labels not known in time (a label
   known after its event entered a shifted window, one not after its event). Labels that arrive

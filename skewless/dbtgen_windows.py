@@ -4,8 +4,9 @@ One pass over each entity's events plus its snapshot point. A window over w with
 [floor(t - w, h), t) = [floor(t, h) - w, t) (w is a whole number of hops): the whole hop tiles of
 [floor(t, h) - w, floor(t, h)) plus the events of t's own tile before t. So counts, sums and means
 come from tiles per hop (one row per entity and tile, a range frame over them) and a frame over
-t's tile; distinct counts from steps read by running_sums_at; the time since the last event from a
-frame over the whole stream.
+t's tile; distinct counts from tiles of distinct (value, time) corrected by steps read by
+running_sums_at (``_distinct_steps``); the time since the last event from a frame over the whole
+stream.
 
 Label-based rates are tiled too, with a correction from steps for the labels not known in time
 (``_label_steps``), so their steps stay few when labels arrive on time:
@@ -130,8 +131,11 @@ def _distinct_steps(distinct) -> tuple[list[str], list[Branch], list[str]]:
     """CTEs, steps and select expressions of the distinct counts.
 
     A value counts at t while one of its events lies in the window: an event at e from e + 1 us to
-    floor(e, h) + h + w. Each distinct (entity, value, time) owns the times after it up to the
-    earlier of that end and the value's next time + 1 us (where the next one takes over).
+    floor(e, h) + h + w. Each distinct (entity, value, time), a visit, owns the times after it up
+    to the earlier of that end and the value's next time + 1 us (where the next one takes over).
+    The tiles count every visit from e + 1 us to its end (``visit_`` rows of the stream); the
+    steps (subtracted) take a visit out from its value's next time + 1 us to its end, so only
+    values seen again within a window make steps.
     """
     ctes, branches, selects = [], [], []
     for column in sorted({a.column for a, _, _ in distinct}):
@@ -148,23 +152,22 @@ def _distinct_steps(distinct) -> tuple[list[str], list[Branch], list[str]]:
 )"""
         )
         features = [(w, n) for a, w, n in distinct if a.column == column]
+        taken = f"next_at + {ONE_US}"
+        before = {n: f"{taken} < {_hop_end('event_timestamp', w)}" for w, n in features}
+        any_before = " or ".join(before.values())
         branches.append(
             (
-                f"event_timestamp + {ONE_US}",
-                {f"n_{n}": "1" for _, n in features},
-                f"from {column}_visits",
+                taken,
+                {f"n_{n}": f"cast({cond} as integer)" for n, cond in before.items()},
+                f"from {column}_visits where {any_before}",
             )
         )
         for window, name in features:
             end = _hop_end("event_timestamp", window)
             branches.append(
-                (
-                    f"least({end}, coalesce(next_at + {ONE_US}, {end}))",
-                    {f"n_{name}": "-1"},
-                    f"from {column}_visits",
-                )
+                (end, {f"n_{name}": "-1"}, f"from {column}_visits where {before[name]}")
             )
-    selects = [f"cast(coalesce(w.n_{n}, 0) as bigint) as {n}" for _, _, n in distinct]
+    selects = [f"cast(w.tn_{n} - coalesce(w.n_{n}, 0) as bigint) as {n}" for _, _, n in distinct]
     return ctes, branches, selects
 
 
@@ -197,10 +200,17 @@ class _Plan:
 
     @property
     def hops(self) -> list[timedelta]:
-        return sorted({F.window_hop(w) for _, w, _ in self.tiled + self.labeled})
+        return sorted({F.window_hop(w) for _, w, _ in self.tiled + self.labeled + self.distinct})
 
     def tiled_at(self, hop: timedelta) -> list[Feature]:
         return [(a, w, n) for a, w, n in self.tiled if F.window_hop(w) == hop]
+
+    def distinct_at(self, hop: timedelta) -> list[Feature]:
+        return [(a, w, n) for a, w, n in self.distinct if F.window_hop(w) == hop]
+
+    @property
+    def visit_columns(self) -> list[str]:
+        return sorted({a.column for a, _, _ in self.distinct})
 
     def labeled_at(self, hop: timedelta) -> list[Feature]:
         return [(a, w, n) for a, w, n in self.labeled if F.window_hop(w) == hop]
@@ -249,6 +259,10 @@ def _tile_ctes(plan: _Plan, columns: list[str]) -> list[str]:
             f",\n        sum(cast({c} as {DOUBLE})) as ls_{c}, count({c}) as lc_{c}"
             for c in label_values
         )
+        sums += "".join(
+            f",\n        count(visit_{c}) as vc_{c}"
+            for c in sorted({a.column for a, _, _ in plan.distinct_at(hop)})
+        )
         ctes.append(
             f"""tiles_{h} as (
     select entity_id, bucket_{h}, count(event_id) as n{sums}
@@ -264,6 +278,9 @@ def _tile_ctes(plan: _Plan, columns: list[str]) -> list[str]:
             selects.append(f"sum(n) over {f} as n_{w}")
             selects += [f"sum(s_{c}) over {f} as s_{c}_{w}" for c in columns]
             selects += [f"sum(c_{c}) over {f} as c_{c}_{w}" for c in columns]
+        for a, w, name in plan.distinct_at(hop):
+            f = _tile_frame(frames, hop, w, timedelta(0))
+            selects.append(f"sum(vc_{a.column}) over {f} as dn_{name}")
         for a, w, name in labeled:
             f = _tile_frame(frames, hop, w, a.shift)
             c = _label_value(a) if a.label_time else a.column
@@ -318,6 +335,14 @@ def _body(plan: _Plan, rest_sql: str) -> str:
     tile_columns = sorted({a.column for a, _, _ in plan.tiled if a.column})
     value_cols = "".join(f", {c}" for c in columns)
     null_cols = "".join(f", null as {c}" for c in columns)
+    visit_cols = "".join(f", visit_{c}" for c in plan.visit_columns)
+    visit_nulls = "".join(f", cast(null as integer) as visit_{c}" for c in plan.visit_columns)
+    # each distinct (entity, value, time) once: the first of its events
+    visit_values = "".join(
+        f",\n            case when {c} is not null and row_number() over (partition by entity_id,"
+        f" {c}, event_timestamp order by transaction_id) = 1 then 1 end as visit_{c}"
+        for c in plan.visit_columns
+    )
     label_rows = plan.label_rows
     lt_cols = "".join(f", {_label_value(a)}" for a in label_rows)
     lt_nulls = "".join(f", cast(null as {DOUBLE}) as {_label_value(a)}" for a in label_rows)
@@ -333,7 +358,7 @@ def _body(plan: _Plan, rest_sql: str) -> str:
         label_union = f"""
         union all
         -- each label at the time it became known (windows over label time)
-        select entity_id, label_timestamp, null, null, null{null_cols}{lt_values}, true
+        select entity_id, label_timestamp, null, null, null{null_cols}{visit_nulls}{lt_values}, true
         from events
         where ({known}) and label_timestamp > event_timestamp"""
     else:
@@ -346,6 +371,11 @@ def _body(plan: _Plan, rest_sql: str) -> str:
     exprs += [f"{since('max(s.event_time) over w_all', 's.event_timestamp')} as {n}"
               for _, _, n in plan.last]  # fmt: skip
     exprs += [e for a, w, n in plan.labeled for e in _labeled_exprs(a, w, n)]
+    exprs += [
+        f"coalesce(t_{h}.dn_{n}, 0) + count(s.visit_{a.column}) over head_{h} as tn_{n}"
+        for a, w, n in plan.distinct
+        for h in [_seconds(F.window_hop(w))]
+    ]
     if label_rows:
         exprs.append("s.is_label")
     frames = []
@@ -385,13 +415,13 @@ cutoff as (
 {_QUERY_POINTS},
 
 stream as (
-    select entity_id, event_timestamp, transaction_id, event_id, event_time{value_cols}{lt_cols}{buckets}
+    select entity_id, event_timestamp, transaction_id, event_id, event_time{value_cols}{visit_cols}{lt_cols}{buckets}
     from (
         select entity_id, event_timestamp, transaction_id, transaction_id as event_id,
-            event_timestamp as event_time{value_cols}{lt_nulls}
+            event_timestamp as event_time{value_cols}{visit_values}{lt_nulls}
         from events
         union all
-        select entity_id, event_timestamp, null, null, null{null_cols}{lt_nulls}
+        select entity_id, event_timestamp, null, null, null{null_cols}{visit_nulls}{lt_nulls}
         from query_points{label_union}
     ) as merged
 ),
@@ -448,6 +478,7 @@ def _steps_blocks(
     point_cols = ["entity_id", "event_timestamp", "transaction_id", "event_id"]
     point_cols += [n for _, _, n in plan.tiled + plan.last]
     point_cols += [f"{p}_{n}" for _, _, n in plan.labeled for p in ("tn", "ty")]
+    point_cols += [f"tn_{n}" for _, _, n in plan.distinct]
     return [
         *extra_ctes,
         f"""step_changes as (

@@ -19,23 +19,25 @@ query_points as (
 ),
 
 stream as (
-    select entity_id, event_timestamp, transaction_id, event_id, event_time, amount, merchant_id,
+    select entity_id, event_timestamp, transaction_id, event_id, event_time, amount, merchant_id, visit_merchant_id,
         {{ floor_to("event_timestamp", 300) }} as bucket_300,
         {{ floor_to("event_timestamp", 3600) }} as bucket_3600,
         {{ floor_to("event_timestamp", 86400) }} as bucket_86400
     from (
         select entity_id, event_timestamp, transaction_id, transaction_id as event_id,
-            event_timestamp as event_time, amount, merchant_id
+            event_timestamp as event_time, amount, merchant_id,
+            case when merchant_id is not null and row_number() over (partition by entity_id, merchant_id, event_timestamp order by transaction_id) = 1 then 1 end as visit_merchant_id
         from events
         union all
-        select entity_id, event_timestamp, null, null, null, null as amount, null as merchant_id
+        select entity_id, event_timestamp, null, null, null, null as amount, null as merchant_id, cast(null as integer) as visit_merchant_id
         from query_points
     ) as merged
 ),
 
 tiles_300 as (
     select entity_id, bucket_300, count(event_id) as n,
-        sum(amount) as s_amount, count(amount) as c_amount
+        sum(amount) as s_amount, count(amount) as c_amount,
+        count(visit_merchant_id) as vc_merchant_id
     from stream
     group by entity_id, bucket_300
 ),
@@ -44,7 +46,8 @@ tile_sums_300 as (
     select entity_id, bucket_300,
         sum(n) over w_1h as n_1h,
         sum(s_amount) over w_1h as s_amount_1h,
-        sum(c_amount) over w_1h as c_amount_1h
+        sum(c_amount) over w_1h as c_amount_1h,
+        sum(vc_merchant_id) over w_1h as dn_customer_merchant_distinct_1h
     from tiles_300
     window
     w_1h as (partition by entity_id order by bucket_300
@@ -53,7 +56,8 @@ tile_sums_300 as (
 
 tiles_3600 as (
     select entity_id, bucket_3600, count(event_id) as n,
-        sum(amount) as s_amount, count(amount) as c_amount
+        sum(amount) as s_amount, count(amount) as c_amount,
+        count(visit_merchant_id) as vc_merchant_id
     from stream
     group by entity_id, bucket_3600
 ),
@@ -65,7 +69,9 @@ tile_sums_3600 as (
         sum(c_amount) over w_1d as c_amount_1d,
         sum(n) over w_7d as n_7d,
         sum(s_amount) over w_7d as s_amount_7d,
-        sum(c_amount) over w_7d as c_amount_7d
+        sum(c_amount) over w_7d as c_amount_7d,
+        sum(vc_merchant_id) over w_1d as dn_customer_merchant_distinct_1d,
+        sum(vc_merchant_id) over w_7d as dn_customer_merchant_distinct_7d
     from tiles_3600
     window
     w_1d as (partition by entity_id order by bucket_3600
@@ -76,7 +82,8 @@ tile_sums_3600 as (
 
 tiles_86400 as (
     select entity_id, bucket_86400, count(event_id) as n,
-        sum(amount) as s_amount, count(amount) as c_amount
+        sum(amount) as s_amount, count(amount) as c_amount,
+        count(visit_merchant_id) as vc_merchant_id
     from stream
     group by entity_id, bucket_86400
 ),
@@ -85,7 +92,8 @@ tile_sums_86400 as (
     select entity_id, bucket_86400,
         sum(n) over w_30d as n_30d,
         sum(s_amount) over w_30d as s_amount_30d,
-        sum(c_amount) over w_30d as c_amount_30d
+        sum(c_amount) over w_30d as c_amount_30d,
+        sum(vc_merchant_id) over w_30d as dn_customer_merchant_distinct_30d
     from tiles_86400
     window
     w_30d as (partition by entity_id order by bucket_86400
@@ -107,7 +115,11 @@ windowed as (
         (coalesce(t_3600.s_amount_1d, 0) + coalesce(sum(s.amount) over head_3600, 0)) / nullif(coalesce(t_3600.c_amount_1d, 0) + count(s.amount) over head_3600, 0) as customer_amount_avg_1d,
         (coalesce(t_3600.s_amount_7d, 0) + coalesce(sum(s.amount) over head_3600, 0)) / nullif(coalesce(t_3600.c_amount_7d, 0) + count(s.amount) over head_3600, 0) as customer_amount_avg_7d,
         (coalesce(t_86400.s_amount_30d, 0) + coalesce(sum(s.amount) over head_86400, 0)) / nullif(coalesce(t_86400.c_amount_30d, 0) + count(s.amount) over head_86400, 0) as customer_amount_avg_30d,
-        {{ seconds_between("max(s.event_time) over w_all", "s.event_timestamp") }} as customer_seconds_since_last_tx
+        {{ seconds_between("max(s.event_time) over w_all", "s.event_timestamp") }} as customer_seconds_since_last_tx,
+        coalesce(t_300.dn_customer_merchant_distinct_1h, 0) + count(s.visit_merchant_id) over head_300 as tn_customer_merchant_distinct_1h,
+        coalesce(t_3600.dn_customer_merchant_distinct_1d, 0) + count(s.visit_merchant_id) over head_3600 as tn_customer_merchant_distinct_1d,
+        coalesce(t_3600.dn_customer_merchant_distinct_7d, 0) + count(s.visit_merchant_id) over head_3600 as tn_customer_merchant_distinct_7d,
+        coalesce(t_86400.dn_customer_merchant_distinct_30d, 0) + count(s.visit_merchant_id) over head_86400 as tn_customer_merchant_distinct_30d
     from stream as s
     left join tile_sums_300 as t_300
         on t_300.entity_id = s.entity_id and t_300.bucket_300 = s.bucket_300
@@ -145,31 +157,31 @@ step_changes as (
         sum(n_customer_merchant_distinct_7d) as n_customer_merchant_distinct_7d,
         sum(n_customer_merchant_distinct_30d) as n_customer_merchant_distinct_30d
     from (
-        select entity_id, event_timestamp + {{ interval_of(1, 'microsecond') }} as ts,
-            1 as n_customer_merchant_distinct_1h, 1 as n_customer_merchant_distinct_1d, 1 as n_customer_merchant_distinct_7d, 1 as n_customer_merchant_distinct_30d
-        from merchant_id_visits
+        select entity_id, next_at + {{ interval_of(1, 'microsecond') }} as ts,
+            cast(next_at + {{ interval_of(1, 'microsecond') }} < {{ floor_to("event_timestamp", 300) }} + {{ interval_of(3900, 'second') }} as integer) as n_customer_merchant_distinct_1h, cast(next_at + {{ interval_of(1, 'microsecond') }} < {{ floor_to("event_timestamp", 3600) }} + {{ interval_of(90000, 'second') }} as integer) as n_customer_merchant_distinct_1d, cast(next_at + {{ interval_of(1, 'microsecond') }} < {{ floor_to("event_timestamp", 3600) }} + {{ interval_of(608400, 'second') }} as integer) as n_customer_merchant_distinct_7d, cast(next_at + {{ interval_of(1, 'microsecond') }} < {{ floor_to("event_timestamp", 86400) }} + {{ interval_of(2678400, 'second') }} as integer) as n_customer_merchant_distinct_30d
+        from merchant_id_visits where next_at + {{ interval_of(1, 'microsecond') }} < {{ floor_to("event_timestamp", 300) }} + {{ interval_of(3900, 'second') }} or next_at + {{ interval_of(1, 'microsecond') }} < {{ floor_to("event_timestamp", 3600) }} + {{ interval_of(90000, 'second') }} or next_at + {{ interval_of(1, 'microsecond') }} < {{ floor_to("event_timestamp", 3600) }} + {{ interval_of(608400, 'second') }} or next_at + {{ interval_of(1, 'microsecond') }} < {{ floor_to("event_timestamp", 86400) }} + {{ interval_of(2678400, 'second') }}
         union all
-        select entity_id, least({{ floor_to("event_timestamp", 300) }} + {{ interval_of(3900, 'second') }}, coalesce(next_at + {{ interval_of(1, 'microsecond') }}, {{ floor_to("event_timestamp", 300) }} + {{ interval_of(3900, 'second') }})) as ts,
+        select entity_id, {{ floor_to("event_timestamp", 300) }} + {{ interval_of(3900, 'second') }} as ts,
             -1 as n_customer_merchant_distinct_1h, 0 as n_customer_merchant_distinct_1d, 0 as n_customer_merchant_distinct_7d, 0 as n_customer_merchant_distinct_30d
-        from merchant_id_visits
+        from merchant_id_visits where next_at + {{ interval_of(1, 'microsecond') }} < {{ floor_to("event_timestamp", 300) }} + {{ interval_of(3900, 'second') }}
         union all
-        select entity_id, least({{ floor_to("event_timestamp", 3600) }} + {{ interval_of(90000, 'second') }}, coalesce(next_at + {{ interval_of(1, 'microsecond') }}, {{ floor_to("event_timestamp", 3600) }} + {{ interval_of(90000, 'second') }})) as ts,
+        select entity_id, {{ floor_to("event_timestamp", 3600) }} + {{ interval_of(90000, 'second') }} as ts,
             0 as n_customer_merchant_distinct_1h, -1 as n_customer_merchant_distinct_1d, 0 as n_customer_merchant_distinct_7d, 0 as n_customer_merchant_distinct_30d
-        from merchant_id_visits
+        from merchant_id_visits where next_at + {{ interval_of(1, 'microsecond') }} < {{ floor_to("event_timestamp", 3600) }} + {{ interval_of(90000, 'second') }}
         union all
-        select entity_id, least({{ floor_to("event_timestamp", 3600) }} + {{ interval_of(608400, 'second') }}, coalesce(next_at + {{ interval_of(1, 'microsecond') }}, {{ floor_to("event_timestamp", 3600) }} + {{ interval_of(608400, 'second') }})) as ts,
+        select entity_id, {{ floor_to("event_timestamp", 3600) }} + {{ interval_of(608400, 'second') }} as ts,
             0 as n_customer_merchant_distinct_1h, 0 as n_customer_merchant_distinct_1d, -1 as n_customer_merchant_distinct_7d, 0 as n_customer_merchant_distinct_30d
-        from merchant_id_visits
+        from merchant_id_visits where next_at + {{ interval_of(1, 'microsecond') }} < {{ floor_to("event_timestamp", 3600) }} + {{ interval_of(608400, 'second') }}
         union all
-        select entity_id, least({{ floor_to("event_timestamp", 86400) }} + {{ interval_of(2678400, 'second') }}, coalesce(next_at + {{ interval_of(1, 'microsecond') }}, {{ floor_to("event_timestamp", 86400) }} + {{ interval_of(2678400, 'second') }})) as ts,
+        select entity_id, {{ floor_to("event_timestamp", 86400) }} + {{ interval_of(2678400, 'second') }} as ts,
             0 as n_customer_merchant_distinct_1h, 0 as n_customer_merchant_distinct_1d, 0 as n_customer_merchant_distinct_7d, -1 as n_customer_merchant_distinct_30d
-        from merchant_id_visits
+        from merchant_id_visits where next_at + {{ interval_of(1, 'microsecond') }} < {{ floor_to("event_timestamp", 86400) }} + {{ interval_of(2678400, 'second') }}
     ) as steps
     group by entity_id, ts
 ),
 
 windowed_steps as (
-    {{ running_sums_at('windowed', ['entity_id', 'event_timestamp', 'transaction_id', 'event_id', 'customer_tx_count_1h', 'customer_tx_count_1d', 'customer_tx_count_7d', 'customer_tx_count_30d', 'customer_amount_sum_1h', 'customer_amount_sum_1d', 'customer_amount_sum_7d', 'customer_amount_sum_30d', 'customer_amount_avg_1h', 'customer_amount_avg_1d', 'customer_amount_avg_7d', 'customer_amount_avg_30d', 'customer_seconds_since_last_tx'], 'step_changes', ['n_customer_merchant_distinct_1h', 'n_customer_merchant_distinct_1d', 'n_customer_merchant_distinct_7d', 'n_customer_merchant_distinct_30d']) }}
+    {{ running_sums_at('windowed', ['entity_id', 'event_timestamp', 'transaction_id', 'event_id', 'customer_tx_count_1h', 'customer_tx_count_1d', 'customer_tx_count_7d', 'customer_tx_count_30d', 'customer_amount_sum_1h', 'customer_amount_sum_1d', 'customer_amount_sum_7d', 'customer_amount_sum_30d', 'customer_amount_avg_1h', 'customer_amount_avg_1d', 'customer_amount_avg_7d', 'customer_amount_avg_30d', 'customer_seconds_since_last_tx', 'tn_customer_merchant_distinct_1h', 'tn_customer_merchant_distinct_1d', 'tn_customer_merchant_distinct_7d', 'tn_customer_merchant_distinct_30d'], 'step_changes', ['n_customer_merchant_distinct_1h', 'n_customer_merchant_distinct_1d', 'n_customer_merchant_distinct_7d', 'n_customer_merchant_distinct_30d']) }}
 ),
 
 features as (
@@ -190,10 +202,10 @@ features as (
         w.customer_amount_avg_1d,
         w.customer_amount_avg_7d,
         w.customer_amount_avg_30d,
-        cast(coalesce(w.n_customer_merchant_distinct_1h, 0) as bigint) as customer_merchant_distinct_1h,
-        cast(coalesce(w.n_customer_merchant_distinct_1d, 0) as bigint) as customer_merchant_distinct_1d,
-        cast(coalesce(w.n_customer_merchant_distinct_7d, 0) as bigint) as customer_merchant_distinct_7d,
-        cast(coalesce(w.n_customer_merchant_distinct_30d, 0) as bigint) as customer_merchant_distinct_30d,
+        cast(w.tn_customer_merchant_distinct_1h - coalesce(w.n_customer_merchant_distinct_1h, 0) as bigint) as customer_merchant_distinct_1h,
+        cast(w.tn_customer_merchant_distinct_1d - coalesce(w.n_customer_merchant_distinct_1d, 0) as bigint) as customer_merchant_distinct_1d,
+        cast(w.tn_customer_merchant_distinct_7d - coalesce(w.n_customer_merchant_distinct_7d, 0) as bigint) as customer_merchant_distinct_7d,
+        cast(w.tn_customer_merchant_distinct_30d - coalesce(w.n_customer_merchant_distinct_30d, 0) as bigint) as customer_merchant_distinct_30d,
         w.customer_seconds_since_last_tx
     from windowed_steps as w
 )

@@ -54,7 +54,7 @@ def latest_rows(cfg: Settings, group: FeatureGroup, start: datetime, end: dateti
             where event_timestamp >= ? and event_timestamp <= ?
             qualify row_number() over (partition by "{key}" order by {order}) = 1
         """  # noqa: S608 - names from the declaration
-        return con.execute(sql, [str(path), _utc(start), _utc(end)]).to_arrow_table()
+        return con.sql(sql, params=[str(path), _utc(start), _utc(end)]).to_arrow_table()
     finally:
         con.close()
 

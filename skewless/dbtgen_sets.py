@@ -175,12 +175,22 @@ events as (
     select {key} as entity_id, event_timestamp from {{{{ ref('{STAGED}') }}}}
 ),
 
-days as (
-    select {key} as entity_id, event_timestamp from daily
-),
-
 observed as (
     select max(event_timestamp) as last_event_at from events
+),
+
+kept as (
+    -- the training rows, before their label: active entities, horizon within the data
+    select daily.*
+    from daily
+    cross join observed
+    where
+        daily.{active} > 0
+        and daily.event_timestamp + {horizon} <= observed.last_event_at
+),
+
+days as (
+    select {key} as entity_id, event_timestamp from kept
 ),
 
 next_events as (
@@ -188,19 +198,15 @@ next_events as (
 )
 
 select
-    daily.*,
+    kept.*,
     (
         next_events.next_event_at is null
-        or next_events.next_event_at >= daily.event_timestamp + {horizon}
+        or next_events.next_event_at >= kept.event_timestamp + {horizon}
     ) as {task.label}
-from daily
+from kept
 inner join next_events
-    on daily.{key} = next_events.entity_id
-    and daily.event_timestamp = next_events.event_timestamp
-cross join observed
-where
-    daily.{active} > 0
-    and daily.event_timestamp + {horizon} <= observed.last_event_at
+    on kept.{key} = next_events.entity_id
+    and kept.event_timestamp = next_events.event_timestamp
 """
 
 

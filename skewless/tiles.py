@@ -172,8 +172,9 @@ def _sum(entries: list[tuple[str, int, int]], tiles: Mapping[str, Tile | None]) 
     """The tiles of ``entries`` (field, index, sign) that ``tiles`` holds at that index, added
     up (or taken out, sign -1): sums and counts, the counts of each distinct value too."""
     total: dict = {}
+    get, tile_of = total.get, tiles.get  # bound once: this loop is exact mode's hot path
     for name, index, sign in entries:
-        tile = tiles.get(name)
+        tile = tile_of(name)
         if tile is None or tile.index != index:
             continue  # never written, or its slot holds another tile now
         for key, value in tile.values.items():
@@ -182,7 +183,7 @@ def _sum(entries: list[tuple[str, int, int]], tiles: Mapping[str, Tile | None]) 
                 for item, count in value.items():
                     counts[item] = counts.get(item, 0) + sign * count
             elif key != "m":
-                total[key] = total.get(key, 0) + sign * value
+                total[key] = get(key, 0) + sign * value
     return total
 
 
@@ -217,6 +218,11 @@ class Layout:
             raise ValueError(f"windows of whole minutes only (lengths, hops, offsets): {odd}")
         self._plans: dict[int, dict] = {}
         self._shapes: dict[tuple, list] = {}  # _signed's tiles, relative to the start's day
+        # covers by (over label time, start, end, top level): the same for every minute of t's
+        # tile at that level (a window ending at t is topped by the tile holding t's minute)
+        self._covers: dict[tuple, _Cover] = {}
+        self._by_group: dict[str, list[_Window]] = {}  # each group's windows, in order
+        self._since_names: dict[str, list[str]] = {}  # each group's seconds-since features
         hops = {w.hop for w in self.windows}
         top = max(hops, default=MINUTE_US)
         ladder = {_us(length) for length in LADDER if _us(length) <= top}
@@ -412,26 +418,34 @@ class Layout:
         tiles from the last long boundary to t, the one tile holding t's minute, less the raw
         events after t (every event after t is raw: t is within the lateness of the newest one).
         Windows ending before t read the tiles up to the end of the window."""
-        out, covers = {}, {}
+        out, covers = {}, self._covers
         for window in self.windows:
             start, tiles_end = self._ranges(window, t)
-            topped = not window.shift
-            key = (window.label_time, start, tiles_end, topped)
+            levels = self.label_levels if window.label_time else self.levels
+            if window.shift:
+                key = (window.label_time, start, tiles_end, None)
+            else:  # the longest tile holding t's minute that starts within the window
+                level = next(lv for lv in levels if tiles_end - tiles_end % lv >= start)
+                key = (window.label_time, start, tiles_end - tiles_end % level, level)
             cover = covers.get(key)
             if cover is None:
-                names = self._names[window.label_time]
-                levels = self.label_levels if window.label_time else self.levels
-                if topped:  # the longest tile holding t's minute that starts within the window
-                    level = next(lv for lv in levels if tiles_end - tiles_end % lv >= start)
-                    top = tiles_end - tiles_end % level
-                    tiles = [*self._signed(start, top, levels, False), (level, top // level, 1)]
-                    end = top + level
-                else:
-                    tiles, end = self._signed(start, tiles_end, levels, True), None
-                entries = [(names[lv][i % len(names[lv])], i, sign) for lv, i, sign in tiles]
-                cover = covers[key] = _Cover(entries, end, window.label_time)
+                if len(covers) >= 1024:
+                    covers.clear()
+                cover = covers[key] = self._make_cover(*key, levels)
             out[window.name] = cover
         return out
+
+    def _make_cover(self, label_time: bool, start: int, end: int, level: int | None, levels):
+        """The tiles of [start, end) (with ``level``: and the tile of that level starting at end,
+        topped off at t by ``evaluate``), as the fields that hold them."""
+        names = self._names[label_time]
+        if level is not None:
+            tiles = [*self._signed(start, end, levels, False), (level, end // level, 1)]
+            top_end = end + level
+        else:
+            tiles, top_end = self._signed(start, end, levels, True), None
+        entries = [(names[lv][i % len(names[lv])], i, sign) for lv, i, sign in tiles]
+        return _Cover(entries, top_end, label_time)
 
     def fields_at(self, at: datetime) -> list[str]:
         """Every tile field a request at ``at`` reads, each once."""
@@ -462,7 +476,7 @@ class Layout:
         plan = self.plan(at)
         values: dict = {}
         totals: dict[int, dict] = {}  # one sum per list of tiles, shared by its windows
-        for window in (w for w in self.windows if w.group == group.name):
+        for window in self._windows_of(group.name):
             cover = plan[window.name]
             total = totals.get(id(cover))
             if total is None:
@@ -475,9 +489,8 @@ class Layout:
                         columns = (self.sum_columns, self.distinct_columns, self.label_columns)
                         _take_out(total, after, *columns)
             values[window.name] = self._value(window, t, total, labels)
-        for _, window, name in group.window_features():
-            if window is None:  # seconds since the last event
-                values[name] = self._since_last(t, plan, tiles, head, newest)
+        for name in self._since_last_of(group):  # seconds since the last event
+            values[name] = self._since_last(t, plan, tiles, head, newest)
         for ratio in group.ratios:
             numerator, denominator = values[ratio.numerator], values[ratio.denominator]
             values[ratio.name] = (
@@ -486,6 +499,21 @@ class Layout:
                 else numerator / denominator * ratio.scale
             )
         return {name: values[name] for name in group.feature_names}
+
+    def _windows_of(self, group_name: str) -> list[_Window]:
+        windows = self._by_group.get(group_name)
+        if windows is None:
+            windows = self._by_group[group_name] = [
+                w for w in self.windows if w.group == group_name
+            ]
+        return windows
+
+    def _since_last_of(self, group: FeatureGroup) -> list[str]:
+        names = self._since_names.get(group.name)
+        if names is None:
+            names = [n for _, w, n in group.window_features() if w is None]
+            names = self._since_names[group.name] = names
+        return names
 
     def _value(self, window: _Window, t: int, total: dict, labels):
         """A window's value from its tiles' ``total`` (whatever did not count at t taken out:

@@ -11,12 +11,22 @@ events as (
     select customer_id as entity_id, event_timestamp from {{ ref('stg_raw__transactions') }}
 ),
 
-days as (
-    select customer_id as entity_id, event_timestamp from daily
-),
-
 observed as (
     select max(event_timestamp) as last_event_at from events
+),
+
+kept as (
+    -- the training rows, before their label: active entities, horizon within the data
+    select daily.*
+    from daily
+    cross join observed
+    where
+        daily.customer_daily_tx_count_90d > 0
+        and daily.event_timestamp + {{ interval_of(2592000, 'second') }} <= observed.last_event_at
+),
+
+days as (
+    select customer_id as entity_id, event_timestamp from kept
 ),
 
 next_events as (
@@ -24,16 +34,12 @@ next_events as (
 )
 
 select
-    daily.*,
+    kept.*,
     (
         next_events.next_event_at is null
-        or next_events.next_event_at >= daily.event_timestamp + {{ interval_of(2592000, 'second') }}
+        or next_events.next_event_at >= kept.event_timestamp + {{ interval_of(2592000, 'second') }}
     ) as is_churned_30d
-from daily
+from kept
 inner join next_events
-    on daily.customer_id = next_events.entity_id
-    and daily.event_timestamp = next_events.event_timestamp
-cross join observed
-where
-    daily.customer_daily_tx_count_90d > 0
-    and daily.event_timestamp + {{ interval_of(2592000, 'second') }} <= observed.last_event_at
+    on kept.customer_id = next_events.entity_id
+    and kept.event_timestamp = next_events.event_timestamp

@@ -135,6 +135,60 @@ def cmd_skew_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    from skewless import pql, predict, redis_server
+
+    try:
+        query = pql.parse(args.query)
+        result = predict.run(query, settings.load(), day=args.date, mode=args.mode)
+    except pql.QueryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (predict.PredictError, redis_server.RedisUnavailable) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.out:
+        out = Path(args.out)
+        writers = {".csv": result.rows.to_csv, ".parquet": result.rows.to_parquet}
+        if out.suffix == ".json":
+            out.write_text(json.dumps(result.as_dict(), indent=2, default=str))
+        else:
+            writers[out.suffix](out, index=False)
+    if args.json:
+        print_json(result.as_dict(limit=None if args.out is None else args.limit))
+        return 0
+    day = f", day {result.day}" if result.day else ""
+    print(
+        f"{query.task.name} ({result.path}{day}): {len(result.rows):,} rows in "
+        f"{result.seconds:.3f} s" + (f", written to {args.out}" if args.out else "")
+    )
+    if len(result.rows):
+        shown = result.rows.head(args.limit)
+        print(shown.to_string(index=False))
+        if len(result.rows) > args.limit:
+            print(f"... {len(result.rows) - args.limit:,} more (--limit, --out FILE)")
+    return 0
+
+
+def _add_predict(sub) -> None:
+    p = sub.add_parser(
+        "predict",
+        help="run a predictive query: PREDICT <task> FOR [EACH] <table>.<key> ...",
+        description="Runs a predictive query on the pipeline (docs/predict.md): FOR EACH "
+        "batch-scores the day like the batch_score DAG; FOR <key> = '<id>' (or IN (...)) looks up "
+        "a batch task's nightly score, or scores a transaction now through the sidecar's path.",
+    )
+    p.add_argument("query", help='e.g. "PREDICT churn_30d FOR EACH customers.customer_id"')
+    p.add_argument(
+        "--date", type=date.fromisoformat, help="FOR EACH: the day to score (default: the latest)"
+    )
+    p.add_argument("--mode", choices=modes.NAMES, help="realtime: the serving mode")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--out", help="write the predictions to FILE (.csv, .parquet or .json)")
+    p.add_argument("--limit", type=int, default=10, help="rows printed (default 10)")
+    p.set_defaults(func=cmd_predict)
+
+
 def _add_serve_and_replay(sub) -> None:
     p = sub.add_parser("serve", help="run the realtime sidecar under gunicorn")
     p.add_argument("--host", help="default: from SKEWLESS_BIND (127.0.0.1)")
@@ -204,8 +258,9 @@ def _add_monitoring_commands(sub) -> None:
 
 
 def add_commands(sub) -> None:
-    """Adds serve, replay, stream-consumer, flush-log and skew-report to ``sub``, the
+    """Adds serve, replay, predict, stream-consumer, flush-log and skew-report to ``sub``, the
     subparsers object of the `skewless` parser."""
     _add_serve_and_replay(sub)
+    _add_predict(sub)
     _add_stream_consumer(sub)
     _add_monitoring_commands(sub)

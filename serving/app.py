@@ -14,7 +14,7 @@ import time
 
 from flask import Flask, g, request
 
-from serving import errors, health, lookups, scoring
+from serving import errors, health, lookups, queries, scoring
 from serving.openapi import openapi
 from serving.sidecar import Sidecar
 from skewless import settings
@@ -33,6 +33,7 @@ def create_app(config: dict | None = None) -> Flask:
     Sidecar(app)
     app.register_blueprint(scoring.bp)
     app.register_blueprint(lookups.bp)
+    app.register_blueprint(queries.bp)
     app.register_blueprint(health.bp)
 
     @app.before_request

@@ -21,6 +21,24 @@ bp = Blueprint("lookups", __name__)
 bp.before_request(require_token)
 
 
+def nightly_score(task: Task, entity_id: str, field: str) -> dict:
+    """The latest batch score of ``entity_id`` as the lookup route answers it; a 404 naming
+    ``field`` when there is none."""
+    values = sidecar().redis.hgetall(f"{task.scores_key_prefix}{entity_id}")
+    if not values:
+        raise ApiError(
+            404,
+            {"error": f"no {task.name} score for {task.entity.name} {entity_id!r}", "field": field},
+        )
+    values = {k.decode(): v.decode() for k, v in values.items()}
+    return {
+        task.entity.join_key: entity_id,
+        task.score_column: float(values[task.score_column]),
+        "score_date": values["score_date"],
+        "model": {"name": sidecar().lookup_models[task.name], "version": values["model_version"]},
+    }
+
+
 def _view(task: Task):
     key = task.entity.join_key
 
@@ -28,29 +46,7 @@ def _view(task: Task):
         entity_id = path[key]
         if len(entity_id) > MAX_ID_LENGTH:
             raise InvalidInput(key, f"longer than {MAX_ID_LENGTH} characters")
-        app = sidecar()
-        values = app.redis.hgetall(f"{task.scores_key_prefix}{entity_id}")
-        if not values:
-            raise ApiError(
-                404,
-                {
-                    "error": f"no {task.name} score for {task.entity.name} {entity_id!r}",
-                    "field": key,
-                },
-            )
-        values = {k.decode(): v.decode() for k, v in values.items()}
-        return response(
-            200,
-            {
-                key: entity_id,
-                task.score_column: float(values[task.score_column]),
-                "score_date": values["score_date"],
-                "model": {
-                    "name": app.lookup_models[task.name],
-                    "version": values["model_version"],
-                },
-            },
-        )
+        return response(200, nightly_score(task, entity_id, key))
 
     return lookup
 

@@ -6,10 +6,13 @@ import re
 
 from pydantic.json_schema import models_json_schema
 
+from serving.queries import ROUTE as PREDICT_ROUTE
 from serving.schemas import (
     LOOKUP_RESPONSES,
     ErrorResponse,
     HealthResponse,
+    PredictRequest,
+    PredictResponse,
     ReadyResponse,
     ScoreRequest,
     ScoreResponse,
@@ -23,6 +26,8 @@ _COMPONENTS = (
     ScoreRequest,
     ScoreResponse,
     *LOOKUP_RESPONSES.values(),
+    PredictRequest,
+    PredictResponse,
     ErrorResponse,
     UnavailableResponse,
     HealthResponse,
@@ -81,6 +86,25 @@ def _score_path(security: dict, errors: dict) -> dict:
                     **_json("ScoreRequest", "The transaction"),
                 },
                 "responses": {"200": _json("ScoreResponse", "Scored"), **errors},
+            }
+        }
+    }
+
+
+def _predict_path(security: dict, errors: dict) -> dict:
+    """POST /v1/predict: a predictive query of one or more ids."""
+    return {
+        PREDICT_ROUTE: {
+            "post": {
+                "operationId": "predict",
+                "summary": "Run a predictive query of one or more ids (PREDICT ... FOR ... = / IN)",
+                **security,
+                "requestBody": {"required": True, **_json("PredictRequest", "The query")},
+                "responses": {
+                    "200": _json("PredictResponse", "One prediction per id"),
+                    "404": _json("ErrorResponse", "An id has no batch score"),
+                    **errors,
+                },
             }
         }
     }
@@ -175,10 +199,12 @@ def openapi(
         "info": {
             "title": title,
             "version": version,
-            "description": "Fraud scoring at authorization time and batch-score lookups.",
+            "description": "Fraud scoring at authorization time, batch-score lookups and"
+            " predictive queries of single entities.",
         },
         "paths": {
             **_score_path(security, errors),
+            **_predict_path(security, errors),
             **{
                 _path(task.route): _lookup_operation(task, security, errors)
                 for task in batch_tasks()

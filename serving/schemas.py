@@ -14,7 +14,7 @@ import json
 import re
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Union
 
 from pydantic import (
     AfterValidator,
@@ -171,6 +171,51 @@ class ScoreResponse(BaseModel):
     )
 
 
+MAX_QUERY_IDS = 20  # ids one predictive query may name on the sidecar
+
+# A transaction of a predictive query's realtime form: a ScoreRequest without its mode.
+Event = create_model(
+    "Event",
+    __config__=ConfigDict(extra="forbid", strict=True, allow_inf_nan=False),
+    __doc__="One transaction named by the query, as POST " + realtime_task().route + " takes it.",
+    **{key: (Identifier, ...) for key in EVENT_KEYS},
+    amount=(float, Field(ge=0, description="Amount of the transaction (>= 0, finite)")),
+    event_timestamp=(UtcTimestamp, ...),
+)
+
+
+class PredictRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={
+            "examples": [
+                {"query": "PREDICT churn_30d FOR customers.customer_id IN ('c000042', 'c000043')"},
+                {
+                    "query": "PREDICT fraud_probability FOR transactions.transaction_id = 't-42'",
+                    "events": [{**_EXAMPLE, "transaction_id": "t-42"}],
+                },
+            ]
+        },
+    )
+
+    query: str = Field(
+        min_length=1,
+        max_length=2000,
+        description="A predictive query of one or more ids (docs/predict.md): FOR <table>.<key> ="
+        f" '<id>' or IN (...), at most {MAX_QUERY_IDS} ids",
+    )
+    mode: Mode | None = Field(
+        default=None, description="Feature mode of realtime scoring (default: the server's mode)"
+    )
+    events: list[Event] | None = Field(  # type: ignore[valid-type]
+        default=None,
+        max_length=MAX_QUERY_IDS,
+        description="The realtime task's transactions, one per id of the query (the sidecar does"
+        " not read the warehouse)",
+    )
+
+
 def camel(name: str) -> str:
     """``churn_30d`` -> ``Churn30d``: model and operation names."""
     return "".join(part[:1].upper() + part[1:] for part in name.split("_"))
@@ -194,6 +239,15 @@ def _lookup_model(task: Task) -> type[BaseModel]:
 
 
 LOOKUP_RESPONSES = {task.name: _lookup_model(task) for task in batch_tasks()}
+
+
+class PredictResponse(BaseModel):
+    query: str
+    task: str = Field(description="The declared task the query resolved to")
+    path: str = Field(description="realtime (scored now) or lookup (the nightly batch score)")
+    predictions: list[Union[(ScoreResponse, *LOOKUP_RESPONSES.values())]] = Field(  # type: ignore[valid-type]  # noqa: UP007
+        description="One per id, in the query's order"
+    )
 
 
 FIELD_DESCRIPTION = (
@@ -263,8 +317,17 @@ def _where(loc: tuple) -> str:
 
 def parse_score_request(body: bytes) -> ScoreRequest:
     """Validates a raw JSON body; the first error becomes ``InvalidInput`` naming its field."""
+    return _parse(ScoreRequest, body)
+
+
+def parse_predict_request(body: bytes) -> PredictRequest:
+    """``parse_score_request`` for ``POST /v1/predict``."""
+    return _parse(PredictRequest, body)
+
+
+def _parse(model: type[BaseModel], body: bytes):
     try:
-        return ScoreRequest.model_validate_json(body)
+        return model.model_validate_json(body)
     except ValidationError as exc:
         error = exc.errors(include_url=False, include_input=False)[0]
         kind = error["type"]

@@ -294,7 +294,7 @@ class _Parser:
         key = self.column(table)
         if key != table.key:
             self.fail(f"{table.name} are identified by {table.key}, not {key}", key_pos)
-        ids = None if each else self.ids()
+        ids = None if each else tuple(dict.fromkeys(self.ids()))  # a repeated id counts once
         where: list[Condition] = []
         if self.at_word("WHERE"):
             where_pos = self.next().pos

@@ -184,6 +184,7 @@ ids = st.text(
     unit=st.sampled_from(sorted(pql.UNITS)),
 )
 @example(given_ids=["it's", "'", "''"], start=-1, length=1, unit="minutes")
+@example(given_ids=["a", "b", "a"], start=-400, length=400, unit="days")
 def test_ids_and_windows_come_back_as_written(given_ids, start, length, unit):
     quoted = ", ".join("'" + i.replace("'", "''") + "'" for i in given_ids)
     end = min(start + length, 0)
@@ -198,4 +199,4 @@ def test_ids_and_windows_come_back_as_written(given_ids, start, length, unit):
     assert count.aggregation.start == start * pql.UNITS[unit]
     assert count.aggregation.end == end * pql.UNITS[unit]
     single = pql.parse(f"PREDICT churn FOR customers.customer_id IN ({quoted})")
-    assert single.ids == tuple(given_ids)
+    assert single.ids == tuple(dict.fromkeys(given_ids))  # a repeated id counts once

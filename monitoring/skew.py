@@ -33,7 +33,7 @@ from monitoring import skew_gate
 from monitoring import skew_measures as measures
 from monitoring.flush import TABLE
 from monitoring.skew_causes import mismatch_causes
-from monitoring.skew_lag import sentences, served_lags
+from monitoring.skew_lag import arrival_sentence, arrivals, sentences, served_lags
 from monitoring.skew_measures import consequences, distribution_distances  # noqa: F401 (API)
 from skewless.schemas import EVENT_ID
 from skewless.tasks import realtime_task
@@ -176,6 +176,7 @@ class _ServedDay:
     truth: pd.DataFrame
     causes: dict[str, int]
     boosters: Future
+    arrivals: dict  # the day's late arrivals (skew_lag.arrivals)
 
 
 @dataclass(frozen=True)
@@ -234,10 +235,11 @@ def _load_day(cfg, day: date | None, mode: str | None, names: list[str]) -> _Ser
         served = served[known].reset_index(drop=True)
         truth = truth.loc[log[EVENT_ID]].reset_index(drop=True)
         causes = mismatch_causes(con, mode, log, served, truth, names)
+        arrived = arrivals(con, day, mode)
     finally:
         con.close()
         loader.shutdown(wait=False)
-    return _ServedDay(mode, day, log, served, truth, causes, boosters)
+    return _ServedDay(mode, day, log, served, truth, causes, boosters, arrived)
 
 
 def _feature_measures(served, offline, names: list[str]) -> tuple[dict, dict]:
@@ -306,6 +308,7 @@ def _assemble(served_day: _ServedDay, offline, features, feature_histograms, sco
         },
         "causes": served_day.causes,
         "lags": served_lags(log, served_day.served, truth),
+        "arrivals": served_day.arrivals,
         "thresholds": (limits := skew_gate.thresholds()),
         "anomalies": skew_gate.anomalies(features, served_day.mode, limits),
         "examples": measures.examples(
@@ -386,6 +389,8 @@ def format_table(report: dict) -> str:
     if report.get("lags"):
         lines += ["", "served age per feature group:"]
         lines += [f"  {line}" for line in sentences(report["lags"])]
+    if report.get("arrivals"):
+        lines += [f"  arrivals: {arrival_sentence(report['arrivals'])}"]
     found = report.get("anomalies", [])
     n = skew_gate.counts(found)
     lines += ["", f"anomalies: {n['anomalies']} ({n['gating']} gating)"]

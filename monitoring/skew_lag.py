@@ -96,3 +96,54 @@ def sentences(lags: dict) -> list[str]:
         if lag["no_row"]:
             lines[-1] += f"; {lag['no_row']} requests had no row"
     return lines
+
+
+def arrivals(con, day, mode: str) -> dict:
+    """The served day's events by how late they arrived (``arrival_timestamp`` after
+    ``event_timestamp``): ``events``, ``late`` and the ``delay_seconds`` of the late ones (median,
+    p90, max). In streaming mode also what the consumer's configuration makes of them (the
+    ``SKEWLESS_STREAM_*`` settings; `skewless stream-consumer` flags may differ):
+    ``processing_lag_seconds`` (every event is applied that long after it arrives),
+    ``allowed_lateness_seconds`` and ``dropped_late``, the events later than that (the consumer
+    drops them: arriving in order, an event's arrival is the watermark), with their ``share``."""
+    from datetime import datetime, timedelta
+
+    from skewless import settings
+
+    start = datetime.combine(day, datetime.min.time())
+    delays = con.execute(
+        "select epoch(arrival_timestamp) - epoch(event_timestamp) from stg_raw__transactions"
+        " where event_timestamp >= ? and event_timestamp < ?",
+        [start, start + timedelta(days=1)],
+    ).fetchnumpy()
+    delay = next(iter(delays.values())).astype(float) if delays else np.array([])
+    late = delay[delay > 0]
+    out = {"events": len(delay), "late": len(late), "delay_seconds": _summary(late)}
+    if mode == "streaming":
+        allowed = float(settings.get("SKEWLESS_STREAM_ALLOWED_LATENESS_SECONDS"))
+        dropped = int((delay > allowed).sum())
+        out["streaming"] = {
+            "processing_lag_seconds": float(settings.get("SKEWLESS_STREAM_LAG_SECONDS")),
+            "allowed_lateness_seconds": allowed,
+            "dropped_late": dropped,
+            "share": dropped / len(delay) if len(delay) else None,
+        }
+    return out
+
+
+def arrival_sentence(arrived: dict) -> str:
+    """The day's late arrivals in one line, and in streaming mode what the consumer drops."""
+    n, late = arrived["events"], arrived["late"]
+    line = f"{late:,} of {n:,} events of the day arrived late"
+    if late:
+        d = arrived["delay_seconds"]
+        line += f" (median {duration(d['median'])}, max {duration(d['max'])} after their time)"
+    stream = arrived.get("streaming")
+    if stream:
+        line += (
+            f"; the stream consumer applies events {duration(stream['processing_lag_seconds'])}"
+            f" after they arrive and drops those over"
+            f" {duration(stream['allowed_lateness_seconds'])} late: {stream['dropped_late']:,}"
+            f" ({100 * (stream['share'] or 0):.2f}%)"
+        )
+    return line

@@ -24,7 +24,7 @@ CONTRACT = {
     "causes",
 }
 EXTRA = {"date", "threshold", "model_versions", "examples", "histograms", "thresholds", "anomalies"}
-EXTRA |= {"lags"}
+EXTRA |= {"lags", "arrivals"}
 QUALITY_KEYS = {"served_average_precision", "offline_average_precision"}
 QUALITY_KEYS |= {"served_recall", "offline_recall", "labelled", "frauds"}
 FEATURE_KEYS = {"match_rate", "mean_abs_diff", "p95_abs_diff", "js_divergence", "psi"}
@@ -277,6 +277,56 @@ def test_cli_json_and_table(env, serving_env, day_truth, capsys):
     out = capsys.readouterr().out
     assert "customer_tx_count_7d" in out and "mismatch causes" in out
     assert "prediction impact:" in out and "features at serving time:" in out
+
+
+def test_arrivals_count_the_late_events_and_what_streaming_drops(
+    env, serving_env, day_truth, monkeypatch
+):
+    from skewless import warehouse
+
+    day, truth = day_truth
+    con = warehouse.connect(env.warehouse_path)
+    try:
+        ids = [
+            r[0]
+            for r in con.execute(
+                "select transaction_id from raw.transactions where event_timestamp::date = ?"
+                " order by transaction_id limit 5",
+                [day],
+            ).fetchall()
+        ]
+        for i, transaction_id in enumerate(ids):  # 3 two hours late, 2 half an hour
+            late = "2 hours" if i < 3 else "30 minutes"
+            con.execute(
+                "update raw.transactions set arrival_timestamp = event_timestamp"
+                f" + interval '{late}' where transaction_id = ?",
+                [transaction_id],
+            )
+        (events,) = con.execute(
+            "select count(*) from stg_raw__transactions where event_timestamp::date = ?", [day]
+        ).fetchone()
+    finally:
+        con.close()
+    monkeypatch.setenv("SKEWLESS_STREAM_ALLOWED_LATENESS_SECONDS", "3600")
+    monkeypatch.setenv("SKEWLESS_STREAM_LAG_SECONDS", "10")
+    insert_log(env, truth, "streaming", serving_env.model_version)
+    insert_log(env, truth, "exact", serving_env.model_version)
+    streaming = skew.skew_report(day, mode="streaming", cfg=env)
+    assert streaming["arrivals"] == {
+        "events": events,
+        "late": 5,
+        "delay_seconds": {"median": 7200.0, "p90": 7200.0, "max": 7200.0},
+        "streaming": {
+            "processing_lag_seconds": 10.0,
+            "allowed_lateness_seconds": 3600.0,
+            "dropped_late": 3,
+            "share": 3 / events,
+        },
+    }
+    text = skew.format_table(streaming)
+    assert "5 of " in text and "drops those over 1.0 h late: 3" in text
+    exact = skew.skew_report(day, mode="exact", cfg=env)
+    assert "streaming" not in exact["arrivals"] and exact["arrivals"]["late"] == 5
 
 
 def with_threshold(cfg, version: str, threshold: float):

@@ -13,7 +13,7 @@ import math
 from html import escape
 
 from monitoring import skew_gate
-from monitoring.skew_lag import duration, sentences
+from monitoring.skew_lag import arrival_sentence, duration, sentences
 from skewless.schemas import EVENT_ID
 from skewless.tasks import realtime_task
 
@@ -156,7 +156,7 @@ def render(report: dict) -> str:
         *_quality(report["quality"]),
         *_decisions(report["decisions"]),
         *_causes(report["causes"]),
-        *_lags(report.get("lags", {})),
+        *_lags(report.get("lags", {}), report.get("arrivals")),
         *_features(report),
     ]
     histograms = report.get("histograms", {})
@@ -272,8 +272,9 @@ def _causes(c: dict) -> list[str]:
     )
 
 
-def _lags(lags: dict) -> list[str]:
-    """How old the rows behind each group's served values were (the lag estimate)."""
+def _lags(lags: dict, arrivals: dict | None = None) -> list[str]:
+    """How old the rows behind each group's served values were (the lag estimate), and the day's
+    late arrivals."""
     if not lags:
         return []
     head = ["feature group", "mismatching requests", "median age", "p90 age", "max age",
@@ -290,7 +291,8 @@ def _lags(lags: dict) -> list[str]:
         ]  # fmt: skip
         for group, lag in lags.items()
     ]
-    notes = "".join(f"<li>{escape(line)}</li>" for line in sentences(lags))
+    lines = sentences(lags) + ([f"arrivals: {arrival_sentence(arrivals)}"] if arrivals else [])
+    notes = "".join(f"<li>{escape(line)}</li>" for line in lines)
     return [
         '<section id="lags"><h2>Served age per feature group</h2>',
         "<p>A request at t was served each group's values as of the time its row was computed "

@@ -10,9 +10,10 @@ by DuckDB; the JSON fields (features, features_missing, feature_timestamps) stay
 from __future__ import annotations
 
 from serving import log
+from skewless.schemas import SERVING_LOG_TABLE
 
-SCHEMA = "serving"
-TABLE = f"{SCHEMA}.serving_log"
+TABLE = SERVING_LOG_TABLE
+SCHEMA = TABLE.split(".")[0]
 
 _DDL = (
     f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}",

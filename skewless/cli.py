@@ -8,7 +8,7 @@ import sys
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
-from skewless import cli_serving, settings, tasks
+from skewless import cli_serving, modes, settings, tasks
 from skewless.cli_serving import print_json
 
 
@@ -292,7 +292,12 @@ def _add_model_commands(sub) -> None:
     for name in ("train-start", "train-end", "test-start", "test-end"):
         p.add_argument(f"--{name}", type=_timestamp, help="UTC date or time; ends are exclusive")
     p.add_argument("--as-of", type=_timestamp, help="use only labels known at this time")
-    p.add_argument("--source", choices=["warehouse", "feast"], help="where features come from")
+    p.add_argument(
+        "--source",
+        choices=["warehouse", "feast", "serving-log", *(f"serving-log:{m}" for m in modes.NAMES)],
+        help="where features come from: the dbt training set (default), Feast's point-in-time"
+        " retrieval, or the serving log (as served; :<mode> for one mode's requests)",
+    )
     p.add_argument("--no-register", action="store_true", help="log the run, register no version")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.set_defaults(func=cmd_train)

@@ -28,6 +28,8 @@ OPTIONAL_COLUMNS = ("is_fraud", "arrival_timestamp", "label_timestamp")
 # label_timestamp.
 EVENT_KEYS: tuple[str, ...] = (EVENT_ID, *ENTITY_KEYS)
 
+# The serving log in the warehouse: one row per served request (monitoring/flush.py loads it).
+SERVING_LOG_TABLE = "serving.serving_log"
 RAW_SCHEMA = "raw"
 TRANSACTIONS_TABLE = f"{RAW_SCHEMA}.transactions"
 QUARANTINE_TABLE = f"{RAW_SCHEMA}.transactions_quarantine"

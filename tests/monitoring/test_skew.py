@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -434,3 +434,41 @@ def test_recall_and_average_precision_match_sklearn(planted):
     assert q["offline_average_precision"] == pytest.approx(
         average_precision_score(y, truth.loc[known, "score"])
     )
+
+
+def test_training_on_the_serving_log_takes_the_features_as_served(env, serving_env, day_truth):
+    """``source="serving-log"``: the labelled rows of served transactions with the features they
+    were scored on (train like you serve); one mode's with ``serving-log:<mode>``."""
+    from models import datasets
+
+    day, truth = day_truth
+    served = truth.copy()
+    served["customer_tx_count_7d"] += 100  # what the sidecar served differs from the truth
+    insert_log(env, truth.head(30), "exact", serving_env.model_version)
+    insert_log(env, truth, "streaming", serving_env.model_version, served)
+    start = datetime.combine(day, datetime.min.time())
+    window = [(start, start + timedelta(days=1))]
+    names = datasets.feature_columns("fraud")
+
+    def load(source):
+        return datasets.load_windows("fraud", window, cfg=env, source=source)
+
+    warehouse_frame = load("warehouse")
+    labelled = warehouse_frame.keys["transaction_id"].isin(truth["transaction_id"])
+    exact = load("serving-log:exact")
+    assert exact.source == "serving-log:exact" and list(exact.X.columns) == names
+    assert set(exact.keys["transaction_id"]) == set(truth.head(30)["transaction_id"]) & set(
+        warehouse_frame.keys["transaction_id"]
+    )
+    by_id = truth.set_index("transaction_id")
+    ids = exact.keys["transaction_id"]
+    assert np.allclose(exact.X.to_numpy(), by_id.loc[ids, names].to_numpy(), equal_nan=True)
+    assert (exact.y.to_numpy() == by_id.loc[ids, "is_fraud"].to_numpy()).all()
+
+    streaming = load("serving-log:streaming")
+    assert len(streaming.X) == int(labelled.sum())
+    assert (streaming.X["customer_tx_count_7d"].to_numpy() >= 100).all()
+    latest = load("serving-log")  # any mode: the latest request of each transaction
+    assert len(latest.X) == len(streaming.X)
+    with pytest.raises(ValueError, match=r"serving-log:materialized: no served request"):
+        load("serving-log:materialized")

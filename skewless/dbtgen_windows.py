@@ -87,7 +87,7 @@ def _label_steps(labeled) -> tuple[list[Branch], list[str]]:
       labelled at most W (``label_time_within``) after them: label rows of the stream count from
       label_timestamp to floor(label_timestamp, h) + h + w; a label not after its event is no
       label row but a step (added) from event_timestamp + 1 us to that end.
-    Steps starting at the same time share one branch.
+    Steps with the same start and the same condition share one branch.
     """
     starts: dict[tuple[str, str], dict[str, str]] = {}
     branches, selects = [], []
@@ -179,8 +179,8 @@ class _Plan:
     computed: list[Feature]  # every feature, in the order of the declaration
     tiled: list[Feature]  # counts, sums, means: hop tiles plus t's own tile
     last: list[Feature]  # seconds since the last event: a frame over the stream
-    distinct: list[Feature]  # distinct counts: steps
-    labeled: list[Feature]  # label-based rates: steps
+    distinct: list[Feature]  # distinct counts: tiles of distinct (value, time), less steps
+    labeled: list[Feature]  # label-based rates: tiles of labels, corrected by steps
 
     @classmethod
     def of(cls, group: F.FeatureGroup) -> _Plan:
@@ -482,7 +482,7 @@ def _steps_blocks(
     return [
         *extra_ctes,
         f"""step_changes as (
-    -- +1 when an event starts to count, -1 when it stops (see skewless/dbtgen.py)
+    -- what the tiles miscount, per entity and time: +1 from when, -1 until (skewless/dbtgen.py)
     select entity_id, ts,
         {sums}
     from (

@@ -305,8 +305,8 @@ def _twice(kind: str, names: Iterable[str]) -> None:
 
 def check(entities, groups, services, tasks) -> None:
     """ValueError naming what is wrong with a declaration: a name, join key, feature or route
-    declared twice, a group's entity, a service's group or a task's service not declared, or a
-    window's hop that does not fit it."""
+    declared twice, a group's entity, a service's group or a task's service not declared, a
+    window's hop that does not fit it, or an offset that is not a whole number of a window's hop."""
     check_hops(WINDOWS, HOPS)
     _twice("entity", (e.name for e in entities))
     _twice("join key", (e.join_key for e in entities))
@@ -318,6 +318,14 @@ def check(entities, groups, services, tasks) -> None:
     for g in groups:
         if g.entity not in entities:
             raise ValueError(f"feature group {g.name!r}: entity {g.entity.name!r} not in ENTITIES")
+        for aggregate in g.aggregates:  # the windows end on a tile: the SQL reads whole tiles
+            for window in g.windows if aggregate.offset else ():
+                if aggregate.shift % window_hop(window):
+                    raise ValueError(
+                        f"feature group {g.name!r}: {aggregate.name} offset={aggregate.offset!r}"
+                        f" is not a whole number of window {window!r}'s hop"
+                        f" ({window_hop(window)}): use a multiple of it"
+                    )
     for s in services:
         for g in s.groups:
             if g not in groups:

@@ -433,6 +433,8 @@ class Layout:
                     covers.clear()
                 cover = covers[key] = self._make_cover(*key, levels)
             out[window.name] = cover
+        # built before the plan is shared: threads of a worker read it while others evaluate
+        out[_FIELDS] = sorted({name for c in out.values() for name, _, _ in c.entries})
         return out
 
     def _make_cover(self, label_time: bool, start: int, end: int, level: int | None, levels):
@@ -449,12 +451,7 @@ class Layout:
 
     def fields_at(self, at: datetime) -> list[str]:
         """Every tile field a request at ``at`` reads, each once."""
-        plan = self.plan(at)
-        fields = plan.get(_FIELDS)
-        if fields is None:
-            names = {name for cover in plan.values() for name, _, _ in cover.entries}
-            fields = plan[_FIELDS] = sorted(names)
-        return fields
+        return self.plan(at)[_FIELDS]
 
     def evaluate(
         self,

@@ -139,7 +139,7 @@ class Aggregate:
     agg: Agg
     column: str | None = None
     description: str = ""
-    # A key of WINDOWS: each window ends this long before t,
+    # A key of WINDOWS, a whole number of each window's hop: each window ends this long before t,
     # [floor(t - offset - w, hop), floor(t - offset, hop)).
     offset: str | None = None
     # A key of WINDOWS: the window runs over label time instead: labels that became known in

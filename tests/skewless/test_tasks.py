@@ -69,5 +69,11 @@ def test_a_declaration_that_does_not_hold_together_is_refused(tmp_path):
     renamed = dataclasses.replace(TASKS["fraud"], name="fraud_copy")
     with pytest.raises(ValueError, match=r"route declared twice: \['/v1/fraud/score'\]"):
         F.check(entities, groups, services, (*tasks_, renamed))
+    merchant = next(g for g in groups if g.name == "merchant_transaction_windows")
+    risk = next(a for a in merchant.aggregates if a.offset)
+    hourly = dataclasses.replace(risk, name="merchant_risk_1h_back", offset="1h")
+    off_hop = dataclasses.replace(merchant, aggregates=(*merchant.aggregates, hourly))
+    with pytest.raises(ValueError, match=r"offset='1h' is not a whole number of window '30d'"):
+        F.check(entities, [off_hop if g is merchant else g for g in groups], services, tasks_)
     with pytest.raises(FileNotFoundError, match="SKEWLESS_DECLARATION="):
         F.load_extension(tmp_path / "missing.py")

@@ -150,7 +150,7 @@ merchant_id_visits as (
 ),
 
 step_changes as (
-    -- +1 when an event starts to count, -1 when it stops (see skewless/dbtgen.py)
+    -- what the tiles miscount, per entity and time: +1 from when, -1 until (skewless/dbtgen.py)
     select entity_id, ts,
         sum(n_customer_merchant_distinct_1h) as n_customer_merchant_distinct_1h,
         sum(n_customer_merchant_distinct_1d) as n_customer_merchant_distinct_1d,

@@ -139,7 +139,7 @@ labels as (
 ),
 
 step_changes as (
-    -- +1 when an event starts to count, -1 when it stops (see skewless/dbtgen.py)
+    -- what the tiles miscount, per entity and time: +1 from when, -1 until (skewless/dbtgen.py)
     select entity_id, ts,
         sum(n_merchant_fraud_risk_1d) as n_merchant_fraud_risk_1d,
         sum(y_merchant_fraud_risk_1d) as y_merchant_fraud_risk_1d,

@@ -172,6 +172,8 @@ def load_windows(
     if source not in SOURCES:
         raise ValueError(f"source={source!r}: expected one of {SOURCES}")
     spec = get_task(task)
+    if source.startswith("serving-log") and not spec.realtime:
+        raise ValueError(f"source {source}: {spec.name} is a batch task, its rows are not served")
     cfg = cfg or settings_module.load()
     windows = [(naive_utc(start), naive_utc(end)) for start, end in windows]
     as_of = naive_utc(as_of)
@@ -226,10 +228,6 @@ def _join_feast_features(cfg, spec: Task, rows: pd.DataFrame) -> pd.DataFrame:
 def _join_served_features(con, spec: Task, rows: pd.DataFrame, mode: str | None) -> pd.DataFrame:
     """The rows of served transactions, each with the features of its latest logged request (in
     ``mode`` when given) as columns ``served:<feature>``."""
-    if not spec.realtime:
-        raise ValueError(
-            f"source serving-log: {spec.name} is a batch task, its rows are not served"
-        )
     names = feature_columns(spec.name)
     structure = json.dumps({n: "DOUBLE" for n in names}).replace("'", "''")
     fields = ", ".join(f'f."{n}" as "served:{n}"' for n in names)

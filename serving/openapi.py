@@ -200,7 +200,7 @@ def openapi(
             "title": title,
             "version": version,
             "description": "Fraud scoring at authorization time, batch-score lookups and"
-            " predictive queries of single entities.",
+            " predictive queries of given ids.",
         },
         "paths": {
             **_score_path(security, errors),

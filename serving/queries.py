@@ -15,7 +15,7 @@ from flask import Blueprint, g, request
 
 from serving.auth import require_token
 from serving.errors import response
-from serving.lookups import nightly_score
+from serving.lookups import MAX_ID_LENGTH, nightly_score
 from serving.schemas import MAX_QUERY_IDS, InvalidInput, ScoreRequest, parse_predict_request
 from serving.scoring import request_id
 from serving.sidecar import sidecar
@@ -44,24 +44,28 @@ def predict():
         )
     if len(query.ids) > MAX_QUERY_IDS:
         raise InvalidInput("/query", f"{len(query.ids)} ids, at most {MAX_QUERY_IDS}", '"query"')
+    rid = request_id()
     if query.task.realtime:
         mode = body.mode.value if body.mode else app.default_mode
         g.mode = mode
-        predictions = _realtime(query, body, mode)
+        predictions = _realtime(query, body, mode, rid)
     else:
-        if body.events is not None:
-            raise InvalidInput(
-                "/events", f"{query.task.name} is a batch task: no events", '"events"'
-            )
+        for field, given in (("events", body.events), ("mode", body.mode)):
+            if given is not None:
+                message = f"{query.task.name} is a batch task: its nightly score takes no {field}"
+                raise InvalidInput(f"/{field}", message, f'"{field}"')
+        if any(len(i) > MAX_ID_LENGTH for i in query.ids):
+            raise InvalidInput("/query", f"an id longer than {MAX_ID_LENGTH} characters", '"query"')
         predictions = [nightly_score(query.task, i, "/query") for i in query.ids]
     path = "realtime" if query.task.realtime else "lookup"
     return response(
         200,
         {"query": body.query, "task": query.task.name, "path": path, "predictions": predictions},
+        {"X-Request-ID": rid},
     )
 
 
-def _realtime(query: pql.Query, body, mode: str) -> list[dict]:
+def _realtime(query: pql.Query, body, mode: str, rid: str) -> list[dict]:
     """Each id's event scored by the sidecar, in the query's order."""
     if body.events is None:
         raise InvalidInput(
@@ -83,11 +87,11 @@ def _realtime(query: pql.Query, body, mode: str) -> list[dict]:
     missing = [i for i in query.ids if i not in by_id]
     if missing:
         raise InvalidInput("/events", f"no event for {', '.join(map(repr, missing))}", '"events"')
-    app, rid = sidecar(), request_id()
+    app = sidecar()
     out = []
     for n, transaction_id in enumerate(query.ids):
         event = ScoreRequest.model_construct(**by_id[transaction_id].model_dump(), mode=None)
-        one = rid if len(query.ids) == 1 else f"{rid[:56]}.{n}"
+        one = rid if len(query.ids) == 1 else f"{rid[:56]}.{n}"  # the log's ids: <= 64 chars
         out.append(app.score(event, mode, one, g.started))
     return out
 

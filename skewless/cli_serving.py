@@ -136,24 +136,35 @@ def cmd_skew_report(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from models.batch_score import MissingFeatures
+    from models.registry import NoChampion
     from skewless import pql, predict, redis_server
 
+    if args.out and Path(args.out).suffix not in (".csv", ".parquet", ".json"):
+        print(f"error: --out {args.out}: expected a .csv, .parquet or .json file", file=sys.stderr)
+        return 2
     try:
         query = pql.parse(args.query)
         result = predict.run(query, settings.load(), day=args.date, mode=args.mode)
     except pql.QueryError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except (predict.PredictError, redis_server.RedisUnavailable) as exc:
+    except (
+        predict.PredictError,
+        redis_server.RedisUnavailable,
+        NoChampion,
+        MissingFeatures,
+    ) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     if args.out:
         out = Path(args.out)
-        writers = {".csv": result.rows.to_csv, ".parquet": result.rows.to_parquet}
         if out.suffix == ".json":
             out.write_text(json.dumps(result.as_dict(), indent=2, default=str))
+        elif out.suffix == ".csv":
+            result.rows.to_csv(out, index=False)
         else:
-            writers[out.suffix](out, index=False)
+            result.rows.to_parquet(out, index=False)
     if args.json:
         print_json(result.as_dict(limit=None if args.out is None else args.limit))
         return 0

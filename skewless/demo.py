@@ -246,8 +246,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\nsidecar on 127.0.0.1:{args.port}, held-out day {held_out}:")
             for mode, report in realtime(cfg, held_out, args.port).items():
                 _print_skew(mode, report)
-        riskiest = str(result["riskiest"]["transaction_id"].iloc[0])
-        predictive_queries(cfg, day, riskiest, redis_url)
+        if not args.batch_only:  # the realtime query runs the sidecar's app in this process
+            riskiest = str(result["riskiest"]["transaction_id"].iloc[0])
+            predictive_queries(cfg, day, riskiest, redis_url)
     finally:
         if owns_redis:
             redis_server.stop(cfg.redis_dir)

@@ -41,6 +41,7 @@ AGGREGATIONS = ("COUNT", "SUM", "AVG", "MIN", "MAX")
 UNITS = {"days": timedelta(days=1), "hours": timedelta(hours=1), "minutes": timedelta(minutes=1)}
 COMPARISONS = ("=", "!=", "<>", "<=", ">=", "<", ">")
 _NUMERIC = ("amount",)  # the raw contract's numeric columns (SUM, AVG, MIN, MAX)
+MAX_WINDOW = timedelta(days=3650)  # the farthest a window may reach from t, either way
 
 _TOKEN = re.compile(
     r"""\s*(?:
@@ -89,11 +90,12 @@ class Aggregation:
 
     def __str__(self) -> str:
         column = self.column or "*"
-        days = [int(b / timedelta(days=1)) for b in (self.start, self.end)]
-        if all(b % timedelta(days=1) == timedelta(0) for b in (self.start, self.end)):
-            return f"{self.function}({self.table}.{column}, {days[0]}, {days[1]}, days)"
-        hours = [int(b / timedelta(hours=1)) for b in (self.start, self.end)]
-        return f"{self.function}({self.table}.{column}, {hours[0]}, {hours[1]}, hours)"
+        # the longest unit both bounds are whole numbers of (UNITS: longest first)
+        unit, length = next(
+            (u, n) for u, n in UNITS.items() if self.start % n == self.end % n == timedelta(0)
+        )
+        start, end = (int(b / length) for b in (self.start, self.end))
+        return f"{self.function}({self.table}.{column}, {start}, {end}, {unit})"
 
 
 @dataclass(frozen=True)
@@ -146,8 +148,14 @@ class _Parser:
 
     # -- errors ------------------------------------------------------------------------------------
     def fail(self, message: str, pos: int | None = None):
+        """QueryError: the message, then the query's line holding ``pos`` with a caret under it."""
         pos = self.peek().pos if pos is None else pos
-        raise QueryError(f"{message} at position {pos + 1}\n  {self.text}\n  {' ' * pos}^")
+        start = self.text.rfind("\n", 0, pos) + 1
+        end = self.text.find("\n", pos)
+        line = self.text[start : end if end >= 0 else len(self.text)]
+        row, column = self.text.count("\n", 0, pos) + 1, pos - start
+        where = f"line {row}, column {column + 1}" if "\n" in self.text else f"position {pos + 1}"
+        raise QueryError(f"{message} at {where}\n  {line}\n  {' ' * column}^")
 
     # -- tokens ------------------------------------------------------------------------------------
     def peek(self) -> _Token:
@@ -192,6 +200,8 @@ class _Parser:
             return self.next().text
         if token.kind != "string":
             self.fail(f"expected an id in quotes ('T-90042'), got {self._shown(token)}")
+        if token.text == "''":
+            self.fail("an empty id")
         return self.next().text[1:-1].replace("''", "'")
 
     @staticmethod
@@ -254,6 +264,8 @@ class _Parser:
         self.op(")")
         if start >= end:
             self.fail(f"a window ends after it starts: ({start:g}, {end:g})", start_pos)
+        if max(abs(start), abs(end)) * (unit / timedelta(days=1)) > MAX_WINDOW.days:
+            self.fail(f"a window reaches at most {MAX_WINDOW.days} days from t", start_pos)
         return Aggregation(function, table.name, column, start * unit, end * unit)
 
     def comparison(self) -> tuple[str, float]:
@@ -277,14 +289,16 @@ class _Parser:
 
     def parse(self) -> Query:
         self.word("PREDICT")
-        target_pos = self.peek().pos
+        target_pos, target_table = self.peek().pos, None
         if self.peek().kind == "name" and self.tokens[self.i + 1].text == "(":
             target = (self.aggregation(), *self.comparison())
         else:
             target = self.name("a task, its score or its label").text
             if self.peek().text == ".":  # table.column, e.g. transactions.is_fraud
+                self.i -= 1
+                target_table, _ = self.table()
                 self.next()
-                target = self.name("a column").text
+                target = self.name(f"a column of {target_table.name}").text
         self.word("FOR")
         each = self.at_word("EACH")
         if each:
@@ -307,11 +321,20 @@ class _Parser:
         if self.peek().kind != "end":
             self.fail(f"unexpected {self._shown(self.peek())}")
         task = _resolve(target, table, self, target_pos)
+        if target_table is not None and target_table.name != table.name:
+            self.fail(f"{target} is predicted per row of {table.name}, not {target_table.name}",
+                      target_pos)  # fmt: skip
         if where and table.entity is None:
             self.fail(f"WHERE filters entities, not {table.name}", table_token.pos)
         return Query(self.text, task, table, ids, tuple(where))
 
     def condition(self, table: Table) -> Condition:
+        if (
+            self.peek().kind == "name"
+            and self.peek().text in tables()
+            and self.peek().text != table.name
+        ):
+            self.fail(f"WHERE compares {table.name}.{table.key} or aggregations only")
         if self.peek().kind == "name" and self.peek().text == table.name:
             self.next()
             key_pos = self.peek().pos + 1

@@ -138,7 +138,8 @@ def _lookup(query: pql.Query, url: str, started: float) -> Result:
     if missing:
         raise PredictError(
             f"no {task.name} score for {task.entity.name} {', '.join(map(repr, missing))}: "
-            f"the nightly batch scores active {task.entity.name}s (`skewless score {task.name}`)"
+            f"the nightly batch scores every {task.entity.name} seen before its day"
+            f" (`skewless score {task.name}`)"
         )
     rows = []
     for entity_id, reply in zip(query.ids, replies, strict=True):

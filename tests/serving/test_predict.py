@@ -61,6 +61,7 @@ def test_post_predict_scores_the_events_it_is_sent(serving_env, transactions, cl
     got = body["predictions"]
     assert [p["transaction_id"] for p in got] == list(ids)  # the query's order
     assert [p["request_id"] for p in got] == ["q-1.0", "q-1.1"]
+    assert answer.headers["X-Request-ID"] == "q-1"
     for event, prediction in zip(events, got, strict=True):
         scored = client.post("/v1/fraud/score", json={**event, "mode": "exact"}).get_json()
         assert scored["fraud_probability"] == prediction["fraud_probability"]
@@ -112,6 +113,16 @@ def test_post_predict_looks_up_nightly_scores(client, serving_env):
             {"query": "PREDICT churn FOR customers.customer_id = 'c1'", "limit": 3},
             "/limit",
             "unknown field",
+        ),  # fmt: skip
+        (
+            {"query": "PREDICT churn FOR customers.customer_id = 'c1'", "mode": "exact"},
+            "/mode",
+            "batch task",
+        ),  # fmt: skip
+        (
+            {"query": f"PREDICT churn FOR customers.customer_id = '{'c' * 129}'"},
+            "/query",
+            "longer than 128 characters",
         ),  # fmt: skip
     ],
 )

@@ -159,12 +159,44 @@ def _caret_under(message: str) -> str:
         ("PREDICT churn FOR EACH customers.customer_id LIMIT 5", "unexpected 'LIMIT'", "LIMIT"),
         ("PREDICT churn FOR customers.customer_id = c1", "expected an id in quotes", "c1"),
         ("PREDICT churn FOR EACH customers.customer_id;", "unexpected character ';'", ";"),
+        ("PREDICT nope.churn FOR EACH customers.customer_id", "unknown table 'nope'", "nope"),
+        (
+            "PREDICT customers.is_fraud FOR EACH transactions.transaction_id",
+            "is_fraud is predicted per row of transactions, not customers",
+            "customers.is_fraud",
+        ),  # fmt: skip
+        (
+            "PREDICT churn FOR EACH customers.customer_id WHERE merchants.merchant_id = 'x'",
+            "WHERE compares customers.customer_id or aggregations only",
+            "merchants",
+        ),  # fmt: skip
+        (
+            "PREDICT churn FOR EACH customers.customer_id WHERE COUNT(transactions.*, -10, 30,"
+            " minutes) > 1",
+            "COUNT(transactions.*, -10, 30, minutes) ends after t",
+            "COUNT",
+        ),  # fmt: skip
+        (
+            "PREDICT churn FOR EACH customers.customer_id WHERE COUNT(transactions.*, 0,"
+            " 99999999999) > 1",
+            "a window reaches at most 3650 days from t",
+            "0, 99",
+        ),  # fmt: skip
+        ("PREDICT churn FOR customers.customer_id IN ('c1', '')", "an empty id", "''"),
     ],
 )
 def test_errors_name_the_problem_and_point_at_the_token(text, says, at):
     message = _error(text)
     assert says in message
     assert _caret_under(message).startswith(at)
+
+
+def test_a_query_on_several_lines_shows_the_line_at_fault():
+    message = _error(
+        "PREDICT churn\nFOR EACH customers.customer_id\nWHERE COUNT(transactions.*, -7, 0) >> 1"
+    )
+    assert message.startswith("expected a value (a number), got '>' at line 3, column 37")
+    assert _caret_under(message) == "> 1"
 
 
 def test_an_empty_query_says_what_one_looks_like():

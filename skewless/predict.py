@@ -107,7 +107,9 @@ def _batch(query: pql.Query, cfg, day: date | None, url: str | None, started: fl
             f" on a{i}.{key} = p.{key}"
         )
         join_params += [at + agg.start, at + agg.end]
-        measured = f"coalesce(a{i}.v, 0)" if agg.function == "COUNT" else f"a{i}.v"
+        # of no transactions: a count and a sum are 0 (as the declared windows' are), a mean,
+        # minimum or maximum has no value and the condition is false
+        measured = f"coalesce(a{i}.v, 0)" if agg.function in ("COUNT", "SUM") else f"a{i}.v"
         filters.append(f"{measured} {condition.op} ?")
         filter_params.append(condition.value)
     sql = (

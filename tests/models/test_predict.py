@@ -85,6 +85,19 @@ def test_for_each_is_the_batch_score_dags_day_and_where_filters_it(pipeline_copy
     got = filtered.rows.set_index("customer_id")["churn_probability"]
     assert got.to_dict() == by_id[got.index].to_dict()
 
+    # an entity without transactions in the window sums 0, as the declared windows do
+    quiet = predict.run(
+        pql.parse(
+            "PREDICT churn FOR EACH customers.customer_id WHERE SUM(transactions.amount, -7, 0) < 1"
+        ),
+        cfg,
+        day=DAY,
+        redis_url=redis_db,
+    )
+    spent_little = set(spent[spent["total"] < 1]["customer_id"])
+    idle = set(scored["customer_id"]) - set(spent["customer_id"])
+    assert idle and set(quiet.rows["customer_id"]) == idle | spent_little
+
     # FOR <key> IN (...): the nightly scores by key lookup, as the sidecar's GET route reads them
     some = list(scored["customer_id"][:3])
     quoted = ", ".join(f"'{i}'" for i in some)

@@ -81,7 +81,7 @@ def _realtime(query: pql.Query, body, mode: str, rid: str) -> list[dict]:
                 "not one of the query's ids"
                 if event.transaction_id not in query.ids
                 else "sent twice",
-                f'"transaction_id" in {i} in "events"',
+                f'"transaction_id" in "{i}" in "events"',
             )
         by_id[event.transaction_id] = event
     missing = [i for i in query.ids if i not in by_id]

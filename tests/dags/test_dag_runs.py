@@ -106,6 +106,18 @@ def test_the_batch_loop_runs_in_order_and_is_idempotent(env, dags):
         churn.sort_values("customer_id").reset_index(drop=True),
     )
 
+    # the predictive queries of the batch path answer what the batch_score DAG wrote
+    from skewless import pql, predict
+
+    for text, dag_rows, key in (
+        ("PREDICT churn_30d FOR EACH customers.customer_id", churn, "customer_id"),
+        ("PREDICT fraud_probability FOR EACH transactions.transaction_id", fraud, "transaction_id"),
+    ):
+        answer = predict.run(pql.parse(text), cfg, day=DAY)
+        pd.testing.assert_frame_equal(
+            answer.rows, dag_rows.sort_values(key).reset_index(drop=True), check_dtype=False
+        )
+
 
 def log_requests(cfg, redis_url: str, day: date, n: int = 30) -> dict[str, int]:
     """Writes the serving log the sidecar would have written for the day's first n transactions,

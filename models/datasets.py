@@ -225,18 +225,26 @@ def _join_feast_features(cfg, spec: Task, rows: pd.DataFrame) -> pd.DataFrame:
     return joined
 
 
+def served_features_sql(names: Sequence[str]) -> tuple[str, str, list[str]]:
+    """The serving log's JSON feature vectors (column ``features``) as DuckDB columns, parsed by
+    DuckDB (a Python json.loads per row costs ~1.5 s per 100K requests): the ``json_transform``
+    expression aliased ``f``, the select list of its fields and their column names
+    (``feature:<i>``, which no log column shadows)."""
+    structure = json.dumps({n: "DOUBLE" for n in names}).replace("'", "''")
+    columns = [f"feature:{i}" for i in range(len(names))]
+    fields = ", ".join(f'f."{n}" as "{c}"' for n, c in zip(names, columns, strict=True))
+    return f"json_transform(features, '{structure}') as f", fields, columns
+
+
 def _join_served_features(con, spec: Task, rows: pd.DataFrame, mode: str | None) -> pd.DataFrame:
     """The rows of served transactions, each with the features of its latest logged request (in
-    ``mode`` when given) as columns ``served:<feature>``."""
-    names = feature_columns(spec.name)
-    structure = json.dumps({n: "DOUBLE" for n in names}).replace("'", "''")
-    fields = ", ".join(f'f."{n}" as "served:{n}"' for n in names)
+    ``mode`` when given) as ``served_features_sql``'s columns."""
+    parsed, fields, _ = served_features_sql(feature_columns(spec.name))
     where, params = ("where mode = ?", [mode]) if mode else ("", [])
     try:
         served = con.execute(
             f"select {EVENT_ID}, {fields} from ("  # noqa: S608 - names from the declaration
-            f"  select {EVENT_ID}, json_transform(features, '{structure}') as f from"
-            f" {SERVING_LOG_TABLE} {where}"
+            f"  select {EVENT_ID}, {parsed} from {SERVING_LOG_TABLE} {where}"
             f"  qualify row_number() over (partition by {EVENT_ID} order by served_at desc,"
             "   request_id desc) = 1)",
             params,
@@ -257,17 +265,16 @@ def _assemble(spec: Task, rows: pd.DataFrame, source: str) -> TrainingFrame:
     from skewless.features import request_features_frame
 
     rows = rows.reset_index(drop=True)
+    names = feature_columns(spec.name)
     if source.startswith("serving-log"):  # every model feature as it was served
-        X = rows[[f"served:{n}" for n in feature_columns(spec.name)]].astype("float64")
-        X.columns = feature_columns(spec.name)
-        y = rows[spec.label].astype("int8").rename(spec.label)
-        keys = rows[[*spec.ids, "event_timestamp", *spec.extra_columns]].copy()
-        return TrainingFrame(spec.name, X, y, keys, source)
-    X = rows[spec.group_features].astype("float64")
-    if spec.request_features:
-        request = request_features_frame(rows["amount"], rows["event_timestamp"], rows)
-        X = pd.concat([X, request.astype("float64")], axis=1)
-    X = X[feature_columns(spec.name)]
+        _, _, columns = served_features_sql(names)
+        X = rows[columns].astype("float64").set_axis(names, axis=1)
+    else:
+        X = rows[spec.group_features].astype("float64")
+        if spec.request_features:
+            request = request_features_frame(rows["amount"], rows["event_timestamp"], rows)
+            X = pd.concat([X, request.astype("float64")], axis=1)
+        X = X[names]
     y = rows[spec.label].astype("int8").rename(spec.label)
     keys = rows[[*spec.ids, "event_timestamp", *spec.extra_columns]].copy()
     return TrainingFrame(spec.name, X, y, keys, source)

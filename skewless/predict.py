@@ -20,7 +20,7 @@ from datetime import date, datetime, timedelta
 import pandas as pd
 
 from skewless import pql
-from skewless.schemas import EVENT_KEYS
+from skewless.schemas import EVENT_KEYS, request_body
 
 _STAGED = "stg_raw__transactions"
 
@@ -171,20 +171,11 @@ def transactions(cfg, ids: tuple[str, ...]) -> list[dict]:
         ).df()
     finally:
         con.close()
-    found = {row["transaction_id"]: row for row in frame.to_dict("records")}
+    found = {row.transaction_id: request_body(row) for row in frame.itertuples(index=False)}
     missing = [i for i in ids if i not in found]
     if missing:
         raise PredictError(f"no transaction {', '.join(map(repr, missing))} in the warehouse")
-    bodies = []
-    for transaction_id in ids:
-        row = found[transaction_id]
-        body = {key: str(row[key]) for key in EVENT_KEYS}
-        body["amount"] = float(row["amount"])
-        body["event_timestamp"] = pd.Timestamp(row["event_timestamp"]).strftime(
-            "%Y-%m-%dT%H:%M:%S.%fZ"
-        )
-        bodies.append(body)
-    return bodies
+    return [found[i] for i in ids]
 
 
 def _realtime(query: pql.Query, cfg, mode: str | None, url: str, started: float) -> Result:

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from skewless import modes
-from skewless.schemas import EVENT_KEYS, RAW_TRANSACTION_COLUMNS, event_from_row
+from skewless.schemas import RAW_TRANSACTION_COLUMNS, event_from_row, request_body
 from skewless.tasks import realtime_task
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -159,11 +159,7 @@ def _py(value) -> datetime:
 
 
 def _body(row, mode: str | None) -> bytes:
-    body = {
-        **{key: str(getattr(row, key)) for key in EVENT_KEYS},
-        "amount": float(row.amount),
-        "event_timestamp": row.event_timestamp.isoformat(),
-    }
+    body = request_body(row)
     if mode is not None:
         body["mode"] = mode
     return json.dumps(body, separators=(",", ":")).encode()

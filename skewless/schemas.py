@@ -51,6 +51,13 @@ def event_from_row(row, *, label: bool) -> dict:
     return event
 
 
+def request_body(row) -> dict:
+    """The realtime task's scoring body of a warehouse row (as ``event_from_row`` reads it): its
+    ids, amount and event time as ISO 8601 (UTC, no offset)."""
+    event = event_from_row(row, label=False)
+    return {**event, "event_timestamp": event["event_timestamp"].isoformat()}
+
+
 def ddl() -> list[str]:
     """Statements that create the raw tables if missing (idempotent)."""
     typed = ",\n  ".join(f"{name} {kind}" for name, kind in RAW_TRANSACTION_COLUMNS.items())

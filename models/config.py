@@ -18,9 +18,9 @@ def load_config(cfg) -> dict[str, Any]:
 def model_config(cfg, task: str) -> dict[str, Any]:
     """One task's section, checked for the keys training and scoring rely on."""
     config = load_config(cfg)
-    if task not in config:
+    section = config.get(task) or _query_task_section(config, task)
+    if section is None:
         raise ValueError(f"{cfg.model_config} has no section {task!r} (found: {sorted(config)})")
-    section = config[task]
     missing = [k for k in REQUIRED_KEYS if k not in section]
     if "metric" not in section.get("promotion", {}):
         missing.append("promotion.metric")
@@ -29,6 +29,20 @@ def model_config(cfg, task: str) -> dict[str, Any]:
     if missing:
         raise ValueError(f"{cfg.model_config}: section {task!r} lacks {missing}")
     return section
+
+
+def _query_task_section(config: dict, task: str) -> dict[str, Any] | None:
+    """A task declared by a predictive query takes the section of the declared task it is based
+    on, with its own registered model and label."""
+    from skewless.tasks import get_task
+
+    try:
+        spec = get_task(task)
+    except ValueError:
+        return None
+    if spec.based_on is None or spec.based_on not in config:
+        return None
+    return {**config[spec.based_on], "registered_model": spec.name, "label": spec.label}
 
 
 def fixed_threshold(task_config: dict[str, Any]) -> float | None:

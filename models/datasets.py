@@ -123,7 +123,7 @@ def as_of_predicate(task: Task, as_of: datetime | None) -> tuple[str, list]:
         return "true", []
     if task.label_horizon is None:
         return "label_timestamp <= ? and event_timestamp < ?", [as_of, as_of]
-    return "event_timestamp + to_days(?) <= ?", [task.label_horizon.days, as_of]
+    return "event_timestamp + ? <= ?", [task.label_horizon, as_of]
 
 
 def query_rows(

@@ -143,9 +143,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.out and Path(args.out).suffix not in (".csv", ".parquet", ".json"):
         print(f"error: --out {args.out}: expected a .csv, .parquet or .json file", file=sys.stderr)
         return 2
+    cfg = settings.load()
     try:
-        query = pql.parse(args.query)
-        result = predict.run(query, settings.load(), day=args.date, mode=args.mode)
+        query = predict.parse(args.query, cfg, train=args.train)
+        result = predict.run(query, cfg, day=args.date, mode=args.mode, train=args.train)
     except pql.QueryError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -154,6 +155,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         redis_server.RedisUnavailable,
         NoChampion,
         MissingFeatures,
+        ValueError,  # --train: data that cannot train the model (too short, one class)
     ) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -168,6 +170,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.json:
         print_json(result.as_dict(limit=None if args.out is None else args.limit))
         return 0
+    if result.training:
+        _print_training(query, result.training)
     day = f", day {result.day}" if result.day else ""
     print(
         f"{query.task.name} ({result.path}{day}): {len(result.rows):,} rows in "
@@ -179,6 +183,23 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if len(result.rows) > args.limit:
             print(f"... {len(result.rows) - args.limit:,} more (--limit, --out FILE)")
     return 0
+
+
+def _print_training(query, training: dict) -> None:
+    run, built = training["training"], training["training_set"]
+    if built:
+        print(
+            f"declared {query.task.name}: {query.task.query} for each {query.task.entity.name} "
+            f"(features and rows of {query.task.based_on}); training set {built['table']}: "
+            f"{built['rows']:,} rows, {built['positives']:,} positive"
+        )
+    metrics = run["metrics"]
+    state = "champion" if run["promoted"] else f"not promoted (champion: {run['champion_version']})"
+    print(
+        f"trained {run['model_name']} version {run['model_version']}, {state}: "
+        f"ROC AUC {metrics['roc_auc']:.3f}, AP {metrics['average_precision']:.3f} on "
+        f"{run['test_rows']:,} holdout rows"
+    )
 
 
 def _add_predict(sub) -> None:
@@ -194,6 +215,12 @@ def _add_predict(sub) -> None:
         "--date", type=date.fromisoformat, help="FOR EACH: the day to score (default: the latest)"
     )
     p.add_argument("--mode", choices=modes.NAMES, help="realtime: the serving mode")
+    p.add_argument(
+        "--train",
+        action="store_true",
+        help="train the target's model first; a target no task predicts declares a new task "
+        "(trained, registered in MLflow, then scored)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--out", help="write the predictions to FILE (.csv, .parquet or .json)")
     p.add_argument("--limit", type=int, default=10, help="rows printed (default 10)")

@@ -34,7 +34,7 @@ from datetime import timedelta
 
 from skewless import schemas
 from skewless.features import ENTITIES
-from skewless.tasks import TASKS, Task
+from skewless.tasks import PREDICTIONS_SCHEMA, TASKS, Task
 
 EVENTS_TABLE = "transactions"  # the raw transactions: one row per event
 AGGREGATIONS = ("COUNT", "SUM", "AVG", "MIN", "MAX")
@@ -42,6 +42,10 @@ UNITS = {"days": timedelta(days=1), "hours": timedelta(hours=1), "minutes": time
 COMPARISONS = ("=", "!=", "<>", "<=", ">=", "<", ">")
 _NUMERIC = ("amount",)  # the raw contract's numeric columns (SUM, AVG, MIN, MAX)
 MAX_WINDOW = timedelta(days=3650)  # the farthest a window may reach from t, either way
+QUERY_SCHEMA = (
+    "query_tasks"  # the warehouse schema of the training sets of tasks declared by queries
+)
+QUERY_TASK_PREFIX = "pq_"  # the names of tasks declared by queries (MLflow models, tables)
 
 _TOKEN = re.compile(
     r"""\s*(?:
@@ -53,6 +57,14 @@ _TOKEN = re.compile(
 )""",
     re.VERBOSE,
 )
+
+
+def number(value: float) -> str:
+    """A number as a query writes it, exactly and without exponent: ``100``, ``99.5``,
+    ``12345.67``, ``10000000000000000`` (so it parses back to the same value)."""
+    from decimal import Decimal
+
+    return format(Decimal(repr(float(value))), "f").removesuffix(".0")
 
 
 class QueryError(ValueError):
@@ -108,12 +120,26 @@ class Condition:
 
 
 @dataclass(frozen=True)
+class Target:
+    """A label written as an aggregation over a future window: ``aggregation op value``."""
+
+    aggregation: Aggregation
+    op: str
+    value: float
+
+    def __str__(self) -> str:
+        return f"{self.aggregation} {self.op} {number(self.value)}"
+
+
+@dataclass(frozen=True)
 class Query:
     text: str
     task: Task
     table: Table  # the table the predictions are about
     ids: tuple[str, ...] | None  # FOR <key> = / IN: those ids; None: FOR EACH
     where: tuple[Condition, ...] = field(default_factory=tuple)
+    target: Target | None = None  # the target, when written as an aggregation
+    new: bool = False  # the task was declared by this query (``declare_new``): not trained yet
 
     @property
     def batch(self) -> bool:
@@ -129,7 +155,8 @@ class _Token:
 
 
 class _Parser:
-    def __init__(self, text: str):
+    def __init__(self, text: str, known: tuple[Task, ...] = (), declare_new: bool = False):
+        self.known, self.declare_new = known, declare_new
         self.text = text
         self.tokens: list[_Token] = []
         pos = 0
@@ -266,6 +293,8 @@ class _Parser:
             self.fail(f"a window ends after it starts: ({start:g}, {end:g})", start_pos)
         if max(abs(start), abs(end)) * (unit / timedelta(days=1)) > MAX_WINDOW.days:
             self.fail(f"a window reaches at most {MAX_WINDOW.days} days from t", start_pos)
+        if any((bound * unit) % timedelta(minutes=1) for bound in (start, end)):
+            self.fail(f"a window's bounds are whole minutes: ({start:g}, {end:g})", start_pos)
         return Aggregation(function, table.name, column, start * unit, end * unit)
 
     def comparison(self) -> tuple[str, float]:
@@ -291,7 +320,7 @@ class _Parser:
         self.word("PREDICT")
         target_pos, target_table = self.peek().pos, None
         if self.peek().kind == "name" and self.tokens[self.i + 1].text == "(":
-            target = (self.aggregation(), *self.comparison())
+            target = Target(self.aggregation(), *self.comparison())
         else:
             target = self.name("a task, its score or its label").text
             if self.peek().text == ".":  # table.column, e.g. transactions.is_fraud
@@ -320,13 +349,44 @@ class _Parser:
                 where.append(self.condition(table))
         if self.peek().kind != "end":
             self.fail(f"unexpected {self._shown(self.peek())}")
-        task = _resolve(target, table, self, target_pos)
+        task, new = self.resolve(target, table, target_pos)
         if target_table is not None and target_table.name != table.name:
             self.fail(f"{target} is predicted per row of {table.name}, not {target_table.name}",
                       target_pos)  # fmt: skip
         if where and table.entity is None:
             self.fail(f"WHERE filters entities, not {table.name}", table_token.pos)
-        return Query(self.text, task, table, ids, tuple(where))
+        aggregated = target if isinstance(target, Target) else None
+        return Query(self.text, task, table, ids, tuple(where), aggregated, new)
+
+    def resolve(self, target, table: Table, pos: int) -> tuple[Task, bool]:
+        """The task of ``target`` and whether this query declares it."""
+        if isinstance(target, Target):
+            candidates = (*TASKS.values(), *self.known)
+            for task in candidates:
+                if _label_of(task) == str(target) and table.entity == task.entity.name:
+                    return task, False
+            if self.declare_new:
+                try:
+                    return declare_task(target, table), True
+                except ValueError as exc:
+                    self.fail(str(exc), pos)
+            declared = [f"{t.name}: {_label_of(t)}" for t in candidates if _label_of(t)]
+            self.fail(
+                f"no task predicts {target} for {table.name}; targets: {'; '.join(declared)}"
+                " (--train declares and trains a task for it)",
+                pos,
+            )
+        for task in (*TASKS.values(), *self.known):  # a task declared by a query: by its name
+            names = (task.name,) if task.query else (task.name, *task.aliases, task.score_column,
+                                                     task.label)  # fmt: skip
+            if target in names:
+                on = EVENTS_TABLE if task.realtime else f"{task.entity.name}s"
+                if table.name != on:
+                    self.fail(f"{task.name} predicts per row of {on}, not {table.name}", pos)
+                return task, False
+        choices = [n for t in TASKS.values() for n in (t.name, *t.aliases, t.score_column, t.label)]
+        self.fail(f"unknown target {target!r}; targets: {', '.join(choices)}", pos)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def condition(self, table: Table) -> Condition:
         if (
@@ -350,38 +410,76 @@ class _Parser:
 
 
 def _label_of(task: Task) -> str | None:
-    """A batch task's label as a predictive query target: no transaction within its horizon."""
+    """A batch task's label as a predictive query target: no transaction within its horizon, or
+    the target a task declared by a query was declared from."""
+    if task.query is not None:
+        return task.query
     if task.realtime or task.label_horizon is None:
         return None
     return f"{Aggregation('COUNT', EVENTS_TABLE, None, timedelta(0), task.label_horizon)} = 0"
 
 
-def _resolve(target, table: Table, parser: _Parser, pos: int) -> Task:
-    if isinstance(target, tuple):
-        aggregation, op, value = target
-        written = f"{aggregation} {op} {value:g}"
-        for task in TASKS.values():
-            if _label_of(task) == written and table.entity == task.entity.name:
-                return task
-        declared = [f"{t.name}: {_label_of(t)}" for t in TASKS.values() if _label_of(t)]
-        parser.fail(
-            f"no declared task predicts {written} for {table.name}; declared targets: "
-            f"{'; '.join(declared)} (a new one is a task in the declaration)",
-            pos,
+_OPS = {"=": "eq", "!=": "ne", "<": "lt", "<=": "le", ">": "gt", ">=": "ge"}
+_UNIT_LETTERS = {"days": "d", "hours": "h", "minutes": "m"}
+
+
+def task_name(target: Target) -> str:
+    """The name of the task declared from ``target``: ``pq_count_all_0_14d_eq_0`` for
+    ``COUNT(transactions.*, 0, 14, days) = 0``; the same target, the same name."""
+    agg = target.aggregation
+    unit, length = next(
+        (u, n) for u, n in UNITS.items() if agg.start % n == agg.end % n == timedelta(0)
+    )
+    start, end = (int(b / length) for b in (agg.start, agg.end))
+    value = number(target.value).replace("-", "m").replace(".", "p").replace("+", "")
+    return (
+        f"{QUERY_TASK_PREFIX}{agg.function.lower()}_{agg.column or 'all'}_{start}_{end}"
+        f"{_UNIT_LETTERS[unit]}_{_OPS[target.op]}_{value}"
+    )
+
+
+def declare_task(target: Target, table: Table) -> Task:
+    """A batch task for ``target`` over ``table``'s entity, declared from the query: the
+    features, training rows (entities active within the same window) and model configuration
+    of the entity's declared batch task, the label ``target`` evaluated after each training
+    row's time, known once its window has ended. ValueError when the target cannot be a label."""
+    from dataclasses import replace
+
+    agg = target.aggregation
+    if table.entity is None:
+        raise ValueError(f"a target written as an aggregation is predicted per entity, not per "
+                         f"row of {table.name}")  # fmt: skip
+    if agg.start < timedelta(0):
+        raise ValueError(f"a target looks ahead: {agg} starts before t")
+    templates = [t for t in TASKS.values() if not t.realtime and t.entity.name == table.entity]
+    if not templates:
+        raise ValueError(
+            f"no declared batch task of {table.entity}s to take features and training rows from"
         )
-    for task in TASKS.values():
-        if target in (task.name, *task.aliases, task.score_column, task.label):
-            on = EVENTS_TABLE if task.realtime else f"{task.entity.name}s"
-            if table.name != on:
-                parser.fail(f"{task.name} predicts per row of {on}, not {table.name}", pos)
-            return task
-    choices = [n for t in TASKS.values() for n in (t.name, *t.aliases, t.score_column, t.label)]
-    parser.fail(f"unknown target {target!r}; targets: {', '.join(choices)}", pos)
-    raise AssertionError("unreachable")  # pragma: no cover
+    based_on, name = templates[0], task_name(target)
+    return replace(
+        based_on,
+        name=name,
+        description=f"Predictive query target {target} for each {table.entity}.",
+        training_set=f"{QUERY_SCHEMA}.{name}_training_set",
+        label="label",
+        label_horizon=agg.end,
+        score_column="probability",
+        predictions_table=f"{PREDICTIONS_SCHEMA}.{name}_scores",
+        route="",
+        aliases=(),
+        query=str(target),
+        based_on=based_on.name,
+    )
 
 
-def parse(text: str) -> Query:
-    """The query resolved against the declaration; QueryError with the position otherwise."""
+def parse(text: str, *, known: tuple[Task, ...] = (), declare_new: bool = False) -> Query:
+    """The query resolved against the declaration; QueryError with the position otherwise.
+
+    ``known``: tasks declared by earlier queries (models/query_tasks.py finds them in the model
+    registry), matched by their target. ``declare_new``: a target written as an aggregation that
+    no task predicts declares a new task (``Query.new``) instead of an error.
+    """
     if not text or not text.strip():
         raise QueryError("empty query: PREDICT <target> FOR [EACH] <table>.<key> ...")
-    return _Parser(text).parse()
+    return _Parser(text, tuple(known), declare_new).parse()

@@ -9,6 +9,10 @@
   GET route answers it.
 - ``FOR <key> = / IN`` of a realtime task: each transaction, read from the warehouse, scored now
   through the sidecar's own app and route (same features, model and serving log as any request).
+
+``train=True`` (``skewless predict --train``) first trains the target's model: a declared task as
+``skewless train`` does, or a target no task predicts as a new task declared from the query
+(models/query_tasks.py), registered in MLflow and found again by later queries (``parse``).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ class Result:
     seconds: float
     day: date | None = None
     summary: dict | None = None  # batch scoring's summary
+    training: dict | None = None  # --train: the training set and run
 
     def as_dict(self, limit: int | None = None) -> dict:
         rows = self.rows if limit is None else self.rows.head(limit)
@@ -48,6 +53,7 @@ class Result:
             "rows": len(self.rows),
             "seconds": round(self.seconds, 3),
             "scoring": self.summary,
+            "training": self.training,
             "predictions": [_plain(r) for r in rows.to_dict("records")],
         }
 
@@ -58,6 +64,19 @@ def _plain(row: dict) -> dict:
     }
 
 
+def parse(text: str, cfg, *, train: bool = False) -> pql.Query:
+    """``pql.parse`` against the declaration, then, if that fails, against the tasks earlier
+    queries declared too (read from the model registry); ``train`` lets a new target declare a
+    task."""
+    from models import query_tasks
+
+    try:
+        return pql.parse(text)
+    except pql.QueryError:
+        known = query_tasks.known(cfg)
+        return pql.parse(text, known=known, declare_new=train)
+
+
 def run(
     query: pql.Query,
     cfg,
@@ -65,22 +84,38 @@ def run(
     day: date | None = None,
     mode: str | None = None,
     redis_url: str | None = None,
+    train: bool = False,
 ) -> Result:
     """Runs ``query`` (parsed) with settings ``cfg``; ``day`` for FOR EACH (default: the day of
     the latest transaction), ``mode`` the serving mode of realtime scoring (default: the
     sidecar's), ``redis_url`` the Redis of scores and serving (default: the configured one, or
-    the private server, started when needed)."""
-    from skewless import redis_server
+    the private server, started when needed); ``train`` trains the target's model first (a
+    query that declares a new task must)."""
+    from models import batch_score, query_tasks
+    from skewless import redis_server, tasks
 
     started = time.perf_counter()
-    if query.batch and query.task.realtime:  # transactions scored into the warehouse only
-        return _batch(query, cfg, day, None, started)
-    url = redis_url or redis_server.resolve_url(cfg.redis_url, cfg.redis_dir)
-    if query.batch:
-        return _batch(query, cfg, day, url, started)
-    if query.task.realtime:
-        return _realtime(query, cfg, mode, url, started)
-    return _lookup(query, url, started)
+    task = query.task
+    if task.query is not None and task.name not in tasks.names():
+        tasks.declare(task)  # training and scoring take it by name
+    if query.new and not train:
+        raise PredictError(f"{task.name} is declared by this query: it needs --train")
+    training = query_tasks.train(cfg, task) if train else None
+    if query.batch and task.realtime:  # transactions scored into the warehouse only
+        result = _batch(query, cfg, day, None, started)
+    else:
+        url = redis_url or redis_server.resolve_url(cfg.redis_url, cfg.redis_dir)
+        if query.batch:
+            result = _batch(query, cfg, day, url, started)
+        elif task.realtime:
+            result = _realtime(query, cfg, mode, url, started)
+        else:
+            if train:  # the new champion's nightly scores, then the lookup
+                batch_score.score(task, day or batch_score.last_event_day(cfg), cfg=cfg,
+                                  redis_url=url)  # fmt: skip
+            result = _lookup(query, url, started)
+    result.training = training
+    return result
 
 
 def _batch(query: pql.Query, cfg, day: date | None, url: str | None, started: float) -> Result:

@@ -5,6 +5,10 @@ DAGs (``train_<name>``), ``batch_score``'s schedule and tasks, the CLI's choices
 the sidecar's routes and the skew report. Adding a model is a task and its feature service in the
 declaration, its block in ``models/config.yaml`` and its dbt training set.
 
+A predictive query can also declare a batch task for this process (``skewless predict --train``,
+models/query_tasks.py): ``declare`` makes ``get_task`` find it, so training and batch scoring take
+it by name like any task; the DAGs, dbt and the sidecar iterate ``TASKS`` only and never see it.
+
 Two ways to serve, chosen per task:
 
 - ``realtime``: scored per event when it happens, by the sidecar (``POST route``) from features in
@@ -20,6 +24,20 @@ from __future__ import annotations
 from skewless.features import TASKS
 from skewless.vocabulary import PREDICTIONS_SCHEMA, Serving, Task  # noqa: F401  (re-exported)
 
+# Tasks declared by predictive queries in this process (``declare``), by name.
+_DECLARED: dict[str, Task] = {}
+
+
+def declare(task: Task) -> Task:
+    """Makes ``get_task`` find a task declared by a predictive query; ValueError when its name is
+    a declared task's or alias."""
+    if task.query is None:
+        raise ValueError(f"task {task.name!r}: only tasks declared by a query are declared here")
+    if task.name in names():
+        raise ValueError(f"task {task.name!r}: the declaration already has a task of that name")
+    _DECLARED[task.name] = task
+    return task
+
 
 def names() -> list[str]:
     """Every task name and alias (the CLI's choices)."""
@@ -33,6 +51,8 @@ def get_task(task: str | Task) -> Task:
     for candidate in TASKS.values():
         if task == candidate.name or task in candidate.aliases:
             return candidate
+    if task in _DECLARED:
+        return _DECLARED[task]
     raise ValueError(f"task={task!r}: expected one of {names()}")
 
 

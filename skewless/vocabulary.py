@@ -350,6 +350,11 @@ class Task:
     request_features: bool = False  # the request-time features (REQUEST_FEATURES) too
     extra_columns: tuple[str, ...] = ()  # training-set columns kept beside the keys
     aliases: tuple[str, ...] = ()  # other names accepted by the CLI
+    # A task declared by a predictive query (``skewless predict --train``, models/query_tasks.py):
+    # its target as written in the query, and the declared task of the same entity whose feature
+    # service, training rows and model configuration it shares. None for the declaration's own.
+    query: str | None = None
+    based_on: str | None = None
 
     def __post_init__(self):
         grains = {g.grain for g in self.service.groups}
@@ -365,7 +370,11 @@ class Task:
             )
         if self.serving is Serving.BATCH and len(self.service.groups) != 1:
             raise ValueError(f"task {self.name!r}: a batch task scores from one daily group")
-        if self.serving is Serving.BATCH and f"<{self.entity.join_key}>" not in self.route:
+        if (
+            self.serving is Serving.BATCH
+            and self.query is None
+            and f"<{self.entity.join_key}>" not in self.route
+        ):
             raise ValueError(
                 f"task {self.name!r}: route {self.route!r} must hold <{self.entity.join_key}>"
             )

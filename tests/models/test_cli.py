@@ -52,3 +52,27 @@ def test_train_refuses_bad_windows_naming_the_option(shared_env, capsys):
 @pytest.fixture
 def shared_env(built_pipeline, monkeypatch):
     built_pipeline.env(monkeypatch)
+
+
+def test_predict_train_declares_a_new_target_and_errors_say_what_to_do(pipeline_copy, capsys):
+    target = "COUNT(transactions.*, 0, 3, days) = 0"
+    query = f"PREDICT {target} FOR EACH customers.customer_id"
+    assert cli.main(["predict", query]) == 2  # no task predicts it: --train is the way
+    assert "(--train declares and trains a task for it)" in capsys.readouterr().err
+
+    assert cli.main(["predict", "--train", query, "--limit", "3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(
+        f"declared pq_count_all_0_3d_eq_0: {target} for each customer (features and rows of"
+        " churn_30d); training set query_tasks.pq_count_all_0_3d_eq_0_training_set:"
+    )
+    assert lines[1].startswith("trained pq_count_all_0_3d_eq_0 version 1, champion: ROC AUC")
+    assert lines[2].startswith("pq_count_all_0_3d_eq_0 (batch, day 2025-04-14):")
+    assert "probability" in lines[3] and len(lines) == 8  # header, 3 rows, "... more"
+
+    # a target no transaction ever meets: one class, training says which window
+    never = (
+        "PREDICT MAX(transactions.amount, 0, 1, hours) > 1000000000 FOR EACH customers.customer_id"
+    )
+    assert cli.main(["predict", "--train", never]) == 1
+    assert "holds only label 0" in capsys.readouterr().err

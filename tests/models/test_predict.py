@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 
+import pandas as pd
 import pytest
 
-from models import batch_score, training
+from models import batch_score, query_tasks, training
 from skewless import pql, predict, settings, warehouse
 from skewless.tasks import TASKS
 
@@ -133,3 +134,152 @@ def test_for_each_transaction_scores_the_day_like_batch_scoring(pipeline_copy):
         con.close()
     assert result.summary["rows"] == len(table) == len(result.rows) > 0
     assert result.rows.reset_index(drop=True).equals(table)
+
+
+def _labels_by_hand(con, rows, function: str, column: str | None, start, end, op, value):
+    """The label of each (customer_id, event_timestamp) of ``rows`` from the staged
+    transactions, counted here in pandas: ``function`` over [t + start, t + end)."""
+    import operator
+
+    events = con.execute(
+        "select customer_id, event_timestamp, amount from stg_raw__transactions"
+    ).fetchdf()
+    pairs = rows[["customer_id", "event_timestamp"]].merge(
+        events, on="customer_id", how="left", suffixes=("", "_event")
+    )
+    inside = (pairs["event_timestamp_event"] >= pairs["event_timestamp"] + start) & (
+        pairs["event_timestamp_event"] < pairs["event_timestamp"] + end
+    )
+    values = pd.Series(1.0, index=pairs.index) if column is None else pairs[column]
+    pairs["v"] = values.where(inside)
+    how = {"COUNT": "count", "SUM": "sum", "AVG": "mean", "MIN": "min", "MAX": "max"}[function]
+    measured = pairs.groupby(["customer_id", "event_timestamp"])["v"].agg(how)
+    compare = {"=": operator.eq, ">": operator.gt, "<=": operator.le}[op]
+    if function in ("COUNT", "SUM"):  # of nothing: 0
+        labels = compare(measured.fillna(0), value)
+    else:  # of nothing: no value, the label is false
+        labels = compare(measured, value) & measured.notna()
+    keys = pd.MultiIndex.from_frame(rows[["customer_id", "event_timestamp"]])
+    return labels.reindex(keys).to_numpy()
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "SUM(transactions.amount, 0, 7, days) > 150",
+        "COUNT(transactions.*, 12, 60, hours) = 0",
+        "AVG(transactions.amount, 1, 3, days) > 40",
+        "MIN(transactions.amount, 0, 2, days) <= 10",
+    ],
+)
+def test_a_new_targets_labels_are_its_aggregation_after_each_row(built_pipeline, target):
+    """The training set of a task declared by a query: the declared batch task's rows of active
+    entities whose target window ends within the data, each labelled with the target counted
+    here from the transactions themselves."""
+    query = pql.parse(f"PREDICT {target} FOR EACH customers.customer_id", declare_new=True)
+    task, agg = query.task, query.target.aggregation
+    con = warehouse.connect(built_pipeline.var_dir / "warehouse.duckdb", read_only=True)
+    try:
+        built = con.execute(f"{query_tasks.training_set_sql(task)} order by 1, 2").fetchdf()
+        (last,) = con.execute("select max(event_timestamp) from stg_raw__transactions").fetchone()
+        daily = con.execute(
+            "select customer_id, event_timestamp from customer_daily_activity"
+            " where customer_daily_tx_count_90d > 0 and event_timestamp + ? <= ? order by 1, 2",
+            [agg.end, last],
+        ).fetchdf()
+        expected = _labels_by_hand(
+            con,
+            built,
+            agg.function,
+            agg.column,
+            agg.start,
+            agg.end,
+            query.target.op,
+            query.target.value,
+        )
+    finally:
+        con.close()
+    assert built[["customer_id", "event_timestamp"]].equals(daily)
+    assert 0 < built["label"].sum() < len(built)  # both classes: the target means something
+    assert list(built["label"]) == list(expected)
+
+
+def test_the_churn_target_written_as_a_new_task_labels_as_churn_30d(built_pipeline):
+    query = pql.parse(f"PREDICT {pql._label_of(CHURN)} FOR EACH customers.customer_id")
+    assert query.task is CHURN  # declared: the query resolves to it; declared again here
+    task = pql.declare_task(query.target, query.table)
+    con = warehouse.connect(built_pipeline.var_dir / "warehouse.duckdb", read_only=True)
+    try:
+        for one, other in (
+            (
+                f"select * from ({query_tasks.training_set_sql(task)})",
+                "select * from churn_training_set",
+            ),
+            (
+                "select * from churn_training_set",
+                f"select * from ({query_tasks.training_set_sql(task)})",
+            ),
+        ):
+            (differ,) = con.execute(f"select count(*) from ({one} except all {other})").fetchone()
+            assert differ == 0
+    finally:
+        con.close()
+
+
+def test_train_declares_registers_and_scores_a_new_target_found_again_later(
+    pipeline_copy, redis_db
+):
+    import redis
+
+    from models import registry
+
+    client = redis.Redis.from_url(redis_db, decode_responses=True)
+    client.flushdb()
+    cfg = settings.load()
+    text = "PREDICT COUNT(transactions.*, 0, 7, days) = 0 FOR EACH customers.customer_id"
+    with pytest.raises(pql.QueryError, match="--train declares and trains"):
+        predict.parse(text, cfg)
+    query = predict.parse(text, cfg, train=True)
+    name = "pq_count_all_0_7d_eq_0"
+    assert query.new and query.task.name == name
+    with pytest.raises(predict.PredictError, match="needs --train"):
+        predict.run(query, cfg, day=DAY, redis_url=redis_db)
+
+    result = predict.run(query, cfg, day=DAY, redis_url=redis_db, train=True)
+    built, run = result.training["training_set"], result.training["training"]
+    assert (
+        built["table"] == f"query_tasks.{name}_training_set"
+        and 0 < built["positives"] < built["rows"]
+    )
+    assert run["model_name"] == name and run["promoted"] and run["model_version"] == "1"
+    # registered like any task, tagged with its target, and its champion scored the day
+    _, mlflow_client = registry.connect(cfg)
+    tags = mlflow_client.get_registered_model(name).tags
+    assert tags == {query_tasks.QUERY_TAG: query.task.query, query_tasks.ENTITY_TAG: "customer"}
+    con = warehouse.connect(cfg.warehouse_path, read_only=True)
+    try:
+        table = con.execute(
+            f"select * from predictions.{name}_scores where score_date = ? order by customer_id",
+            [DAY],
+        ).fetchdf()
+    finally:
+        con.close()
+    assert len(table) == len(result.rows) > 0
+    assert result.rows.reset_index(drop=True).equals(table)
+    assert set(table["model_name"]) == {name} and set(table["model_version"]) == {"1"}
+
+    # a later query (another process: only the registry knows the task) finds it without
+    # training: by its target, or by its name, and its nightly scores by key lookup
+    again = predict.parse(text, cfg)
+    assert again.task == query.task and not again.new
+    rescored = predict.run(again, cfg, day=DAY, redis_url=redis_db)
+    assert rescored.training is None and rescored.rows.reset_index(drop=True).equals(table)
+    some = list(table["customer_id"][:2])
+    quoted = ", ".join(f"'{i}'" for i in some)
+    looked_up = predict.run(
+        predict.parse(f"PREDICT {name} FOR customers.customer_id IN ({quoted})", cfg),
+        cfg,
+        redis_url=redis_db,
+    )
+    assert list(looked_up.rows["probability"]) == list(table["probability"][:2])
+    client.flushdb()

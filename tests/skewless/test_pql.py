@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -9,6 +10,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from skewless import pql
+from skewless.tasks import TASKS
 from tests.properties import examples
 
 
@@ -103,8 +105,8 @@ def _caret_under(message: str) -> str:
         ),  # fmt: skip
         (
             "PREDICT COUNT(transactions.*, 0, 7, days) = 0 FOR EACH customers.customer_id",
-            "no declared task predicts COUNT(transactions.*, 0, 7, days) = 0 for customers;"
-            " declared targets: churn_30d: COUNT(transactions.*, 0, 30, days) = 0",
+            "no task predicts COUNT(transactions.*, 0, 7, days) = 0 for customers;"
+            " targets: churn_30d: COUNT(transactions.*, 0, 30, days) = 0 (--train declares",
             "COUNT",
         ),  # fmt: skip
         (
@@ -183,12 +185,132 @@ def _caret_under(message: str) -> str:
             "0, 99",
         ),  # fmt: skip
         ("PREDICT churn FOR customers.customer_id IN ('c1', '')", "an empty id", "''"),
+        (
+            "PREDICT churn FOR EACH customers.customer_id WHERE COUNT(transactions.*, -1.5, 0,"
+            " minutes) > 1",
+            "a window's bounds are whole minutes: (-1.5, 0)",
+            "-1.5",
+        ),  # fmt: skip
     ],
 )
 def test_errors_name_the_problem_and_point_at_the_token(text, says, at):
     message = _error(text)
     assert says in message
     assert _caret_under(message).startswith(at)
+
+
+NEW_TARGET = "SUM(transactions.amount, 0, 36, hours) >= 99.5"
+
+
+def test_a_new_target_declares_a_batch_task_of_the_entity():
+    text = f"PREDICT {NEW_TARGET} FOR EACH customers.customer_id"
+    query = pql.parse(text, declare_new=True)
+    task, churn = query.task, TASKS["churn_30d"]
+    assert query.new and str(query.target) == NEW_TARGET == task.query
+    assert task.name == "pq_sum_amount_0_36h_ge_99p5" == pql.task_name(query.target)
+    assert (task.based_on, task.service, task.active_within, task.ids) == (
+        "churn_30d",
+        churn.service,
+        churn.active_within,
+        churn.ids,
+    )
+    assert task.label_horizon == timedelta(hours=36)  # known once its window has ended
+    assert task.training_set == f"query_tasks.{task.name}_training_set"
+    assert task.predictions_table == f"predictions.{task.name}_scores"
+    # written again: the same task; found later among the known tasks, by target or by name
+    assert pql.parse(text, declare_new=True).task == task
+    again = pql.parse(text, known=(task,))
+    assert again.task == task and not again.new
+    by_name = pql.parse(f"PREDICT {task.name} FOR customers.customer_id = 'c1'", known=(task,))
+    assert by_name.task == task and by_name.ids == ("c1",)
+    # its generic score and label columns name no target
+    for column in (task.score_column, task.label):
+        with pytest.raises(pql.QueryError, match=f"unknown target '{column}'"):
+            pql.parse(f"PREDICT {column} FOR EACH customers.customer_id", known=(task,))
+    # a declared task's target stays the declared task's
+    churn_text = "PREDICT COUNT(transactions.*, 0, 30, days) = 0 FOR EACH customers.customer_id"
+    assert pql.parse(churn_text, declare_new=True).task is churn
+
+
+@pytest.mark.parametrize(
+    ("target", "table", "says"),
+    [
+        ("COUNT(transactions.*, -1, 7, days) = 0", "customers.customer_id", "a target looks ahead"),
+        (
+            "COUNT(transactions.*, 0, 7, days) = 0",
+            "transactions.transaction_id",
+            "predicted per entity, not per row of transactions",
+        ),  # fmt: skip
+        (
+            "COUNT(transactions.*, 0, 7, days) = 0",
+            "merchants.merchant_id",
+            "no declared batch task of merchants",
+        ),  # fmt: skip
+    ],
+)
+def test_a_target_that_cannot_be_a_label_is_an_error(target, table, says):
+    with pytest.raises(pql.QueryError, match=says) as info:
+        pql.parse(f"PREDICT {target} FOR EACH {table}", declare_new=True)
+    assert _caret_under(str(info.value)).startswith(target.split("(")[0])
+
+
+@settings(max_examples=examples(100))
+@given(
+    targets=st.lists(
+        st.tuples(
+            st.sampled_from(
+                ["COUNT(transactions.*", "SUM(transactions.amount", "MIN(transactions.amount"]
+            ),
+            st.integers(0, 90),
+            st.integers(1, 90),
+            st.sampled_from(sorted(pql.UNITS)),
+            st.sampled_from(["=", "!=", "<", "<=", ">", ">="]),
+            st.decimals(-10_000_000, 10_000_000, places=2, allow_nan=False),
+        ),
+        min_size=2,
+        max_size=2,
+        unique=True,
+    )
+)
+@example(
+    targets=[
+        ("COUNT(transactions.*", 0, 1, "days", "=", 0),
+        ("COUNT(transactions.*", 0, 24, "hours", "=", 0),
+    ]
+)
+@example(
+    targets=[
+        ("SUM(transactions.amount", 0, 1, "days", ">", 12345.67),
+        ("SUM(transactions.amount", 0, 1, "days", ">", 12345.68),
+    ]
+)
+@example(
+    targets=[
+        ("SUM(transactions.amount", 0, 1, "days", ">", -1),
+        ("SUM(transactions.amount", 0, 1, "days", ">", 1),
+    ]
+)
+@example(
+    targets=[
+        ("SUM(transactions.amount", 0, 1, "days", ">", 10_000_000),
+        ("SUM(transactions.amount", 0, 1, "days", ">", 0.01),
+    ]
+)
+def test_distinct_targets_declare_distinct_tasks(targets):
+    """A task's name is its target's: the same target (however written) the same name, two
+    targets two names, each a plain identifier (an MLflow model and a warehouse table)."""
+    declared = []
+    for function, start, length, unit, op, value in targets:
+        text = f"PREDICT {function}, {start}, {start + length}, {unit}) {op} {value}"
+        declared.append(pql.parse(f"{text} FOR EACH customers.customer_id", declare_new=True).task)
+    first, second = declared
+    for task in declared:  # a target written back parses to the same task (the registry's tag)
+        again = pql.parse(f"PREDICT {task.query} FOR EACH customers.customer_id", declare_new=True)
+        assert again.task == task
+    assert re.fullmatch(r"pq_[a-z0-9_]+", first.name) and re.fullmatch(
+        r"pq_[a-z0-9_]+", second.name
+    )
+    assert (first.name == second.name) == (first.query == second.query)
 
 
 def test_a_query_on_several_lines_shows_the_line_at_fault():

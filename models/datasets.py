@@ -6,6 +6,10 @@ the features come either from Feast's point-in-time retrieval over the task's fe
 (``source="warehouse"``). tests/dbt proves the two equal; ``fingerprint()`` of either frame is the same.
 The warehouse is only ever opened read-only here.
 
+``source="arrival"`` takes the features as the online path could have seen them: the arrival-aware
+training set (``fraud_training_set_as_arrived``, skewless/dbtgen_arrival.py), where each event's
+features count only the events that had arrived before it (what exact mode serves).
+
 ``source="serving-log"`` ("train like you serve") takes the features as the sidecar served them:
 the training set's labelled rows of the transactions in the serving log (``serving.serving_log``,
 loaded by ``skewless flush-log``), each with the feature vector it was scored on (the latest
@@ -40,11 +44,18 @@ import pandas as pd
 
 from skewless import modes
 from skewless import settings as settings_module
+from skewless.dbtgen_sets import arrival_training_set
 from skewless.features import REQUEST_FEATURES, request_features_frame
 from skewless.schemas import EVENT_ID, SERVING_LOG_TABLE
 from skewless.tasks import Task, get_task
 
-SOURCES = ("feast", "warehouse", "serving-log", *(f"serving-log:{m}" for m in modes.NAMES))
+SOURCES = (
+    "feast",
+    "warehouse",
+    "arrival",
+    "serving-log",
+    *(f"serving-log:{m}" for m in modes.NAMES),
+)
 DEFAULT_SOURCE = "warehouse"
 
 
@@ -127,13 +138,18 @@ def as_of_predicate(task: Task, as_of: datetime | None) -> tuple[str, list]:
 
 
 def query_rows(
-    con, spec: Task, windows: Sequence[tuple[datetime, datetime]], as_of, columns: list[str]
+    con,
+    spec: Task,
+    windows: Sequence[tuple[datetime, datetime]],
+    as_of,
+    columns: list[str],
+    table: str | None = None,
 ) -> pd.DataFrame:
     where, params = _window_predicate(windows)
     known, known_params = as_of_predicate(spec, as_of)
     order = ", ".join(["event_timestamp", *[c for c in spec.merge_keys if c != "event_timestamp"]])
     sql = (
-        f"select {', '.join(columns)} from {spec.training_set} "
+        f"select {', '.join(columns)} from {table or spec.training_set} "
         f"where {where} and {known} and {spec.label} is not null order by {order}"
     )
     return con.execute(sql, params + known_params).fetchdf()
@@ -172,7 +188,7 @@ def load_windows(
     if source not in SOURCES:
         raise ValueError(f"source={source!r}: expected one of {SOURCES}")
     spec = get_task(task)
-    if source.startswith("serving-log") and not spec.realtime:
+    if (source.startswith("serving-log") or source == "arrival") and not spec.realtime:
         raise ValueError(f"source {source}: {spec.name} is a batch task, its rows are not served")
     cfg = cfg or settings_module.load()
     windows = [(naive_utc(start), naive_utc(end)) for start, end in windows]
@@ -182,11 +198,12 @@ def load_windows(
     if spec.request_features:
         base.append("amount")
     columns = base + [spec.label]
-    if source == "warehouse":
+    table = arrival_training_set(spec) if source == "arrival" else None
+    if source in ("warehouse", "arrival"):
         columns += [c for c in spec.group_features if c not in columns]
     con = warehouse.connect(cfg.warehouse_path, read_only=True)
     try:
-        rows = query_rows(con, spec, windows, as_of, columns)
+        rows = query_rows(con, spec, windows, as_of, columns, table)
         if source.startswith("serving-log"):
             rows = _join_served_features(con, spec, rows, source.partition(":")[2] or None)
     finally:

@@ -294,9 +294,17 @@ def _add_model_commands(sub) -> None:
     p.add_argument("--as-of", type=_timestamp, help="use only labels known at this time")
     p.add_argument(
         "--source",
-        choices=["warehouse", "feast", "serving-log", *(f"serving-log:{m}" for m in modes.NAMES)],
+        choices=[
+            "warehouse",
+            "feast",
+            "arrival",
+            "serving-log",
+            *(f"serving-log:{m}" for m in modes.NAMES),
+        ],
         help="where features come from: the dbt training set (default), Feast's point-in-time"
-        " retrieval, or the serving log (as served; :<mode> for one mode's requests)",
+        " retrieval, the arrival-aware training set (only events that had arrived by each"
+        " scoring, as exact mode serves), or the serving log (as served; :<mode> for one mode's"
+        " requests)",
     )
     p.add_argument("--no-register", action="store_true", help="log the run, register no version")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")

@@ -37,7 +37,7 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
-from skewless import dbtgen_sets
+from skewless import dbtgen_arrival, dbtgen_sets
 from skewless import features as F
 from skewless.dbtgen_sql import DOUBLE, HEADER, finish, since
 from skewless.dbtgen_windows import render_transaction
@@ -266,6 +266,10 @@ def expected_files() -> dict[Path, str]:
         files[FEATURES_DIR / f"{group.name}.sql"] = render_group(group)
         files[FEATURES_DIR / f"_{group.name}.yml"] = render_schema(group)
         files[EXPORTS_DIR / f"feast_{group.name}.sql"] = render_export(group)
+    for group in dbtgen_arrival.groups():
+        name = dbtgen_arrival.model_name(group.name)
+        files[FEATURES_DIR / f"{name}.sql"] = dbtgen_arrival.render_as_arrived(group)
+        files[FEATURES_DIR / f"_{name}.yml"] = dbtgen_arrival.render_as_arrived_schema(group)
     files.update(dbtgen_sets.expected_files())
     return files
 

@@ -23,6 +23,7 @@ TRAINING_DIR = Path("models") / "marts" / "training"
 SQL_HEADER = "-- Generated from skewless/features.py by `skewless dbtgen`. Do not edit by hand.\n"
 YML_HEADER = "# Generated from skewless/features.py by `skewless dbtgen`. Do not edit by hand.\n"
 STAGED = "stg_raw__transactions"
+ARRIVAL_SUFFIX = "_as_arrived"  # the arrival-aware models (skewless/dbtgen_arrival.py)
 _ID_TYPE = "{{ dbt.type_string() }}"
 
 
@@ -110,7 +111,9 @@ def _seconds(delta) -> str:
     return f"{{{{ interval_of({int(delta.total_seconds())}, 'second') }}}}"
 
 
-def _render_events_set(task: Task) -> str:
+def _render_events_set(task: Task, suffix: str = "") -> str:
+    """The labelled events with the task's features; ``suffix`` reads the feature models of that
+    suffix (``_as_arrived``: the arrival-aware ones)."""
     event_id = schemas.EVENT_ID
     ids = [c for c in task.ids if c != event_id]
     events = ", ".join([event_id, "event_timestamp", *ids, "amount", task.label, "label_timestamp"])
@@ -123,7 +126,7 @@ def _render_events_set(task: Task) -> str:
     for group in task.service.groups:
         rows = f"{group.name}_rows"
         ctes.append(
-            f"{rows} as (\n    select g.*\n    from {{{{ ref('{group.name}') }}}} as g\n"
+            f"{rows} as (\n    select g.*\n    from {{{{ ref('{group.name}{suffix}') }}}} as g\n"
             "    where not g.is_snapshot\n)"
         )
         dropped = [group.entity.join_key, "event_timestamp", event_id, "is_snapshot"]
@@ -136,10 +139,16 @@ def _render_events_set(task: Task) -> str:
     with_part = ",\n\n".join(ctes)
     select_part = ",\n    ".join(columns)
     join_part = "\n".join(joins)
+    about = (
+        "-- as the online path could have seen it: from the events that had arrived before it\n"
+        "-- (the arrival-aware feature models).\n\n"
+        if suffix
+        else f"-- Feast's point-in-time retrieval over the {task.service.name} service must "
+        "reproduce it.\n\n"
+    )
     return (
         f"{SQL_HEADER}-- One row per labeled event, its label {task.label} and the state just before "
-        f"it of\n{groups}-- Feast's point-in-time retrieval over the {task.service.name} service "
-        "must reproduce it.\n\n"
+        f"it of\n{groups}{about}"
         f"with {with_part}\n\n"
         f"select\n    {select_part}\n"
         f"from events\n{join_part}\n"
@@ -258,4 +267,12 @@ def expected_files() -> dict[Path, str]:
     }
     for task in T.TASKS.values():
         files[TRAINING_DIR / f"{task.training_set}.sql"] = render_training_set(task)
+        if task.realtime:
+            arrived = arrival_training_set(task)
+            files[TRAINING_DIR / f"{arrived}.sql"] = _render_events_set(task, ARRIVAL_SUFFIX)
     return files
+
+
+def arrival_training_set(task: Task) -> str:
+    """The arrival-aware training set of a realtime task (``fraud_training_set_as_arrived``)."""
+    return f"{task.training_set}{ARRIVAL_SUFFIX}"

@@ -23,7 +23,8 @@ from tests.postgres import connect, copy_raw_transactions, private_postgres, set
 
 pytestmark = pytest.mark.slow
 
-# The models compared: staging, the generated features, the training sets.
+# The models compared: staging, the generated features, the training sets, their arrival-aware
+# forms.
 MODELS = {
     "stg_raw__transactions": ["transaction_id"],
     "customer_transaction_windows": ["customer_id", "transaction_id"],
@@ -31,6 +32,10 @@ MODELS = {
     "customer_daily_activity": ["customer_id", "event_timestamp"],
     "fraud_training_set": ["transaction_id"],
     "churn_training_set": ["customer_id", "event_timestamp"],
+    # arrival-aware (skewless/dbtgen_arrival.py)
+    "customer_transaction_windows_as_arrived": ["customer_id", "transaction_id"],
+    "merchant_transaction_windows_as_arrived": ["merchant_id", "transaction_id"],
+    "fraud_training_set_as_arrived": ["transaction_id"],
 }
 SELECT = ["path:models/staging", "path:models/marts"]
 

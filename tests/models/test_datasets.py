@@ -134,3 +134,31 @@ def test_feast_and_warehouse_give_the_same_frame(shared):
     # the request-time features are there, from the one shared function
     assert from_feast.X["amount"].equals(from_feast.keys.join(from_feast.X)["amount"])
     assert from_feast.X["hour_of_day"].between(0, 23).all()
+
+
+def test_arrival_source_differs_from_the_warehouse_on_overtaken_transactions_only(shared):
+    """The arrival-aware training set: the same labelled rows; the features differ only on the
+    transactions scored before an earlier event of their customer or merchant had arrived."""
+    start, end = datetime(2025, 3, 1), datetime(2025, 4, 15)
+    offline = datasets.load_training_frame("fraud", start, end, source="warehouse")
+    arrived = datasets.load_training_frame("fraud", start, end, source="arrival")
+    assert arrived.source == "arrival" and len(arrived) == len(offline) > 1000
+    assert arrived.keys.equals(offline.keys) and arrived.y.equals(offline.y)
+    con = warehouse.connect(settings.load().warehouse_path, read_only=True)
+    try:
+        overtaken = {
+            row[0]
+            for key in ("customer_id", "merchant_id")
+            for row in con.execute(
+                "select transaction_id from (select transaction_id, arrival_timestamp,"
+                f" max(arrival_timestamp) over (partition by {key} order by event_timestamp"
+                "  range between unbounded preceding and current row exclude group) as latest"
+                " from stg_raw__transactions) where latest > arrival_timestamp"
+            ).fetchall()
+        }
+    finally:
+        con.close()
+    changed = ~((arrived.X == offline.X) | (arrived.X.isna() & offline.X.isna())).all(axis=1)
+    assert set(offline.keys["transaction_id"][changed]) <= overtaken
+    with pytest.raises(ValueError, match="source arrival: churn_30d is a batch task"):
+        datasets.load_training_frame("churn", start, end, source="arrival")

@@ -148,6 +148,7 @@ def test_replay_exact_day_then_flush(server, serving_env, transactions, redis_cl
     assert set(rows["mode"]) == {"exact"}
     assert rows["features"].str.startswith("{").all()  # the vector stays JSON text
     clear_sidecar_keys(redis_client)
+    _served_equal_the_arrival_aware_rows(copy)
 
     # the skew report of the replayed day: exact mode can only differ by late arrival
     from monitoring import skew
@@ -162,3 +163,42 @@ def test_replay_exact_day_then_flush(server, serving_env, transactions, redis_cl
     assert q["served_average_precision"] == q["offline_average_precision"] or (
         report["causes"]["late_arrival"] > 0
     )
+
+
+def _served_equal_the_arrival_aware_rows(warehouse_path) -> None:
+    """Every feature exact mode served equals the arrival-aware model's row of that transaction
+    (the events that had arrived before it). The shared data has no transaction overtaken by a
+    late event on this day; tests/serving/test_state.py plants some."""
+    from models.datasets import served_features_sql
+    from monitoring.flush import TABLE
+    from skewless import dbtgen_arrival, warehouse
+    from tests.featurecheck import same
+
+    groups = dbtgen_arrival.groups()
+    names = [n for g in groups for n in g.feature_names]
+    parsed, fields, columns = served_features_sql(names)
+    joins = "".join(
+        f" join {dbtgen_arrival.model_name(g.name)} as a{i} using (transaction_id)"
+        for i, g in enumerate(groups)
+    )
+    arrived = ", ".join(
+        f'a{i}.{n} as "arrived:{n}"' for i, g in enumerate(groups) for n in g.feature_names
+    )
+    con = warehouse.connect(warehouse_path, read_only=True)
+    try:
+        rows = con.execute(
+            f"select s.transaction_id, s.* exclude (transaction_id), {arrived}"
+            f" from (select transaction_id, {fields} from"
+            f" (select transaction_id, {parsed} from {TABLE})) as s{joins}"
+        ).fetchdf()
+    finally:
+        con.close()
+    assert len(rows) > 10
+    differ = {}
+    for name, column in zip(names, columns, strict=True):
+        for tx, served, arrived_value in zip(
+            rows["transaction_id"], rows[column], rows[f"arrived:{name}"], strict=True
+        ):
+            if not same(served, arrived_value):
+                differ.setdefault(name, []).append((tx, served, arrived_value))
+    assert differ == {}, {k: v[:3] for k, v in differ.items()}

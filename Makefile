@@ -83,7 +83,7 @@ serve: setup
 
 # Every benchmark by default (bench/README.md); one with e.g. `make bench BENCH=sidecar`, and its
 # options with BENCH_ARGS="--duration 30".
-BENCH ?= features sidecar quality hot_entity
+BENCH ?= features sidecar quality hot_entity skew
 bench: setup wrk
 	for name in $(BENCH); do $(BIN)/python -m bench.$$name $(BENCH_ARGS) || exit 1; done
 

@@ -4,11 +4,13 @@ Per entity key, three keys sharing one hash tag (so on a Redis Cluster an entity
 slot and its writes stay atomic): ``<prefix>{<entity>:<key>}:tiles``, a hash of tiles
 (``skewless.tiles``: per tile length a ring of slots, a newer tile replacing an older one) and the
 entity's two newest event times; ``:raw``, the raw events of the lateness allowance
-(``SKEWLESS_EXACT_LATENESS_SECONDS``, 6 hours by default) behind the entity's newest time, one
+(``SKEWLESS_EXACT_LATENESS_SECONDS``, 6 hours by default) behind the entity's newest time and of
+the newest minute before it (the last event before a late request: seconds since the last), one
 sorted-set member per minute (scored by the minute's start in integer microseconds since the
 epoch) holding that minute's events, each with only what its tiles aggregate (``Codec``);
 ``:labels``, the labels that became known in that span, per minute of label time the same way. A
-request reads a fixed number of tiles plus the raw events from t's own minute on, and
+request reads a fixed number of tiles plus the raw events from t's own minute on (and those of
+the latest minute before it), and
 ``Layout.evaluate`` (held equal to the dbt SQL's evaluator by a property test) computes the
 features: the work and memory of an entity do not grow with its traffic, and exact mode differs
 from the offline truth only by events that had not arrived yet, or for a request more than the
@@ -134,7 +136,12 @@ else
 end
 local cut = mark - tonumber(ARGV[9])
 cut = cut - cut % {MINUTE_US}
-redis.call('ZREMRANGEBYSCORE', raw, '-inf', '(' .. string.format('%d', cut))
+-- raw events: the newest minute before the cut stays (the last event before a late request)
+local older = redis.call('ZREVRANGEBYSCORE', raw, '(' .. string.format('%d', cut), '-inf',
+  'WITHSCORES', 'LIMIT', 0, 1)
+if older[2] then
+  redis.call('ZREMRANGEBYSCORE', raw, '-inf', '(' .. older[2])
+end
 redis.call('ZREMRANGEBYSCORE', labels, '-inf', '(' .. string.format('%d', cut))
 return 1
 """
@@ -259,6 +266,7 @@ class EntityState:
     head: list[dict] = field(default_factory=list)
     labels: list[dict] = field(default_factory=list)
     newest: tuple[datetime | None, datetime | None] = (None, None)
+    before: list[dict] = field(default_factory=list)  # raw events of the last minute before t's
 
     @property
     def empty(self) -> bool:
@@ -429,9 +437,9 @@ class ExactState:
     def events(
         self, entity: str, key: str, since: datetime | None = None, until: datetime | None = None
     ) -> list[dict]:
-        """The entity's raw events (those of the lateness allowance) with since <=
-        event_timestamp < until (either bound optional), in arrival order per minute: id, event
-        and label time and the columns its tiles aggregate."""
+        """The entity's raw events (those of the lateness allowance, and of the newest minute
+        before it) with since <= event_timestamp < until (either bound optional), in arrival
+        order per minute: id, event and label time and the columns its tiles aggregate."""
         low = "-inf" if since is None else minute_of(to_micros(since))
         raw = state_key(entity, key, self.prefix, "raw")
         found = self.codecs[entity].events(self.redis.zrangebyscore(raw, low, "+inf"))
@@ -459,11 +467,12 @@ class ExactState:
                 ("HMGET", tiles, _NEWEST, _PREVIOUS, *fields),
                 ("ZRANGEBYSCORE", raw, minute, "+inf"),
                 ("ZRANGEBYSCORE", labels, minute, "+inf"),
+                ("ZREVRANGEBYSCORE", raw, f"({minute}", "-inf", "LIMIT", 0, 1),
             ]
         replies = self.round_trip(*commands) if commands else []
         out = []
         for i, (entity, fields) in enumerate(plans):
-            values, head, labels = replies[3 * i : 3 * i + 3]
+            values, head, labels, before = replies[4 * i : 4 * i + 4]
             tiles = {
                 name: Tile.unpacked(msgpack.unpackb(value, raw=False, strict_map_key=False))
                 for name, value in zip(fields, values[2:], strict=True)
@@ -471,13 +480,17 @@ class ExactState:
             }
             newest = tuple(None if v is None else from_micros(int(v)) for v in values[:2])
             codec = self.codecs[entity]
-            out.append(EntityState(tiles, codec.events(head), codec.labels(labels), newest))
+            out.append(
+                EntityState(
+                    tiles, codec.events(head), codec.labels(labels), newest, codec.events(before)
+                )
+            )
         return out
 
     def features(self, group: FeatureGroup, state: EntityState, at: datetime) -> dict:
         """The features of ``group`` at ``at`` from its entity's ``state`` (``read``)."""
         return self.layouts[group.entity.name].evaluate(
-            group, at, state.tiles, state.head, state.labels, state.newest
+            group, at, state.tiles, state.head, state.labels, state.newest, state.before
         )
 
 
@@ -503,7 +516,12 @@ class _Loaded:
             fields += [_PREVIOUS, str(to_micros(self.newest[1]))]
         out = [("HSET", tiles, *fields)]
         timed = [(to_micros(e["event_timestamp"]), e) for e in self.events]
-        recent = codec.buckets((at, codec.event_frame(e)) for at, e in timed if at >= cutoff)
+        # the events of the lateness, and of the newest minute before it (as the script keeps)
+        older = [minute_of(at) for at, _ in timed if at < cutoff]
+        keep = max(older, default=cutoff)
+        recent = codec.buckets(
+            (at, codec.event_frame(e)) for at, e in timed if at >= cutoff or minute_of(at) == keep
+        )
         if recent:
             out.append(("ZADD", raw, *recent))
         timed = [(to_micros(e["label_timestamp"]), e)

@@ -461,11 +461,14 @@ class Layout:
         head: Iterable[Mapping],
         labels: Iterable[Mapping],
         newest: tuple[datetime | None, datetime | None] = (None, None),
+        before: Iterable[Mapping] = (),
     ) -> dict:
         """The features of ``group`` at ``at`` from ``tiles`` (field -> Tile, as read), the raw
         events ``head`` from t's minute on, the raw ``labels`` known from t's minute on (events
-        with their label) and ``newest``: the entity's newest event time and the newest one
-        before it."""
+        with their label), ``newest``: the entity's newest event time and the newest one
+        before it, and ``before``: the raw events of the latest minute before t's minute that
+        holds any (raw events are kept for the lateness, plus the newest older minute: the time
+        of the last event before t, for a request after the two newest)."""
         t = micros(at)
         raw = [(micros(e["event_timestamp"]), e) for e in head]
         head = [e for at_us, e in raw if at_us < t]  # t's minute, before t
@@ -487,7 +490,7 @@ class Layout:
                         _take_out(total, after, *columns)
             values[window.name] = self._value(window, t, total, labels)
         for name in self._since_last_of(group):  # seconds since the last event
-            values[name] = self._since_last(t, plan, tiles, head, newest)
+            values[name] = self._since_last(t, plan, tiles, head, newest, before)
         for ratio in group.ratios:
             numerator, denominator = values[ratio.numerator], values[ratio.denominator]
             values[ratio.name] = (
@@ -543,15 +546,18 @@ class Layout:
                 n, y = n - 1, y - float(label[col])
         return _ratio(n, y)
 
-    def _since_last(self, t: int, plan, tiles, head, newest) -> float | None:
+    def _since_last(self, t: int, plan, tiles, head, newest, before) -> float | None:
         last, previous = (None if n is None else micros(n) for n in newest)
+        earlier = [micros(e["event_timestamp"]) for e in before]
         if last is not None and last < t:
             latest = last
         elif previous is not None and previous < t:  # no event between previous and last
             latest = previous
         elif head:
             latest = max(micros(e["event_timestamp"]) for e in head)
-        else:  # t is before the newest events: the newest one before t's minute, from the tiles
+        elif earlier:  # the latest minute before t's that holds events, kept raw
+            latest = max(earlier)
+        else:  # older than every event kept raw: the newest one before t's minute, from the tiles
             minute = minute_of(t)
             wanted = {
                 name: index

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from models.datasets import feature_columns
@@ -17,7 +17,7 @@ from skewless.features import FEATURE_SERVICES, request_features_frame
 from tests.featurecheck import same
 from tests.helpers import score_body
 from tests.properties import examples
-from tests.skewless.test_feature_equivalence import _staged
+from tests.skewless.test_feature_equivalence import _raw, _staged
 from tests.skewless.test_tiles import arrivals, known_at, within_minutes
 
 FRAUD_V1 = next(s for s in FEATURE_SERVICES if s.name == "fraud_v1")
@@ -102,8 +102,9 @@ def test_the_state_keeps_tiles_and_only_the_recent_raw_events(redis_client):
     ]
     for event in events:
         state.add_event(event)
-    # raw events: the 6 hours before the newest one; everything else is in tiles
-    assert [e["transaction_id"] for e in state.events("customer", "c1")] == ["t4", "t5"]
+    # raw events: the 6 hours before the newest one, and the newest minute before them (the last
+    # event before a late request); everything else is in tiles
+    assert [e["transaction_id"] for e in state.events("customer", "c1")] == ["t3", "t4", "t5"]
     for at in (
         T0 + timedelta(days=75, minutes=31),
         T0 + timedelta(days=80),
@@ -182,15 +183,16 @@ def test_bootstrap_replaces_the_state(redis_client):
     summary = state.bootstrap(pd.DataFrame(events), as_of=as_of)
     assert summary["events"] == 4 and summary["keys"] == 3
     assert not redis_client.exists(state_key("customer", "c9"))
-    # raw: the lateness allowance before as_of; the older events are in the tiles only
-    assert state.events("customer", "c1") == []
-    assert [e["transaction_id"] for e in state.events("merchant", "m1")] == ["d"]
+    # raw: the lateness allowance before as_of and the newest minute before it; the older events
+    # are in the tiles only
+    assert [e["transaction_id"] for e in state.events("customer", "c1")] == ["b"]
+    assert [e["transaction_id"] for e in state.events("merchant", "m1")] == ["c", "d"]
     for customer in ("c1", "c2"):
         got = _features(state, as_of, customer=customer)
         expected = _evaluated(events, as_of, customer=customer)
         assert {n: (got[n], v) for n, v in expected.items() if not same(got[n], v)} == {}
-    # tiles of c1, c2 and m1, the raw sets of c2 and m1 (d)
-    assert state.clear() == 5 and not redis_client.exists(state_key("customer", "c1"))
+    # tiles of c1, c2 and m1, their raw sets
+    assert state.clear() == 6 and not redis_client.exists(state_key("customer", "c1"))
 
 
 # The state's script in Redis against the evaluator, as tests/skewless/test_tiles.py holds the
@@ -201,6 +203,12 @@ def test_bootstrap_replaces_the_state(redis_client):
     suppress_health_check=[HealthCheck.function_scoped_fixture],  # cleared in every example
 )
 @given(raw=st.lists(within_minutes, min_size=1, max_size=25))
+# Late requests after the two newest events, their last event in an earlier minute within the
+# lateness, or older than it (the newest minute before the lateness stays raw).
+@example(raw=[_raw("c1", "m1", timedelta(minutes=m), is_fraud=None, label_delay=timedelta(0))
+              for m in (60, 120, 160, 165, 190)])  # fmt: skip
+@example(raw=[_raw("c1", "m1", timedelta(minutes=m), is_fraud=None, label_delay=timedelta(0))
+              for m in (60, 90, 160, 165, 190)])  # fmt: skip
 def test_the_state_in_redis_equals_the_evaluator(redis_client, raw):
     state = ExactState(redis_client, lateness=timedelta(hours=1))
     state.clear()

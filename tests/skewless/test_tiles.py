@@ -25,7 +25,7 @@ from skewless.features import (
     FeatureGroup,
     Grain,
 )
-from skewless.tiles import Layout, apply_updates, micros, newest_after
+from skewless.tiles import Layout, apply_updates, micros, minute_of, newest_after
 from tests.featurecheck import identical, same
 from tests.properties import examples
 from tests.skewless.test_feature_equivalence import _raw, _staged, event
@@ -50,6 +50,10 @@ within_minutes = event.flatmap(
         lambda s: {**e, "offset": e["offset"] + timedelta(seconds=s)}
     )
 )
+
+
+def _minute(at):
+    return minute_of(micros(at))
 
 
 def arrivals(events: list[dict]) -> list[tuple]:
@@ -94,6 +98,27 @@ def known_at(arrived: list[dict], t) -> list[dict]:
         _raw("c1", "m1", timedelta(days=30), is_fraud=None, label_delay=timedelta(0)),
     ]
 )
+# A late request after the entity's two newest events, whose last event before it is in an earlier
+# minute kept raw (the day's tile holding t also holds the newer ones), or older than the
+# lateness: the newest minute before the lateness stays raw for it.
+@example(
+    raw=[
+        _raw("c1", "m1", timedelta(hours=1), is_fraud=None, label_delay=timedelta(0)),
+        _raw("c1", "m1", timedelta(hours=2), is_fraud=None, label_delay=timedelta(0)),
+        _raw("c1", "m1", timedelta(hours=2, minutes=40), is_fraud=None, label_delay=timedelta(0)),
+        _raw("c1", "m1", timedelta(hours=2, minutes=45), is_fraud=None, label_delay=timedelta(0)),
+        _raw("c1", "m1", timedelta(hours=3, minutes=10), is_fraud=None, label_delay=timedelta(0)),
+    ]
+)
+@example(
+    raw=[
+        _raw("c1", "m1", timedelta(hours=1), is_fraud=None, label_delay=timedelta(0)),
+        _raw("c1", "m1", timedelta(hours=1, minutes=30), is_fraud=None, label_delay=timedelta(0)),
+        _raw("c1", "m1", timedelta(hours=2, minutes=40), is_fraud=None, label_delay=timedelta(0)),
+        _raw("c1", "m1", timedelta(hours=2, minutes=45), is_fraud=None, label_delay=timedelta(0)),
+        _raw("c1", "m1", timedelta(hours=3, minutes=10), is_fraud=None, label_delay=timedelta(0)),
+    ]
+)
 def test_tiles_equal_the_evaluator(group, raw):
     layout = Layout([group], lateness=timedelta(hours=1))
     events = _staged(raw)
@@ -117,6 +142,8 @@ def test_tiles_equal_the_evaluator(group, raw):
         for t in (at, at - timedelta(minutes=30)):
             known = known_at([x for x in arrived if x[key] == e[key]], t)
             minute = t - (t - t.min) % timedelta(minutes=1)
+            earlier = [x for x in entity["raw"] if x["event_timestamp"] < minute]
+            last_minute = max((_minute(x["event_timestamp"]) for x in earlier), default=None)
             got = layout.evaluate(
                 group,
                 t,
@@ -124,6 +151,7 @@ def test_tiles_equal_the_evaluator(group, raw):
                 [x for x in entity["raw"] if x["event_timestamp"] >= minute],
                 [x for x in entity["labels"] if x["label_timestamp"] >= minute],
                 entity["newest"],
+                [x for x in earlier if _minute(x["event_timestamp"]) == last_minute],
             )
             expected = evaluate(group, known, t)
             wrong = {n: (got[n], v) for n, v in expected.items() if not same(got[n], v)}
@@ -134,7 +162,10 @@ def test_tiles_equal_the_evaluator(group, raw):
         entity["raw"].append(arriving)
         entity["newest"] = newest_after(entity["newest"], at)
         cutoff = layout.raw_cutoff(entity["newest"][0])
-        entity["raw"] = [x for x in entity["raw"] if micros(x["event_timestamp"]) >= cutoff]
+        # raw: the events of the lateness, and of the newest minute before it (as the state keeps)
+        older = [minute_of(micros(x["event_timestamp"])) for x in entity["raw"]]
+        keep = max((m for m in older if m < cutoff), default=cutoff)
+        entity["raw"] = [x for x, m in zip(entity["raw"], older, strict=True) if m >= keep]
         entity["labels"] = [x for x in entity["labels"] if micros(x["label_timestamp"]) >= cutoff]
 
 

@@ -10,15 +10,16 @@ hours late), through the real pipeline:
    day replayed in arrival order in each mode (exact, streaming, materialized). Served days: the
    training week and the test week.
 3. `dbt build` again to the end of the data (the offline truth), the serving log flushed.
-4. One LightGBM per training source on the training week (models/config.yaml, as `skewless
-   train`): ``warehouse`` (the offline truth; ``feast`` gives the same frame, a test holds it),
-   ``arrival`` (the arrival-aware training set: what the online path could have seen) and
-   ``serving-log:<mode>`` (the vectors each mode served). Each model's alert threshold is derived
-   by the committed rule from its own source's test rows, as training does.
+4. ``monitoring.skew_sources.compare``: one LightGBM per training source on the training week
+   (models/config.yaml, as `skewless train`): ``warehouse`` (the offline truth; ``feast`` gives
+   the same frame, a test holds it), ``arrival`` (the arrival-aware training set: what the online
+   path could have seen) and ``serving-log:<mode>`` (the vectors each mode served). Each model's
+   alert threshold is derived by the committed rule from its own source's test rows, as training
+   does.
 5. Each model scores the test week's transactions as each mode served them (their logged feature
    vectors), and as the offline truth has them: average precision, recall at its threshold, card
    precision@k per day (k = top_k_per_day), ROC AUC; beside each mode, the skew report's mean
-   feature match rate over the test days.
+   feature match rate over the test days and its mismatch causes.
 
 Writes var/bench/skew.json and prints the table and the best source per mode:
 `python -m bench.skew` (``make bench BENCH=skew``). Everything runs under var/bench/run-skew (wiped
@@ -51,7 +52,6 @@ FOREIGN_ENV += (
     "SKEWLESS_MODEL_CONFIG",
     "SKEWLESS_SERVING_MODE",
 )
-OFFLINE = "offline"  # the test week's features as the offline truth has them
 
 
 def _isolate() -> None:
@@ -151,62 +151,6 @@ def serve(cfg, url: str, days: list[date], port: int) -> dict:
     }
 
 
-def sources() -> list[str]:
-    from skewless import modes
-
-    return ["warehouse", "arrival", *(f"serving-log:{m}" for m in modes.NAMES)]
-
-
-def train_and_score(cfg, windows: dict) -> dict:
-    """One model per training source; each scores the test week as every mode served it and as
-    the offline truth has it."""
-    from models import datasets, evaluation, training
-    from models.config import model_config
-    from skewless import modes
-
-    task_config = model_config(cfg, "fraud")
-    k = int(task_config["top_k_per_day"])
-    served = {OFFLINE: datasets.load_windows("fraud", [windows["test"]], cfg=cfg)}
-    for mode in modes.NAMES:
-        served[mode] = datasets.load_windows(
-            "fraud", [windows["test"]], cfg=cfg, source=f"serving-log:{mode}"
-        )
-    table = {}
-    for source in sources():
-        started = time.perf_counter()
-        train = datasets.load_windows("fraud", [windows["train"]], cfg=cfg, source=source)
-        holdout = served[source.partition(":")[2] or OFFLINE]
-        if source == "arrival":
-            holdout = datasets.load_windows("fraud", [windows["test"]], cfg=cfg, source=source)
-        booster = training.fit(train, task_config)
-        scores = datasets.predict(booster, holdout.X)
-        threshold, _ = evaluation.derive_threshold(
-            task_config, scores, holdout.keys["event_timestamp"]
-        )
-        row = {"train_rows": len(train), "threshold": threshold}
-        for mode, frame in served.items():
-            scored = datasets.predict(booster, frame.X)
-            metrics = evaluation.metrics(
-                frame.y.to_numpy(),
-                scored,
-                frame.keys["event_timestamp"],
-                threshold=threshold,
-                k=k,
-                cards=frame.keys["customer_id"],
-            )
-            row[mode] = {
-                "rows": len(frame),
-                "average_precision": round(metrics["average_precision"], 4),
-                "recall_at_threshold": round(metrics["recall_at_threshold"], 4),
-                "card_precision_at_k": round(metrics["card_precision_at_k"], 4),
-                "roc_auc": round(metrics["roc_auc"], 4),
-            }
-        row["seconds"] = round(time.perf_counter() - started, 1)
-        table[source] = row
-        print(f"  trained {source}: {len(train)} rows", flush=True)
-    return {"k": k, "table": table}
-
-
 def match_rates(cfg, windows: dict) -> dict:
     """Per mode: the skew report's feature match rate, averaged over features and test days, and
     its mismatch causes summed."""
@@ -229,7 +173,7 @@ def match_rates(cfg, windows: dict) -> dict:
 def run(args) -> dict:
     from bench.procs import free_port
     from models import training
-    from monitoring import flush
+    from monitoring import flush, skew_sources
     from skewless import pipeline, redis_server, settings
 
     _isolate()
@@ -253,7 +197,7 @@ def run(args) -> dict:
         serving = serve(cfg, url, days, free_port())
         pipeline.dbt(cfg, ["build"])  # the offline truth, to the end of the data
         flushed = flush.flush_log(cfg, redis_url=url)
-        scored = train_and_score(cfg, windows)
+        scored = skew_sources.compare(cfg, windows["train"], windows["test"])
         matches = match_rates(cfg, windows)
     finally:
         redis_server.stop(cfg.redis_dir)
@@ -271,60 +215,27 @@ def run(args) -> dict:
         "serving": serving,
         "served_requests": flushed["table_rows"],
         "modes": matches,
-        **scored,
+        "sources": scored,
         "seconds": round(time.perf_counter() - started, 1),
     }
-    report["best"] = best(report)
     if not args.keep:
         shutil.rmtree(RUN_DIR, ignore_errors=True)
     return report
 
 
-def best(report: dict) -> dict:
-    """Per serving mode: the training source with the highest average precision on its scores,
-    and by how much it beats the offline truth's model (warehouse) there."""
-    out = {}
-    for mode in (*report["modes"], OFFLINE):
-        ranked = sorted(
-            report["table"], key=lambda s: -report["table"][s][mode]["average_precision"]
-        )
-        top, base = ranked[0], report["table"]["warehouse"][mode]["average_precision"]
-        out[mode] = {
-            "source": top,
-            "average_precision": report["table"][top][mode]["average_precision"],
-            "over_warehouse": round(report["table"][top][mode]["average_precision"] - base, 4),
-        }
-    return out
-
-
 def print_table(report: dict) -> None:
-    k = report["k"]
-    modes = [*report["modes"], OFFLINE]
+    from monitoring import skew_sources
+
+    data = report["data"]
     print(
-        f"\n{report['data']['transactions']:,} transactions, {report['data']['late_events']:,} late,"
-        f" {report['data']['frauds']:,} frauds; served {report['serving']['days']} days x"
+        f"\n{data['transactions']:,} transactions, {data['late_events']:,} late,"
+        f" {data['frauds']:,} frauds; served {report['serving']['days']} days x"
         f" {len(report['modes'])} modes ({report['served_requests']:,} requests)"
     )
     print("skew report, test week: mean feature match rate (mismatch causes)")
     for mode, row in report["modes"].items():
         print(f"  {mode:<13} {row['match_rate']:.4f}  {row['causes']}")
-    print(
-        f"\nAP / recall at the source's threshold / card precision@{k}, test week, by serving mode"
-    )
-    print(f"{'training source':<24}" + "".join(f"{m:>24}" for m in modes))
-    for source, row in report["table"].items():
-        cells = "".join(
-            f"{row[m]['average_precision']:>10.3f}{row[m]['recall_at_threshold']:>7.3f}"
-            f"{row[m]['card_precision_at_k']:>7.3f}"
-            for m in modes
-        )
-        print(f"{source:<24}{cells}")
-    print("\nbest source per serving mode (AP, and over the warehouse model):")
-    for mode, row in report["best"].items():
-        print(
-            f"  {mode:<13} {row['source']:<24} AP {row['average_precision']:.3f}"
-            f" ({row['over_warehouse']:+.3f})"
-        )
+    print("\ntest week: " + skew_sources.format_table(report["sources"]))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -71,10 +71,13 @@ def _expression(aggregate: F.Aggregate, window: str | None) -> str:
             where += f" and e.{column} is not null and e.label_timestamp <= r.event_timestamp"
     if agg is F.Agg.COUNT:
         return f"count(e.{schemas.EVENT_ID}) filter (where {where})"
+    # sums in one order: a parallel aggregate would add in any order, and the model must be
+    # the same on every build (to the last bit)
+    ordered = f"order by e.event_timestamp, e.{schemas.EVENT_ID}"
     if agg is F.Agg.SUM:
-        return f"coalesce(sum(cast(e.{column} as {DOUBLE})) filter (where {where}), 0)"
+        return f"coalesce(sum(cast(e.{column} as {DOUBLE}) {ordered}) filter (where {where}), 0)"
     if agg in (F.Agg.AVG, F.Agg.LABELED_RATE):
-        return f"avg(cast(e.{column} as {DOUBLE})) filter (where {where})"
+        return f"avg(cast(e.{column} as {DOUBLE}) {ordered}) filter (where {where})"
     if agg is F.Agg.COUNT_DISTINCT:
         return f"count(distinct e.{column}) filter (where {where})"
     raise ValueError(f"{aggregate.name}: no arrival-aware form of {agg}")  # pragma: no cover

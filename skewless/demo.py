@@ -246,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\nsidecar on 127.0.0.1:{args.port}, held-out day {held_out}:")
             for mode, report in realtime(cfg, held_out, args.port).items():
                 _print_skew(mode, report)
+            training_sources(cfg, held_out)
         if not args.batch_only:  # the realtime query runs the sidecar's app in this process
             riskiest = str(result["riskiest"]["transaction_id"].iloc[0])
             predictive_queries(cfg, day, riskiest, redis_url)
@@ -297,6 +298,29 @@ def _print(result: dict) -> None:
     print(result["riskiest"].to_string(index=False))
     print("\nchurn_30d score distribution:")
     print(result["churn"].to_string(index=False))
+
+
+def training_sources(cfg: settings.Settings, held_out: date) -> None:
+    """Training sources against serving modes on the held-out day: a model per source on the
+    default training window, scoring the day as each mode served it."""
+    from models import splits
+    from monitoring import skew_sources
+
+    windows = splits.resolve_windows(skew_sources.TASK, cfg=cfg)
+    start = datetime.combine(held_out, datetime.min.time())
+    print(f"\n=== training source x serving mode, held-out day {held_out} ===")
+    try:
+        result = skew_sources.compare(
+            cfg, (windows.train_start, windows.train_end), (start, start + timedelta(days=1))
+        )
+    except ValueError as exc:
+        print(f"skipped: {exc}")
+        return
+    print(skew_sources.format_table(result))
+    print(
+        "one day is a small test set: `make bench BENCH=skew` serves a training week and a test"
+        " week in every mode (var/bench/skew.json)"
+    )
 
 
 def _print_skew(mode: str, report: dict) -> None:

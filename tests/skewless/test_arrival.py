@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import timedelta
 
-import duckdb
 import jinja2
 import pytest
 from hypothesis import example, given, settings
@@ -22,7 +21,14 @@ from skewless import dbtgen, dbtgen_arrival
 from skewless.evaluate import evaluate
 from tests.featurecheck import same
 from tests.properties import examples
-from tests.skewless.test_feature_equivalence import BASE, _raw, _staged, event
+from tests.skewless.test_feature_equivalence import (
+    BASE,
+    _raw,
+    _staged,
+    event,
+    render_model,
+    staged_table,
+)
 
 GROUPS = dbtgen_arrival.groups()
 # how late each event arrives: mostly on time, else by minutes to days, on hop edges and off them
@@ -52,25 +58,11 @@ def _with_arrivals(raw: list[dict], late: list[timedelta]) -> list[dict]:
 def run_as_arrived(group, events: list[dict], cutoff) -> tuple[list[dict], list[dict]]:
     """The group's feature model (the offline truth) and its arrival-aware model over
     ``events`` (staged transactions), rendered as dbt-duckdb would and run on DuckDB."""
-    con = duckdb.connect()
-    con.execute("set TimeZone = 'UTC'")
-    con.execute(
-        "create table stg (transaction_id varchar, customer_id varchar, merchant_id varchar, "
-        "event_timestamp timestamp, amount double, is_fraud tinyint, arrival_timestamp timestamp, "
-        "label_timestamp timestamp)"
-    )
-    con.executemany(
-        "insert into stg values (?, ?, ?, ?, ?, ?, ?, ?)", [list(e.values()) for e in events]
-    )
-    macros = dbtgen.engine_macros("duckdb")
-    truth = jinja2.Template(dbtgen.render_group(group)).render(
-        ref=lambda name: "stg",
-        features_as_of=lambda: f"timestamp '{cutoff.isoformat(' ')}'",
-        **macros,
-    )
+    con = staged_table(events)
+    truth = render_model(group, cutoff)
     con.execute(f"create table truth as {truth}")
     sql = jinja2.Template(dbtgen_arrival.render_as_arrived(group)).render(
-        ref=lambda name: "truth" if name == group.name else "stg", **macros
+        ref=lambda name: "truth" if name == group.name else "stg", **dbtgen.engine_macros("duckdb")
     )
     return _rows(con, "select * from truth"), _rows(con, sql)
 

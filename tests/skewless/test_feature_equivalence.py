@@ -82,7 +82,8 @@ def _staged(raw: list[dict]) -> list[dict]:
     ]
 
 
-def run_model(group, events: list[dict], cutoff: datetime) -> list[dict]:
+def staged_table(events: list[dict]):
+    """An in-memory DuckDB holding ``events`` (``_staged``) as the table ``stg``."""
     con = duckdb.connect()
     con.execute("set TimeZone = 'UTC'")
     con.execute(
@@ -93,12 +94,21 @@ def run_model(group, events: list[dict], cutoff: datetime) -> list[dict]:
     con.executemany(
         "insert into stg values (?, ?, ?, ?, ?, ?, ?, ?)", [list(e.values()) for e in events]
     )
-    sql = jinja2.Template(dbtgen.render_group(group)).render(
+    return con
+
+
+def render_model(group, cutoff: datetime) -> str:
+    """The group's dbt model as dbt-duckdb renders it, reading ``stg``."""
+    return jinja2.Template(dbtgen.render_group(group)).render(
         ref=lambda name: "stg",
         features_as_of=lambda: f"timestamp '{cutoff.isoformat(' ')}'",
         **dbtgen.engine_macros("duckdb"),  # the cross-engine macros as dbt-duckdb renders them
     )
-    cursor = con.execute(sql)
+
+
+def run_model(group, events: list[dict], cutoff: datetime) -> list[dict]:
+    con = staged_table(events)
+    cursor = con.execute(render_model(group, cutoff))
     names = [d[0] for d in cursor.description]
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 

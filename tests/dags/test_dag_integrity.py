@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from skewless import orchestration, pipeline, settings
+from skewless import dbtgen_arrival, orchestration, pipeline, settings, tasks
+from skewless.dbtgen_sets import arrival_training_set
 from skewless.features import GROUPS
 
 EXPECTED = {
@@ -79,6 +80,9 @@ def test_dbt_runs_in_cosmos_tasks_on_the_warehouse_pool(dagbag):
     dbt_tasks = [t for t in dag.tasks if t.task_id.startswith("dbt.")]
     models = ["stg_raw__transactions", "fraud_training_set", "churn_training_set"]
     models += [name for g in GROUPS for name in (g.name, f"feast_{g.name}")]
+    # the arrival-aware models of the transaction-grain groups and of the realtime task's set
+    models += [dbtgen_arrival.model_name(g.name) for g in dbtgen_arrival.groups()]
+    models += [arrival_training_set(t) for t in tasks.realtime()]
     # one `dbt build` task per model (its tests and unit tests included), rendered from the manifest
     assert {t.task_id for t in dbt_tasks} == {f"dbt.{m}_model_build" for m in models}
     assert all(t.pool == orchestration.WAREHOUSE_POOL for t in dbt_tasks)

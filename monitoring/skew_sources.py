@@ -138,5 +138,5 @@ def format_table(result: dict) -> str:
             f" ({row['over_warehouse']:+.3f})"
         )
     for what, why in result["skipped"].items():
-        lines.append(f"  skipped {what}: {why}")
+        lines.append(f"  skipped {what}: {why.removeprefix(f'source {what}: ')}")
     return "\n".join(lines)

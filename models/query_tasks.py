@@ -148,8 +148,16 @@ def known(cfg) -> tuple[Task, ...]:
     from models import registry
 
     _, client = registry.connect(cfg)
-    found = []
-    for model in client.search_registered_models(f"name LIKE '{pql.QUERY_TASK_PREFIX}%'"):
+    found, models, token = [], [], None
+    while True:  # every page of the registry's answer
+        page = client.search_registered_models(
+            f"name LIKE '{pql.QUERY_TASK_PREFIX}%'", max_results=100, page_token=token
+        )
+        models += list(page)
+        token = page.token
+        if not token:
+            break
+    for model in models:
         target, entity = model.tags.get(QUERY_TAG), model.tags.get(ENTITY_TAG)
         table = pql.tables().get(f"{entity}s")
         if target is None or table is None:

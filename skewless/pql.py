@@ -13,7 +13,9 @@ raw transactions and one table per declared entity, the targets are the declared
 - ``PREDICT <target>``: a task by name or alias (``churn_30d``, ``churn``), by the column of its
   score (``fraud_probability``) or of its label (``is_fraud``), or a label written as an
   aggregation over a future window, ``COUNT(transactions.*, 0, 30, days) = 0`` (no transaction in
-  the next 30 days), matched to the batch task with that label.
+  the next 30 days), matched to the batch task with that label. ``parse(..., declare_new=True)``
+  (``skewless predict --train``) makes a target no task predicts a new task (``declare_task``),
+  which models/query_tasks.py trains and registers.
 - ``FOR EACH <table>.<key>``: every entity (batch) or every transaction of the day (a realtime
   task scored in batch); ``FOR <table>.<key> = '<id>'`` or ``IN ('<id>', ...)``: those only.
 - ``WHERE``: ``FOR EACH`` over an entity only; conditions joined by ``AND``, each an aggregation
@@ -42,9 +44,8 @@ UNITS = {"days": timedelta(days=1), "hours": timedelta(hours=1), "minutes": time
 COMPARISONS = ("=", "!=", "<>", "<=", ">=", "<", ">")
 _NUMERIC = ("amount",)  # the raw contract's numeric columns (SUM, AVG, MIN, MAX)
 MAX_WINDOW = timedelta(days=3650)  # the farthest a window may reach from t, either way
-QUERY_SCHEMA = (
-    "query_tasks"  # the warehouse schema of the training sets of tasks declared by queries
-)
+# the warehouse schema of the training sets of tasks declared by queries
+QUERY_SCHEMA = "query_tasks"
 QUERY_TASK_PREFIX = "pq_"  # the names of tasks declared by queries (MLflow models, tables)
 
 _TOKEN = re.compile(

@@ -243,7 +243,9 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m bench.skew", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--customers", type=int, default=2000)
-    parser.add_argument("--days", type=int, default=51, help="37 days of history, then the split")
+    parser.add_argument(
+        "--days", type=int, default=51, help="30 days of history, then train, gap and test weeks"
+    )
     parser.add_argument("--tx-per-day", type=float, default=1.0, help="mean per card and day")
     parser.add_argument("--late-fraction", type=float, default=0.02)
     parser.add_argument("--seed", type=int, default=3)

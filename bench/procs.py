@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -24,6 +25,16 @@ from pathlib import Path
 from skewless import processes
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def isolate(run_dir: Path, foreign: tuple[str, ...]) -> None:
+    """A fresh ``run_dir`` as the project's var dir; the settings in ``foreign`` that could point
+    at another warehouse, registry or Redis are dropped."""
+    for name in foreign:
+        os.environ.pop(name, None)
+    shutil.rmtree(run_dir, ignore_errors=True)
+    os.environ["SKEWLESS_VAR_DIR"] = str(run_dir)
+    os.environ.setdefault("DO_NOT_TRACK", "1")
 
 
 def free_port() -> int:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 import time
@@ -167,15 +166,6 @@ def evaluate(scores, test, k: int, seconds: float) -> dict:
     }
 
 
-def isolate() -> None:
-    """A fresh RUN_DIR as the project's var dir; settings that point elsewhere are dropped."""
-    for name in FOREIGN_ENV:
-        os.environ.pop(name, None)
-    shutil.rmtree(RUN_DIR, ignore_errors=True)
-    os.environ["SKEWLESS_VAR_DIR"] = str(RUN_DIR)
-    os.environ.setdefault("DO_NOT_TRACK", "1")
-
-
 def prepare(args, cfg, splits: list[dict]) -> tuple[dict, object, float]:
     """The handbook file imported through its mapping, `dbt build` up to the training set, and
     the rows of every split's windows. Returns the file's counts, the rows and the seconds taken
@@ -252,7 +242,9 @@ def mean_ablation(per_split: list[dict]) -> dict:
 
 
 def run(args) -> dict:
-    isolate()
+    from bench.procs import isolate
+
+    isolate(RUN_DIR, FOREIGN_ENV)
     from models.config import model_config
     from skewless import settings
 

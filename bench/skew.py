@@ -54,14 +54,6 @@ FOREIGN_ENV += (
 )
 
 
-def _isolate() -> None:
-    for name in FOREIGN_ENV:
-        os.environ.pop(name, None)
-    shutil.rmtree(RUN_DIR, ignore_errors=True)
-    os.environ["SKEWLESS_VAR_DIR"] = str(RUN_DIR)
-    os.environ.setdefault("DO_NOT_TRACK", "1")
-
-
 def _midnight(day: date) -> datetime:
     return datetime.combine(day, datetime.min.time())
 
@@ -171,12 +163,12 @@ def match_rates(cfg, windows: dict) -> dict:
 
 
 def run(args) -> dict:
-    from bench.procs import free_port
+    from bench.procs import free_port, isolate
     from models import training
     from monitoring import flush, skew_sources
     from skewless import pipeline, redis_server, settings
 
-    _isolate()
+    isolate(RUN_DIR, FOREIGN_ENV)
     cfg = settings.load()
     url = redis_server.resolve_url(cfg.redis_url, cfg.redis_dir)
     started = time.perf_counter()

@@ -26,7 +26,7 @@ from __future__ import annotations
 import time
 from datetime import timedelta
 
-from skewless import pql, tasks
+from skewless import pql
 from skewless.dbtgen_sets import STAGED, active_feature
 from skewless.vocabulary import Task
 
@@ -125,12 +125,11 @@ def build_training_set(cfg, task: Task) -> dict:
 
 def train(cfg, task: Task, **windows) -> dict:
     """Builds the training set, trains and registers the model (``models.training.train``, the
-    windows as there) and tags the registered model with the target. The task is declared for
-    this process (``skewless.tasks.declare``) so training and scoring take it by name."""
+    windows as there) and tags the registered model with the target. A task declared by a query
+    must be declared for this process first (``skewless.tasks.declare``, as ``skewless.predict``
+    does): training and scoring take it by name."""
     from models import registry, training
 
-    if task.name not in tasks.names() and task.query is not None:
-        tasks.declare(task)
     built = build_training_set(cfg, task) if task.query is not None else None
     result = training.train(task.name, cfg=cfg, **windows)
     if task.query is not None and result.get("model_version") is not None:

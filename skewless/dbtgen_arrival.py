@@ -24,7 +24,7 @@ from skewless import features as F
 from skewless import schemas
 from skewless.dbtgen_sets import ARRIVAL_SUFFIX as SUFFIX
 from skewless.dbtgen_sets import STAGED
-from skewless.dbtgen_sql import DOUBLE, finish, interval, since
+from skewless.dbtgen_sql import DOUBLE, finish, floor, interval, since
 
 
 def model_name(name: str) -> str:
@@ -37,17 +37,13 @@ def groups() -> list[F.FeatureGroup]:
     return [g for g in F.GROUPS if g.grain is F.Grain.TRANSACTION]
 
 
-def _floor(expr: str, hop) -> str:
-    return f'{{{{ floor_to("{expr}", {int(hop.total_seconds())}) }}}}'
-
-
 def _bounds(aggregate: F.Aggregate, window: str) -> tuple[str, str]:
     """[start, end) of the window at t = r.event_timestamp (Aggregate.event_range in SQL): the
     window and its offset are whole hops, so floor(t - d - w, h) = floor(t, h) - d - w."""
     hop = F.window_hop(window)
-    floor = _floor("r.event_timestamp", hop)
-    start = f"{floor} - {interval(aggregate.shift + F.window_length(window))}"
-    end = f"{floor} - {interval(aggregate.shift)}" if aggregate.offset else "r.event_timestamp"
+    tile = floor("r.event_timestamp", hop)
+    start = f"{tile} - {interval(aggregate.shift + F.window_length(window))}"
+    end = f"{tile} - {interval(aggregate.shift)}" if aggregate.offset else "r.event_timestamp"
     return start, end
 
 

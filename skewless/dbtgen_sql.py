@@ -20,6 +20,11 @@ def interval(delta: timedelta) -> str:
     return f"{{{{ interval_of({int(delta.total_seconds())}, 'second') }}}}"
 
 
+def floor(expr: str, hop: timedelta) -> str:
+    """``expr`` (a timestamp) rounded down to a multiple of ``hop`` since the epoch."""
+    return f'{{{{ floor_to("{expr}", {int(hop.total_seconds())}) }}}}'
+
+
 def span(window: str) -> str:
     return interval(F.window_length(window))
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from skewless import features as F
-from skewless.dbtgen_sql import DOUBLE, ONE_US, finish, interval, since
+from skewless.dbtgen_sql import DOUBLE, ONE_US, finish, floor, interval, since
 
 # (aggregate, window, feature name), as FeatureGroup.window_features() lists them.
 Feature = tuple[F.Aggregate, str | None, str]
@@ -43,15 +43,11 @@ def _seconds(delta: timedelta) -> int:
     return int(delta.total_seconds())
 
 
-def _floor(expr: str, hop: timedelta) -> str:
-    return f'{{{{ floor_to("{expr}", {_seconds(hop)}) }}}}'
-
-
 def _hop_end(expr: str, window: str, shift: timedelta = timedelta(0)) -> str:
     """The first t at which an event at ``expr`` has left the window (ending ``shift`` before t):
     floor(expr, h) + h + shift + w."""
     hop = F.window_hop(window)
-    return f"{_floor(expr, hop)} + {interval(hop + shift + F.window_length(window))}"
+    return f"{floor(expr, hop)} + {interval(hop + shift + F.window_length(window))}"
 
 
 def _union(branches: list[Branch], columns: list[str]) -> str:
@@ -107,7 +103,7 @@ def _label_steps(labeled) -> tuple[list[Branch], list[str]]:
         else:
             shift = aggregate.shift
             begin = (
-                f"{_floor('event_timestamp', hop)} + {interval(hop + shift)}"
+                f"{floor('event_timestamp', hop)} + {interval(hop + shift)}"
                 if shift
                 else f"event_timestamp + {ONE_US}"
             )
@@ -364,8 +360,7 @@ def _body(plan: _Plan, rest_sql: str) -> str:
     else:
         label_union = ""
     buckets = "".join(
-        f",\n        {_floor('event_timestamp', hop)} as bucket_{_seconds(hop)}"
-        for hop in plan.hops
+        f",\n        {floor('event_timestamp', hop)} as bucket_{_seconds(hop)}" for hop in plan.hops
     )
     exprs = [f"{_tiled_expr(a, w)} as {n}" for a, w, n in plan.tiled]
     exprs += [f"{since('max(s.event_time) over w_all', 's.event_timestamp')} as {n}"

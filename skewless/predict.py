@@ -96,7 +96,7 @@ def run(
 
     started = time.perf_counter()
     task = query.task
-    if task.query is not None and task.name not in tasks.names():
+    if task.query is not None:
         tasks.declare(task)  # training and scoring take it by name
     if query.new and not train:
         raise PredictError(f"{task.name} is declared by this query: it needs --train")

@@ -548,15 +548,14 @@ class Layout:
 
     def _since_last(self, t: int, plan, tiles, head, newest, before) -> float | None:
         last, previous = (None if n is None else micros(n) for n in newest)
-        earlier = [micros(e["event_timestamp"]) for e in before]
         if last is not None and last < t:
             latest = last
         elif previous is not None and previous < t:  # no event between previous and last
             latest = previous
         elif head:
             latest = max(micros(e["event_timestamp"]) for e in head)
-        elif earlier:  # the latest minute before t's that holds events, kept raw
-            latest = max(earlier)
+        elif before:  # the latest minute before t's that holds events, kept raw
+            latest = max(micros(e["event_timestamp"]) for e in before)
         else:  # older than every event kept raw: the newest one before t's minute, from the tiles
             minute = minute_of(t)
             wanted = {

@@ -20,12 +20,12 @@ DAY = date(2025, 4, 14)  # the last day of the shared pipeline
 CHURN = TASKS["churn_30d"]
 
 
-def _partition(day: date):
+def _partition(day: date, table: str = CHURN.predictions_table):
+    """The day's rows of a customer task's predictions table, by customer."""
     con = warehouse.connect(settings.load().warehouse_path, read_only=True)
     try:
         return con.execute(
-            f"select * from {CHURN.predictions_table} where score_date = ? order by customer_id",
-            [day],
+            f"select * from {table} where score_date = ? order by customer_id", [day]
         ).fetchdf()
     finally:
         con.close()
@@ -256,14 +256,7 @@ def test_train_declares_registers_and_scores_a_new_target_found_again_later(
     _, mlflow_client = registry.connect(cfg)
     tags = mlflow_client.get_registered_model(name).tags
     assert tags == {query_tasks.QUERY_TAG: query.task.query, query_tasks.ENTITY_TAG: "customer"}
-    con = warehouse.connect(cfg.warehouse_path, read_only=True)
-    try:
-        table = con.execute(
-            f"select * from predictions.{name}_scores where score_date = ? order by customer_id",
-            [DAY],
-        ).fetchdf()
-    finally:
-        con.close()
+    table = _partition(DAY, f"predictions.{name}_scores")
     assert len(table) == len(result.rows) > 0
     assert result.rows.reset_index(drop=True).equals(table)
     assert set(table["model_name"]) == {name} and set(table["model_version"]) == {"1"}

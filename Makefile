@@ -7,9 +7,9 @@ BIN := $(VENV)/bin
 export DO_NOT_TRACK := 1
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 
-.PHONY: setup postgres chromium wrk lock test fuzz lint format bench demo airflow mlflow serve clean
+.PHONY: setup postgres chromium java wrk lock test fuzz lint format bench demo airflow mlflow serve clean
 
-setup: $(BIN)/skewless postgres chromium
+setup: $(BIN)/skewless postgres chromium java
 
 # PostgreSQL server binaries (Debian's package) for tests/dbt/test_postgres.py, the second dbt
 # engine. Installed once when missing; without root or apt the test fails with this hint.
@@ -19,6 +19,16 @@ postgres:
 	  $$sudo apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends postgresql \
 	  || echo "warning: could not install postgresql (apt-get install postgresql): tests/dbt/test_postgres.py will fail"; fi
+
+# A Java runtime (Debian's openjdk-17-jre-headless) for pyspark: tests/dbt/test_spark.py builds
+# the dbt models on Spark. Installed once when missing; without root or apt the test fails with
+# this hint.
+java:
+	@if command -v java >/dev/null; then :; \
+	else sudo=""; [ "$$(id -u)" -eq 0 ] || sudo="sudo"; \
+	  $$sudo apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends openjdk-17-jre-headless \
+	  || echo "warning: could not install java (apt-get install openjdk-17-jre-headless): tests/dbt/test_spark.py will fail"; fi
 
 # Debian's chromium and its chromedriver for tests/monitoring/test_skew_browser.py, which renders the
 # skew report's page in a real headless browser. Installed once when missing (~50 s with apt-get

@@ -7,6 +7,8 @@ The offline store of the selected feature_store.yaml picks the source type:
 - postgres (feature_store.postgres.yaml): the dbt feature tables themselves, in the schema
   SKEWLESS_PG_SCHEMA, read through a query that does what the export models do (event_timestamp
   as timestamptz, UTC), so the feature values are the same.
+- spark (feature_store.spark.yaml): the dbt feature tables themselves, in the Spark database
+  SKEWLESS_SPARK_SCHEMA (a Spark timestamp is an instant already).
 """
 
 import os
@@ -75,7 +77,23 @@ def _postgres_source(group: FeatureGroup):
     )
 
 
-_make_source = _postgres_source if offline_store_type() == "postgres" else _file_source
+def _spark_source(group: FeatureGroup):
+    from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
+
+    schema = settings.get("SKEWLESS_SPARK_SCHEMA")
+    return SparkSource(
+        name=f"{group.name}_source",
+        table=f"{schema}.{group.name}",
+        timestamp_field="event_timestamp",
+        description=f"dbt table {schema}.{group.name}: {group.description}",
+        owner="ml-platform@skewless.dev",
+        tags={"dbt_model": group.name, "grain": group.grain.value},
+    )
+
+
+_make_source = {"postgres": _postgres_source, "spark": _spark_source}.get(
+    offline_store_type(), _file_source
+)
 SOURCES = {group.name: _make_source(group) for group in GROUPS}
 
 # `feast apply` finds the objects among the module's attributes.

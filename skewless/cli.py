@@ -94,6 +94,15 @@ def cmd_materialize(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_spark_load(args: argparse.Namespace) -> int:
+    from skewless import spark
+
+    cfg = settings.load()
+    rows = spark.load_raw(cfg)
+    print_json({"table": spark.TRANSACTIONS_TABLE, "rows": rows, "spark_dir": str(cfg.spark_dir)})
+    return 0
+
+
 def _default_cutoff(cfg: settings.Settings) -> datetime:
     """Midnight after the last event, the cutoff dbt uses by default."""
     from skewless import warehouse
@@ -260,6 +269,12 @@ def _add_data_commands(sub) -> None:
         " offline store on one Redis server, else feast); feast: FeatureStore.materialize",
     )
     p.set_defaults(func=cmd_materialize)
+
+    p = sub.add_parser(
+        "spark-load",
+        help="copy raw.transactions from the DuckDB warehouse into the spark target's tables",
+    )
+    p.set_defaults(func=cmd_spark_load)
 
     p = sub.add_parser("redis", help="the private Redis server under var/redis")
     p.add_argument("action", choices=["start", "stop", "status"])

@@ -24,7 +24,7 @@ from skewless import features as F
 from skewless import schemas
 from skewless.dbtgen_sets import ARRIVAL_SUFFIX as SUFFIX
 from skewless.dbtgen_sets import STAGED
-from skewless.dbtgen_sql import DOUBLE, finish, floor, interval, since
+from skewless.dbtgen_sql import finish, floor, interval, since
 
 
 def model_name(name: str) -> str:
@@ -67,13 +67,18 @@ def _expression(aggregate: F.Aggregate, window: str | None) -> str:
             where += f" and e.{column} is not null and e.label_timestamp <= r.event_timestamp"
     if agg is F.Agg.COUNT:
         return f"count(e.{schemas.EVENT_ID}) filter (where {where})"
+
     # sums in one order: a parallel aggregate would add in any order, and the model must be
     # the same on every build (to the last bit)
-    ordered = f"order by e.event_timestamp, e.{schemas.EVENT_ID}"
+    def ordered(fn: str) -> str:
+        value = f"'cast(e.{column} as ' ~ type_double() ~ ')'"
+        order = f"e.event_timestamp, e.{schemas.EVENT_ID}"
+        return f"{{{{ in_order('{fn}', {value}, '{order}') }}}} filter (where {where})"
+
     if agg is F.Agg.SUM:
-        return f"coalesce(sum(cast(e.{column} as {DOUBLE}) {ordered}) filter (where {where}), 0)"
+        return f"coalesce({ordered('sum')}, 0)"
     if agg in (F.Agg.AVG, F.Agg.LABELED_RATE):
-        return f"avg(cast(e.{column} as {DOUBLE}) {ordered}) filter (where {where})"
+        return ordered("avg")
     if agg is F.Agg.COUNT_DISTINCT:
         return f"count(distinct e.{column}) filter (where {where})"
     raise ValueError(f"{aggregate.name}: no arrival-aware form of {agg}")  # pragma: no cover
@@ -115,7 +120,7 @@ ordered as (
         *,
         max(arrival_timestamp) over (
             partition by entity_id order by event_timestamp
-            range between unbounded preceding and current row exclude group
+            range between unbounded preceding and {{{{ before_peers() }}}}
         ) as latest_earlier_arrival
     from events
 ),

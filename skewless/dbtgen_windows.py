@@ -232,7 +232,7 @@ def _tile_frame(frames: dict[str, str], hop: timedelta, window: str, shift: time
     """The name of the frame over the tiles of [tile - d - w, tile - d), added to ``frames``."""
     h = _seconds(hop)
     name = f"w_{window}_{_seconds(shift)}" if shift else f"w_{window}"
-    last = f"{interval(shift + hop)} preceding" if shift else "current row exclude current row"
+    last = f"{interval(shift + hop)} preceding" if shift else f"{{{{ before_current_tile({h}) }}}}"
     frames[name] = (
         f"    {name} as (partition by entity_id order by bucket_{h}\n"
         f"        range between {interval(F.window_length(window) + shift)} preceding and {last})"
@@ -262,7 +262,7 @@ def _tile_ctes(plan: _Plan, columns: list[str]) -> list[str]:
         ctes.append(
             f"""tiles_{h} as (
     select entity_id, bucket_{h}, count(event_id) as n{sums}
-    from stream
+    from timeline
     group by entity_id, bucket_{h}
 )"""
         )
@@ -378,7 +378,7 @@ def _body(plan: _Plan, rest_sql: str) -> str:
         h = _seconds(hop)
         frames.append(
             f"    head_{h} as (partition by s.entity_id, s.bucket_{h} order by s.event_timestamp\n"
-            "        range between unbounded preceding and current row exclude group)"
+            "        range between unbounded preceding and {{ before_peers() }})"
         )
         if any(a.label_time for a, _, _ in plan.labeled_at(hop)):
             frames.append(
@@ -389,7 +389,7 @@ def _body(plan: _Plan, rest_sql: str) -> str:
     if plan.last:
         frames.append(
             "    w_all as (partition by s.entity_id order by s.event_timestamp\n"
-            "        range between unbounded preceding and current row exclude group)"
+            "        range between unbounded preceding and {{ before_peers() }})"
         )
     joins = "".join(
         f"\n    left join tile_sums_{h} as t_{h}\n"
@@ -409,7 +409,7 @@ cutoff as (
 
 {_QUERY_POINTS},
 
-stream as (
+timeline as (
     select entity_id, event_timestamp, transaction_id, event_id, event_time{value_cols}{visit_cols}{lt_cols}{buckets}
     from (
         select entity_id, event_timestamp, transaction_id, transaction_id as event_id,
@@ -424,7 +424,7 @@ stream as (
 {tile_sql}windowed as (
     select
         s.entity_id, s.event_timestamp, s.transaction_id, s.event_id{_listed(exprs)}
-    from stream as s{joins}{window_sql}
+    from timeline as s{joins}{window_sql}
 ),
 
 {rest_sql}"""

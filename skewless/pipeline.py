@@ -14,7 +14,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from skewless import dbtgen, redis_server
+from skewless import dbtgen, redis_server, settings
 from skewless.feast_layout import offline_store_type
 from skewless.features import GROUPS
 from skewless.settings import Settings
@@ -32,6 +32,9 @@ def dbt_environment(cfg: Settings) -> dict[str, str]:
         "SKEWLESS_FEATURE_DIR": str(cfg.feature_export_dir),
         "SKEWLESS_FEAST_REGISTRY": str(cfg.feast_registry),
         "SKEWLESS_DBT_TARGET": cfg.dbt_target,
+        "SKEWLESS_SPARK_DIR": str(cfg.spark_dir),
+        # the spark target's session, for dbt's profile and feature_store.spark.yaml alike
+        **{name: settings.get(name) for name in ("SKEWLESS_SPARK_MASTER", "SKEWLESS_SPARK_SCHEMA")},
         "DO_NOT_TRACK": "1",
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
         "DBT_TARGET_PATH": str(cfg.var_dir / "dbt" / "target"),

@@ -42,6 +42,7 @@ class Settings:
     drop_dir: Path  # files landed here are ingested by the `ingest` DAG
     model_config: Path
     dbt_target: str = "duckdb"
+    spark_dir: Path = Path("var/spark")
     redis_cluster: bool = False
     max_quarantine_share: float = 0.05
     dependency_attempts: int = 10

@@ -189,9 +189,30 @@ TABLE: tuple[Setting, ...] = (
     Setting(
         "SKEWLESS_DBT_TARGET",
         "duckdb",
-        "the dbt engine: duckdb (the embedded warehouse) or postgres",
-        parsers.choice("duckdb", "postgres"),
+        "the dbt engine: duckdb (the embedded warehouse), postgres or spark",
+        parsers.choice("duckdb", "postgres", "spark"),
         "dbt_target",
+    ),
+    Setting(
+        "SKEWLESS_SPARK_DIR",
+        "{var}/spark",
+        "the spark target's tables (warehouse/) and Hive metastore (metastore_db/)",
+        parsers.path,
+        "spark_dir",
+    ),
+    Setting(
+        "SKEWLESS_SPARK_MASTER",
+        "local[2]",
+        "the spark target's master: local[N] in process, or a cluster's URL",
+        parsers.text,
+        component="dbt",
+    ),
+    Setting(
+        "SKEWLESS_SPARK_SCHEMA",
+        "skewless",
+        "the Spark database of the dbt tables",
+        parsers.text,
+        component="dbt",
     ),
     *(
         Setting(

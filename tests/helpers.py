@@ -21,6 +21,7 @@ from skewless.processes import group_alive, stop_group
 
 # Environment variables that place skewless state; tests point them at temporary directories.
 PLACEMENT_VARS = (
+    "SKEWLESS_SPARK_DIR",
     "SKEWLESS_WAREHOUSE",
     "SKEWLESS_FEATURE_DIR",
     "SKEWLESS_FEAST_REGISTRY",

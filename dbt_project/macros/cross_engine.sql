@@ -1,8 +1,9 @@
 {#-
     The SQL that differs between engines, dispatched on the adapter (adapter.dispatch):
     duckdb__ is the embedded warehouse, default__ is standard SQL as PostgreSQL runs it
-    (tests/dbt/test_postgres.py holds the two equal). Another engine (Spark, Trino, Snowflake)
-    needs only its own <adapter>__ variants where its SQL differs from default__.
+    (tests/dbt/test_postgres.py holds the two equal), spark__ is Spark SQL
+    (tests/dbt/test_spark.py). Another engine (Trino, Snowflake) needs only its own <adapter>__
+    variants where its SQL differs from default__.
     The duckdb__ variants must not call other macros: the property test
     (tests/skewless/test_feature_equivalence.py) renders them with plain Jinja.
 -#}
@@ -33,6 +34,10 @@
     cast(extract(epoch from ({{ end }} - {{ start }})) as double precision)
 {%- endmacro %}
 
+{% macro spark__seconds_between(start, end) -%}
+    (unix_micros({{ end }}) - unix_micros({{ start }})) / 1e6
+{%- endmacro %}
+
 {#- An 8-byte float (dbt.type_float() is a 4-byte float on DuckDB). -#}
 {% macro type_double() -%}
     {{ return(adapter.dispatch('type_double', 'skewless')()) }}
@@ -44,6 +49,10 @@
 
 {% macro default__type_double() -%}
     double precision
+{%- endmacro %}
+
+{% macro spark__type_double() -%}
+    double
 {%- endmacro %}
 
 {#- The smallest integer type (a 0/1 label). -#}
@@ -72,6 +81,10 @@
     generate_series({{ start }}, {{ end }}, interval '1 day')
 {%- endmacro %}
 
+{% macro spark__day_series(start, end) -%}
+    explode(sequence({{ start }}, {{ end }}, interval 1 day))
+{%- endmacro %}
+
 {#- `expr` (a timestamp) rounded down to a multiple of `seconds` since the epoch, exactly. -#}
 {% macro floor_to(expr, seconds) -%}
     {{ return(adapter.dispatch('floor_to', 'skewless')(expr, seconds)) }}
@@ -84,6 +97,61 @@
 
 {% macro default__floor_to(expr, seconds) -%}
     date_bin(interval '{{ seconds }} seconds', {{ expr }}, timestamp '1970-01-01')
+{%- endmacro %}
+
+{% macro spark__floor_to(expr, seconds) -%}
+    timestamp_micros(unix_micros({{ expr }}) - pmod(unix_micros({{ expr }}), {{ seconds * 1000000 }}))
+{%- endmacro %}
+
+{#-
+    The end of a window frame that leaves out the current row, over rows ordered by a tile's
+    start (one row per tile and entity, tiles `hop` seconds apart).
+-#}
+{% macro before_current_tile(hop) -%}
+    {{ return(adapter.dispatch('before_current_tile', 'skewless')(hop)) }}
+{%- endmacro %}
+
+{% macro default__before_current_tile(hop) -%}
+    current row exclude current row
+{%- endmacro %}
+
+{#- Spark has no EXCLUDE: the previous tile starts a hop before. -#}
+{% macro spark__before_current_tile(hop) -%}
+    interval '{{ hop }} seconds' preceding
+{%- endmacro %}
+
+{#-
+    The end of a window frame that leaves out the current row and its ties, over rows ordered by
+    a timestamp (microseconds).
+-#}
+{% macro before_peers() -%}
+    {{ return(adapter.dispatch('before_peers', 'skewless')()) }}
+{%- endmacro %}
+
+{% macro default__before_peers() -%}
+    current row exclude group
+{%- endmacro %}
+
+{#- Spark has no EXCLUDE: the rows a microsecond or more before. -#}
+{% macro spark__before_peers() -%}
+    interval '1 microseconds' preceding
+{%- endmacro %}
+
+{#-
+    agg(expr) with the rows taken in `order`: a float sum comes out the same to the last bit on
+    every build, whatever the engine's parallelism.
+-#}
+{% macro in_order(agg, expr, order) -%}
+    {{ return(adapter.dispatch('in_order', 'skewless')(agg, expr, order)) }}
+{%- endmacro %}
+
+{% macro default__in_order(agg, expr, order) -%}
+    {{ agg }}({{ expr }} order by {{ order }})
+{%- endmacro %}
+
+{#- Spark has no ordered aggregates: its float sums may differ in the last bits between runs. -#}
+{% macro spark__in_order(agg, expr, order) -%}
+    {{ agg }}({{ expr }})
 {%- endmacro %}
 
 {#-

@@ -13,7 +13,6 @@ offline stores; every feature value must agree, and equal the dbt training set.
 
 from __future__ import annotations
 
-import math
 import time
 from datetime import date, datetime
 from pathlib import Path
@@ -23,6 +22,7 @@ import pytest
 import yaml
 
 from skewless.settings import PROJECT_ROOT
+from tests.engines import by_transaction, frame_differences, fraud_features
 from tests.helpers import PLACEMENT_VARS
 from tests.postgres import copy_raw_transactions, private_postgres, settings_for
 
@@ -84,22 +84,38 @@ def test_the_environments_differ_only_in_the_offline_store():
         config.pop("offline_store")
         return config
 
-    assert without_offline_store(REPO / "feature_store.yaml") == without_offline_store(
-        REPO / "feature_store.postgres.yaml"
+    embedded = without_offline_store(REPO / "feature_store.yaml")
+    for other in ("feature_store.postgres.yaml", "feature_store.spark.yaml"):
+        assert without_offline_store(REPO / other) == embedded, other
+
+
+def test_feast_fs_yaml_file_path_selects_the_spark_offline_store(env, tmp_path):
+    """The Spark session Feast starts is the dbt profile's (skewless/spark.py): same master,
+    tables and metastore."""
+    from feast.infra.offline_stores.contrib.spark_offline_store.spark import (
+        SparkOfflineStoreConfig,
     )
+
+    from skewless import pipeline, settings, spark
+
+    env.setenv("SKEWLESS_VAR_DIR", str(tmp_path / "var"))
+    env.delenv("SKEWLESS_SPARK_DIR", raising=False)
+    env.setenv("SKEWLESS_SPARK_MASTER", "spark://spark.internal:7077")
+    cfg = settings.load()
+    for key, value in pipeline.dbt_environment(cfg).items():
+        env.setenv(key, value)
+    env.setenv("FEAST_FS_YAML_FILE_PATH", str(REPO / "feature_store.spark.yaml"))
+    store = _loaded().offline_store
+    assert isinstance(store, SparkOfflineStoreConfig)
+    expected = spark.conf(cfg) | {"spark.sql.catalogImplementation": "hive"}
+    expected.pop("spark.sql.ansi.enabled")  # dbt-spark's own setting
+    assert store.spark_conf == expected
+    assert expected["spark.master"] == "spark://spark.internal:7077"
 
 
 # --- point-in-time retrieval from PostgreSQL, for real ------------------------------------------
 
 ENTITY_COLUMNS = ["transaction_id", "customer_id", "merchant_id", "event_timestamp"]
-
-
-def _fraud_features() -> dict[str, str]:
-    """Feature name -> declared dtype (int64 / float64) of the fraud_v1 service."""
-    from skewless.features import FEATURE_SERVICES
-
-    (service,) = [s for s in FEATURE_SERVICES if s.name == "fraud_v1"]
-    return {f.name: f.dtype for g in service.groups for f in g.features}
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +124,7 @@ def retrieved(tmp_path_factory, redis_db):
     get_historical_features(fraud_v1) through each feature_store file. Yields the dbt
     fraud_training_set (DuckDB) and the retrieved frame per offline store."""
     from skewless import importer, pipeline, settings, simulate, warehouse
-    from tests.dbt.test_postgres import _edge_cases  # the window edges and ties of that test
+    from tests.engines import edge_cases  # the window edges and ties
 
     base = tmp_path_factory.mktemp("feast-offline")
     timings: dict[str, float] = {}
@@ -124,7 +140,7 @@ def retrieved(tmp_path_factory, redis_db):
             customers=300, days=30, seed=5, start=date(2025, 3, 1), tx_per_day=1.0, terminals=60
         )
         frame["is_fraud"] = frame["is_fraud"].astype("Int8")
-        frame = pd.concat([frame, _edge_cases(datetime(2025, 3, 5))], ignore_index=True)
+        frame = pd.concat([frame, edge_cases(datetime(2025, 3, 5))], ignore_index=True)
         raw = simulate.write(frame, base / "raw" / "transactions.parquet")
         loaded = importer.import_transactions(raw)["rows_loaded"]
         assert copy_raw_transactions(cfg.warehouse_path, pg) == loaded
@@ -168,50 +184,23 @@ def retrieved(tmp_path_factory, redis_db):
     yield {"training": training, **frames}
 
 
-def _by_transaction(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per transaction_id. Feast's PostgreSQL point-in-time query repeats an entity row
-    once per feature row that ties at its latest timestamp (transactions at the same instant);
-    those copies are identical, so exact duplicates are dropped first, and nothing else may
-    repeat."""
-    unique = frame.drop_duplicates()
-    assert unique["transaction_id"].is_unique, "different features for one transaction"
-    return unique.set_index("transaction_id").sort_index()
-
-
-def differences(expected: pd.DataFrame, actual: pd.DataFrame, what: str) -> list[str]:
-    """Every fraud_v1 feature value that differs: integers exactly, floats to 1e-9 relative,
-    missing only where missing."""
-    expected, actual = _by_transaction(expected), _by_transaction(actual)
-    out = [f"{what}: transactions differ"] if not expected.index.equals(actual.index) else []
-    for name, dtype in _fraud_features().items():
-        for tx, a, b in zip(expected.index, expected[name], actual[name], strict=True):
-            a_missing, b_missing = pd.isna(a), pd.isna(b)
-            if a_missing or b_missing:
-                ok = a_missing and b_missing
-            elif dtype == "int64":
-                ok = float(a).is_integer() and float(b).is_integer() and int(a) == int(b)
-            else:
-                ok = math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-12)
-            if not ok:
-                out.append(f"{what} {tx} {name}: {a!r} != {b!r}")
-    return out
-
-
 @pytest.mark.slow
 def test_postgres_retrieval_equals_duckdb_retrieval(retrieved):
     duck, pg = retrieved["duckdb"], retrieved["postgres"]
-    assert len(_by_transaction(duck)) == len(retrieved["training"]) > 1000
+    assert len(by_transaction(duck)) == len(retrieved["training"]) > 1000
     assert set(pg.columns) == set(duck.columns)
-    bad = differences(duck, pg, "duckdb vs postgres")
+    bad = frame_differences(duck, pg, "duckdb vs postgres")
     assert bad == [], f"{len(bad)} differences, first: {bad[:20]}"
-    values = len(duck) * len(_fraud_features())
-    print(f"{len(duck)} transactions x {len(_fraud_features())} features = {values} values equal")
+    values = len(duck) * len(fraud_features())
+    print(f"{len(duck)} transactions x {len(fraud_features())} features = {values} values equal")
 
 
 @pytest.mark.slow
 def test_postgres_retrieval_reproduces_the_fraud_training_set(retrieved):
-    training = retrieved["training"][list(_fraud_features()) + ["transaction_id"]]
-    bad = differences(training, retrieved["postgres"][training.columns], "training vs postgres")
+    training = retrieved["training"][list(fraud_features()) + ["transaction_id"]]
+    bad = frame_differences(
+        training, retrieved["postgres"][training.columns], "training vs postgres"
+    )
     assert bad == [], f"{len(bad)} differences, first: {bad[:20]}"
 
 
@@ -238,6 +227,7 @@ def test_data_sources_follow_the_selected_offline_store(env):
     from feast.infra.offline_stores.contrib.postgres_offline_store.postgres_source import (
         PostgreSQLSource,
     )
+    from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
 
     module = _data_sources()
     assert module.offline_store_type() == "duckdb"
@@ -257,3 +247,8 @@ def test_data_sources_follow_the_selected_offline_store(env):
         module.PUSH_SOURCES["customer_transaction_windows"].batch_source
         is module.SOURCES["customer_transaction_windows"]
     )
+    env.setenv("FEAST_FS_YAML_FILE_PATH", str(REPO / "feature_store.spark.yaml"))
+    env.setenv("SKEWLESS_SPARK_SCHEMA", "features")
+    module = _data_sources()
+    assert all(isinstance(s, SparkSource) for s in module.SOURCES.values())
+    assert module.SOURCES["customer_daily_activity"].table == "features.customer_daily_activity"

@@ -148,9 +148,9 @@ def test_every_skewless_variable_in_the_code_is_in_the_table():
 
 def test_feature_store_and_dbt_profile_read_table_variables():
     derived = set(pipeline.tool_env(settings.load({})))
-    store = (ROOT / "feature_repo" / "feature_store.yaml").read_text()
-    for name in re.findall(r"\$\{(\w+)\}", store):
-        assert name in settings.BY_ENV or name in derived, f"feature_store.yaml: {name}"
+    for path in (ROOT / "feature_repo").glob("feature_store*.yaml"):
+        for name in re.findall(r"\$\{(\w+)\}", path.read_text()):
+            assert name in settings.BY_ENV or name in derived, f"{path.name}: {name}"
     profile = (ROOT / "dbt_project" / "profiles.yml").read_text()
     uses = re.findall(r"env_var\('(\w+)'(?:, '([^']*)')?\)", profile)
     assert uses

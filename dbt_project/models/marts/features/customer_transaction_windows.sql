@@ -18,7 +18,7 @@ query_points as (
     where events.event_timestamp < cutoff.snapshot_at
 ),
 
-stream as (
+timeline as (
     select entity_id, event_timestamp, transaction_id, event_id, event_time, amount, merchant_id, visit_merchant_id,
         {{ floor_to("event_timestamp", 300) }} as bucket_300,
         {{ floor_to("event_timestamp", 3600) }} as bucket_3600,
@@ -38,7 +38,7 @@ tiles_300 as (
     select entity_id, bucket_300, count(event_id) as n,
         sum(amount) as s_amount, count(amount) as c_amount,
         count(visit_merchant_id) as vc_merchant_id
-    from stream
+    from timeline
     group by entity_id, bucket_300
 ),
 
@@ -51,14 +51,14 @@ tile_sums_300 as (
     from tiles_300
     window
     w_1h as (partition by entity_id order by bucket_300
-        range between {{ interval_of(3600, 'second') }} preceding and current row exclude current row)
+        range between {{ interval_of(3600, 'second') }} preceding and {{ before_current_tile(300) }})
 ),
 
 tiles_3600 as (
     select entity_id, bucket_3600, count(event_id) as n,
         sum(amount) as s_amount, count(amount) as c_amount,
         count(visit_merchant_id) as vc_merchant_id
-    from stream
+    from timeline
     group by entity_id, bucket_3600
 ),
 
@@ -75,16 +75,16 @@ tile_sums_3600 as (
     from tiles_3600
     window
     w_1d as (partition by entity_id order by bucket_3600
-        range between {{ interval_of(86400, 'second') }} preceding and current row exclude current row),
+        range between {{ interval_of(86400, 'second') }} preceding and {{ before_current_tile(3600) }}),
     w_7d as (partition by entity_id order by bucket_3600
-        range between {{ interval_of(604800, 'second') }} preceding and current row exclude current row)
+        range between {{ interval_of(604800, 'second') }} preceding and {{ before_current_tile(3600) }})
 ),
 
 tiles_86400 as (
     select entity_id, bucket_86400, count(event_id) as n,
         sum(amount) as s_amount, count(amount) as c_amount,
         count(visit_merchant_id) as vc_merchant_id
-    from stream
+    from timeline
     group by entity_id, bucket_86400
 ),
 
@@ -97,7 +97,7 @@ tile_sums_86400 as (
     from tiles_86400
     window
     w_30d as (partition by entity_id order by bucket_86400
-        range between {{ interval_of(2592000, 'second') }} preceding and current row exclude current row)
+        range between {{ interval_of(2592000, 'second') }} preceding and {{ before_current_tile(86400) }})
 ),
 
 windowed as (
@@ -120,7 +120,7 @@ windowed as (
         coalesce(t_3600.dn_customer_merchant_distinct_1d, 0) + count(s.visit_merchant_id) over head_3600 as tn_customer_merchant_distinct_1d,
         coalesce(t_3600.dn_customer_merchant_distinct_7d, 0) + count(s.visit_merchant_id) over head_3600 as tn_customer_merchant_distinct_7d,
         coalesce(t_86400.dn_customer_merchant_distinct_30d, 0) + count(s.visit_merchant_id) over head_86400 as tn_customer_merchant_distinct_30d
-    from stream as s
+    from timeline as s
     left join tile_sums_300 as t_300
         on t_300.entity_id = s.entity_id and t_300.bucket_300 = s.bucket_300
     left join tile_sums_3600 as t_3600
@@ -129,13 +129,13 @@ windowed as (
         on t_86400.entity_id = s.entity_id and t_86400.bucket_86400 = s.bucket_86400
     window
     head_300 as (partition by s.entity_id, s.bucket_300 order by s.event_timestamp
-        range between unbounded preceding and current row exclude group),
+        range between unbounded preceding and {{ before_peers() }}),
     head_3600 as (partition by s.entity_id, s.bucket_3600 order by s.event_timestamp
-        range between unbounded preceding and current row exclude group),
+        range between unbounded preceding and {{ before_peers() }}),
     head_86400 as (partition by s.entity_id, s.bucket_86400 order by s.event_timestamp
-        range between unbounded preceding and current row exclude group),
+        range between unbounded preceding and {{ before_peers() }}),
     w_all as (partition by s.entity_id order by s.event_timestamp
-        range between unbounded preceding and current row exclude group)
+        range between unbounded preceding and {{ before_peers() }})
 ),
 
 merchant_id_visits as (

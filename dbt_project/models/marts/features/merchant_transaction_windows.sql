@@ -18,7 +18,7 @@ query_points as (
     where events.event_timestamp < cutoff.snapshot_at
 ),
 
-stream as (
+timeline as (
     select entity_id, event_timestamp, transaction_id, event_id, event_time, is_fraud, lt_is_fraud_2592000, is_label,
         {{ floor_to("event_timestamp", 3600) }} as bucket_3600,
         {{ floor_to("event_timestamp", 86400) }} as bucket_86400
@@ -41,7 +41,7 @@ tiles_3600 as (
     select entity_id, bucket_3600, count(event_id) as n,
         sum(cast(is_fraud as {{ type_double() }})) as ls_is_fraud, count(is_fraud) as lc_is_fraud,
         sum(cast(lt_is_fraud_2592000 as {{ type_double() }})) as ls_lt_is_fraud_2592000, count(lt_is_fraud_2592000) as lc_lt_is_fraud_2592000
-    from stream
+    from timeline
     group by entity_id, bucket_3600
 ),
 
@@ -60,9 +60,9 @@ tile_sums_3600 as (
     from tiles_3600
     window
     w_1d as (partition by entity_id order by bucket_3600
-        range between {{ interval_of(86400, 'second') }} preceding and current row exclude current row),
+        range between {{ interval_of(86400, 'second') }} preceding and {{ before_current_tile(3600) }}),
     w_7d as (partition by entity_id order by bucket_3600
-        range between {{ interval_of(604800, 'second') }} preceding and current row exclude current row),
+        range between {{ interval_of(604800, 'second') }} preceding and {{ before_current_tile(3600) }}),
     w_1d_604800 as (partition by entity_id order by bucket_3600
         range between {{ interval_of(691200, 'second') }} preceding and {{ interval_of(608400, 'second') }} preceding),
     w_7d_604800 as (partition by entity_id order by bucket_3600
@@ -73,7 +73,7 @@ tiles_86400 as (
     select entity_id, bucket_86400, count(event_id) as n,
         sum(cast(is_fraud as {{ type_double() }})) as ls_is_fraud, count(is_fraud) as lc_is_fraud,
         sum(cast(lt_is_fraud_2592000 as {{ type_double() }})) as ls_lt_is_fraud_2592000, count(lt_is_fraud_2592000) as lc_lt_is_fraud_2592000
-    from stream
+    from timeline
     group by entity_id, bucket_86400
 ),
 
@@ -87,7 +87,7 @@ tile_sums_86400 as (
     from tiles_86400
     window
     w_30d as (partition by entity_id order by bucket_86400
-        range between {{ interval_of(2592000, 'second') }} preceding and current row exclude current row),
+        range between {{ interval_of(2592000, 'second') }} preceding and {{ before_current_tile(86400) }}),
     w_30d_604800 as (partition by entity_id order by bucket_86400
         range between {{ interval_of(3196800, 'second') }} preceding and {{ interval_of(691200, 'second') }} preceding)
 ),
@@ -111,18 +111,18 @@ windowed as (
         coalesce(t_86400.ln_merchant_recent_label_fraud_rate_30d, 0) + count(s.lt_is_fraud_2592000) over lhead_86400 as tn_merchant_recent_label_fraud_rate_30d,
         coalesce(t_86400.ly_merchant_recent_label_fraud_rate_30d, 0) + coalesce(sum(cast(s.lt_is_fraud_2592000 as {{ type_double() }})) over lhead_86400, 0) as ty_merchant_recent_label_fraud_rate_30d,
         s.is_label
-    from stream as s
+    from timeline as s
     left join tile_sums_3600 as t_3600
         on t_3600.entity_id = s.entity_id and t_3600.bucket_3600 = s.bucket_3600
     left join tile_sums_86400 as t_86400
         on t_86400.entity_id = s.entity_id and t_86400.bucket_86400 = s.bucket_86400
     window
     head_3600 as (partition by s.entity_id, s.bucket_3600 order by s.event_timestamp
-        range between unbounded preceding and current row exclude group),
+        range between unbounded preceding and {{ before_peers() }}),
     lhead_3600 as (partition by s.entity_id, s.bucket_3600 order by s.event_timestamp
         range between unbounded preceding and current row),
     head_86400 as (partition by s.entity_id, s.bucket_86400 order by s.event_timestamp
-        range between unbounded preceding and current row exclude group),
+        range between unbounded preceding and {{ before_peers() }}),
     lhead_86400 as (partition by s.entity_id, s.bucket_86400 order by s.event_timestamp
         range between unbounded preceding and current row)
 ),

@@ -215,10 +215,12 @@ def start(
     replicas: int = 0,
     node_timeout_ms: int = 5000,
     timeout: float = 30.0,
+    databases: int = 16,
 ) -> PrivateRedis:
     """Starts the private server, or with ``cluster`` a Redis Cluster of CLUSTER_NODES primaries,
     each with ``replicas`` replicas (failover after ``node_timeout_ms`` without a primary). Returns
-    the one already running if it is of the same kind, else raises RedisUnavailable."""
+    the one already running if it is of the same kind, else raises RedisUnavailable. A single
+    server has ``databases`` logical databases (a cluster has one)."""
     running = status(directory)
     if running:
         if running.cluster != cluster:
@@ -241,7 +243,7 @@ def start(
                 ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
                  "--cluster-node-timeout", str(node_timeout_ms)]
                 if cluster
-                else []
+                else ["--databases", str(databases)]
             )  # fmt: skip
             procs.append(_spawn(node_dir, port, extra))
         for proc, port in zip(procs, ports, strict=True):

@@ -15,6 +15,7 @@ pyspark is imported only when a session is made: nothing else needs Java.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -54,6 +55,8 @@ def session(cfg: Settings) -> SparkSession:
     """A Spark session on the spark target's tables (created once per process)."""
     from pyspark.sql import SparkSession
 
+    # py4j logs each closed connection at INFO, also while the interpreter shuts down
+    logging.getLogger("py4j").setLevel(logging.WARNING)
     cfg.spark_dir.mkdir(parents=True, exist_ok=True)
     builder = SparkSession.builder.appName("skewless").enableHiveSupport()
     for key, value in conf(cfg).items():

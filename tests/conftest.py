@@ -16,6 +16,7 @@ import pytest
 
 import tests.properties  # noqa: F401  (registers and loads the hypothesis profile first)
 from tests.helpers import (
+    DATABASES,
     PLACEMENT_VARS,
     BuiltPipeline,
     ServingEnv,
@@ -42,7 +43,7 @@ def redis_url(tmp_path_factory):
     from skewless import redis_server
 
     directory = tmp_path_factory.mktemp("redis")
-    server = redis_server.start(directory)
+    server = redis_server.start(directory, databases=DATABASES)
     yield server.url
     redis_server.stop(directory)
 

@@ -33,7 +33,10 @@ PLACEMENT_VARS = (
 )
 
 
-_next_db = iter(range(1, 16))
+# The session's Redis (tests/conftest.py) has this many logical databases; fresh_redis_db hands
+# out 1.. once each (0 is the default one).
+DATABASES = 32
+_next_db = iter(range(1, DATABASES))
 
 
 def fresh_redis_db(redis_url: str) -> str:

@@ -8,12 +8,13 @@ session: MLflow's schema migrations take ~5-10 s per fresh file.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
-from skewless import settings
+from skewless import redis_server, settings
 from tests.helpers import PLACEMENT_VARS
 
 COMMITTED_CONFIG = settings.PROJECT_ROOT / "models" / "config.yaml"
@@ -30,8 +31,9 @@ def empty_mlflow_db(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def pipeline_copy(built_pipeline, empty_mlflow_db, tmp_path, monkeypatch) -> Path:
-    """A writable copy of the built pipeline's var/; SKEWLESS_VAR_DIR points at it."""
+def pipeline_copy(built_pipeline, empty_mlflow_db, tmp_path, monkeypatch) -> Iterator[Path]:
+    """A writable copy of the built pipeline's var/; SKEWLESS_VAR_DIR points at it. A private
+    Redis that a command started under it (no REDIS_URL here) is stopped afterwards."""
     var_dir = tmp_path / "var"
     shutil.copytree(built_pipeline.var_dir, var_dir)
     (var_dir / "mlflow").mkdir(exist_ok=True)
@@ -40,7 +42,8 @@ def pipeline_copy(built_pipeline, empty_mlflow_db, tmp_path, monkeypatch) -> Pat
     for name in PLACEMENT_VARS:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.delenv("SKEWLESS_MODEL_CONFIG", raising=False)
-    return var_dir
+    yield var_dir
+    redis_server.stop(settings.load().redis_dir)
 
 
 @pytest.fixture

@@ -39,7 +39,7 @@ from pathlib import Path
 
 from skewless import dbtgen_arrival, dbtgen_sets
 from skewless import features as F
-from skewless.dbtgen_sql import DOUBLE, HEADER, finish, since
+from skewless.dbtgen_sql import DOUBLE, HEADER, exact, finish, since, to_double
 from skewless.dbtgen_windows import render_transaction
 
 FEATURES_DIR = Path("models") / "marts" / "features"
@@ -89,9 +89,11 @@ def _daily_exprs(group: F.FeatureGroup) -> str:
         col = aggregate.column
         expr = {
             F.Agg.COUNT: f"cast(sum(n) over {frame} as bigint)",  # sum() of bigint is wider
-            F.Agg.SUM: f"sum(sum_{col}) over {frame}",
+            # day sums are exact decimals (dbtgen_sql.EXACT): the same bits on every build
+            F.Agg.SUM: to_double(f"sum(sum_{col}) over {frame}"),
             F.Agg.AVG: (
-                f"sum(sum_{col}) over {frame} / nullif(cast(sum(n) over {frame} as {DOUBLE}), 0)"
+                f"{to_double(f'sum(sum_{col}) over {frame}')}"
+                f" / nullif(cast(sum(n) over {frame} as {DOUBLE}), 0)"
             ),
             F.Agg.SECONDS_SINCE_LAST: since(f"max(last_event_at) over {frame}", "event_timestamp"),
         }[aggregate.agg]
@@ -122,7 +124,7 @@ def _daily_body(key: str, columns: list[str], expr_sql: str, frames_sql: str) ->
     one_day = "{{ interval_of(1, 'day') }}"
     series = '{{ day_series("min(event_timestamp)", "max(cutoff.last_midnight)") }}'
     return f"""with events as (
-    select {key} as entity_id, event_timestamp, transaction_id{"".join(f", {c}" for c in columns)}
+    select {key} as entity_id, event_timestamp, transaction_id{"".join(f", {exact(c)} as {c}" for c in columns)}
     from {{{{ ref('stg_raw__transactions') }}}}
 ),
 

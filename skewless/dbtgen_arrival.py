@@ -24,7 +24,7 @@ from skewless import features as F
 from skewless import schemas
 from skewless.dbtgen_sets import ARRIVAL_SUFFIX as SUFFIX
 from skewless.dbtgen_sets import STAGED
-from skewless.dbtgen_sql import finish, floor, interval, since
+from skewless.dbtgen_sql import DOUBLE, exact, finish, floor, interval, since, to_double
 
 
 def model_name(name: str) -> str:
@@ -67,18 +67,14 @@ def _expression(aggregate: F.Aggregate, window: str | None) -> str:
             where += f" and e.{column} is not null and e.label_timestamp <= r.event_timestamp"
     if agg is F.Agg.COUNT:
         return f"count(e.{schemas.EVENT_ID}) filter (where {where})"
-
-    # sums in one order: a parallel aggregate would add in any order, and the model must be
-    # the same on every build (to the last bit)
-    def ordered(fn: str) -> str:
-        value = f"'cast(e.{column} as ' ~ type_double() ~ ')'"
-        order = f"e.event_timestamp, e.{schemas.EVENT_ID}"
-        return f"{{{{ in_order('{fn}', {value}, '{order}') }}}} filter (where {where})"
-
-    if agg is F.Agg.SUM:
-        return f"coalesce({ordered('sum')}, 0)"
-    if agg in (F.Agg.AVG, F.Agg.LABELED_RATE):
-        return ordered("avg")
+    value = f"e.{column}"
+    if agg is F.Agg.SUM:  # exact decimals (dbtgen_sql.EXACT): the same bits on every build
+        return f"coalesce({to_double(f'sum({exact(value)}) filter (where {where})')}, 0)"
+    if agg is F.Agg.AVG:
+        total = to_double(f"sum({exact(value)}) filter (where {where})")
+        return f"{total} / nullif(count({value}) filter (where {where}), 0)"
+    if agg is F.Agg.LABELED_RATE:  # a mean of 0s and 1s: exact in any order
+        return f"avg(cast({value} as {DOUBLE})) filter (where {where})"
     if agg is F.Agg.COUNT_DISTINCT:
         return f"count(distinct e.{column}) filter (where {where})"
     raise ValueError(f"{aggregate.name}: no arrival-aware form of {agg}")  # pragma: no cover

@@ -14,6 +14,20 @@ HEADER = "-- Generated from skewless/features.py by `skewless dbtgen`. Do not ed
 
 ONE_US = "{{ interval_of(1, 'microsecond') }}"
 DOUBLE = "{{ type_double() }}"
+# Sums of a value column (SUM, AVG) are taken exactly in this decimal type and returned as
+# doubles. A float sum depends on the order the engine adds in, which a parallel aggregate does
+# not fix: two builds of the same rows would differ in the last bits. Ten decimal places hold any
+# currency amount exactly, 28 integer digits any sum of them; a larger value fails the build
+# with the engine's overflow error.
+EXACT = "decimal(38, 10)"
+
+
+def exact(expr: str) -> str:
+    return f"cast({expr} as {EXACT})"
+
+
+def to_double(expr: str) -> str:
+    return f"cast({expr} as {DOUBLE})"
 
 
 def interval(delta: timedelta) -> str:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from skewless import features as F
-from skewless.dbtgen_sql import DOUBLE, ONE_US, finish, floor, interval, since
+from skewless.dbtgen_sql import DOUBLE, ONE_US, exact, finish, floor, interval, since, to_double
 
 # (aggregate, window, feature name), as FeatureGroup.window_features() lists them.
 Feature = tuple[F.Aggregate, str | None, str]
@@ -301,11 +301,14 @@ def _tiled_expr(aggregate: F.Aggregate, window: str) -> str:
     col = aggregate.column
     if aggregate.agg is F.Agg.COUNT:
         return f"cast(coalesce({tiles}.n_{window}, 0) + count(s.event_id) over {head} as bigint)"
-    total = f"coalesce({tiles}.s_{col}_{window}, 0) + coalesce(sum(s.{col}) over {head}, 0)"
+    # the value column is an exact decimal (dbtgen_sql.EXACT): the same bits on every build
+    total = to_double(
+        f"coalesce({tiles}.s_{col}_{window}, 0) + coalesce(sum(s.{col}) over {head}, 0)"
+    )
     if aggregate.agg is F.Agg.SUM:
         return total
     count = f"coalesce({tiles}.c_{col}_{window}, 0) + count(s.{col}) over {head}"
-    return f"({total}) / nullif({count}, 0)"
+    return f"{total} / nullif({count}, 0)"
 
 
 def _labeled_exprs(aggregate: F.Aggregate, window: str, name: str) -> list[str]:
@@ -329,6 +332,8 @@ def _body(plan: _Plan, rest_sql: str) -> str:
     """The CTEs from the events to ``windowed``, then ``rest_sql`` (steps and features)."""
     columns = sorted({a.column for a, _, _ in plan.computed if a.column})
     tile_columns = sorted({a.column for a, _, _ in plan.tiled if a.column})
+    summed = {a.column for a, _, _ in plan.tiled if a.agg in (F.Agg.SUM, F.Agg.AVG)}
+    event_cols = "".join(f", {exact(c)} as {c}" if c in summed else f", {c}" for c in columns)
     value_cols = "".join(f", {c}" for c in columns)
     null_cols = "".join(f", null as {c}" for c in columns)
     visit_cols = "".join(f", visit_{c}" for c in plan.visit_columns)
@@ -399,7 +404,7 @@ def _body(plan: _Plan, rest_sql: str) -> str:
     window_sql = ("\n    window\n" + ",\n".join(frames)) if frames else ""
     tile_sql = "".join(f"{cte},\n\n" for cte in _tile_ctes(plan, tile_columns))
     return f"""with events as (
-    select {plan.key} as entity_id, event_timestamp, transaction_id, label_timestamp{value_cols}
+    select {plan.key} as entity_id, event_timestamp, transaction_id, label_timestamp{event_cols}
     from {{{{ ref('stg_raw__transactions') }}}}
 ),
 

@@ -138,23 +138,6 @@
 {%- endmacro %}
 
 {#-
-    agg(expr) with the rows taken in `order`: a float sum comes out the same to the last bit on
-    every build, whatever the engine's parallelism.
--#}
-{% macro in_order(agg, expr, order) -%}
-    {{ return(adapter.dispatch('in_order', 'skewless')(agg, expr, order)) }}
-{%- endmacro %}
-
-{% macro default__in_order(agg, expr, order) -%}
-    {{ agg }}({{ expr }} order by {{ order }})
-{%- endmacro %}
-
-{#- Spark has no ordered aggregates: its float sums may differ in the last bits between runs. -#}
-{% macro spark__in_order(agg, expr, order) -%}
-    {{ agg }}({{ expr }})
-{%- endmacro %}
-
-{#-
     Every row of `points` (its point_columns, the first two entity_id and event_timestamp) with,
     for each of step_columns, the sum of that column over the rows of `steps` (entity_id, ts,
     step_columns) of the same entity with ts <= event_timestamp. Null or 0 when there are none.

@@ -3,7 +3,7 @@
 -- Grain: daily; entity: customer; windows: 30d, 90d.
 
 with events as (
-    select customer_id as entity_id, event_timestamp, transaction_id, amount
+    select customer_id as entity_id, event_timestamp, transaction_id, cast(amount as decimal(38, 10)) as amount
     from {{ ref('stg_raw__transactions') }}
 ),
 
@@ -45,8 +45,8 @@ features as (
         event_timestamp,
         cast(sum(n) over w_30d as bigint) as customer_daily_tx_count_30d,
         cast(sum(n) over w_90d as bigint) as customer_daily_tx_count_90d,
-        sum(sum_amount) over w_30d as customer_daily_amount_sum_30d,
-        sum(sum_amount) over w_90d as customer_daily_amount_sum_90d,
+        cast(sum(sum_amount) over w_30d as {{ type_double() }}) as customer_daily_amount_sum_30d,
+        cast(sum(sum_amount) over w_90d as {{ type_double() }}) as customer_daily_amount_sum_90d,
         {{ seconds_between("max(last_event_at) over w_all", "event_timestamp") }} as customer_daily_seconds_since_last_tx
     from dense
     window

@@ -3,7 +3,7 @@
 -- Grain: transaction; entity: customer; windows: 1h, 1d, 7d, 30d.
 
 with events as (
-    select customer_id as entity_id, event_timestamp, transaction_id, label_timestamp, amount, merchant_id
+    select customer_id as entity_id, event_timestamp, transaction_id, label_timestamp, cast(amount as decimal(38, 10)) as amount, merchant_id
     from {{ ref('stg_raw__transactions') }}
 ),
 
@@ -107,14 +107,14 @@ windowed as (
         cast(coalesce(t_3600.n_1d, 0) + count(s.event_id) over head_3600 as bigint) as customer_tx_count_1d,
         cast(coalesce(t_3600.n_7d, 0) + count(s.event_id) over head_3600 as bigint) as customer_tx_count_7d,
         cast(coalesce(t_86400.n_30d, 0) + count(s.event_id) over head_86400 as bigint) as customer_tx_count_30d,
-        coalesce(t_300.s_amount_1h, 0) + coalesce(sum(s.amount) over head_300, 0) as customer_amount_sum_1h,
-        coalesce(t_3600.s_amount_1d, 0) + coalesce(sum(s.amount) over head_3600, 0) as customer_amount_sum_1d,
-        coalesce(t_3600.s_amount_7d, 0) + coalesce(sum(s.amount) over head_3600, 0) as customer_amount_sum_7d,
-        coalesce(t_86400.s_amount_30d, 0) + coalesce(sum(s.amount) over head_86400, 0) as customer_amount_sum_30d,
-        (coalesce(t_300.s_amount_1h, 0) + coalesce(sum(s.amount) over head_300, 0)) / nullif(coalesce(t_300.c_amount_1h, 0) + count(s.amount) over head_300, 0) as customer_amount_avg_1h,
-        (coalesce(t_3600.s_amount_1d, 0) + coalesce(sum(s.amount) over head_3600, 0)) / nullif(coalesce(t_3600.c_amount_1d, 0) + count(s.amount) over head_3600, 0) as customer_amount_avg_1d,
-        (coalesce(t_3600.s_amount_7d, 0) + coalesce(sum(s.amount) over head_3600, 0)) / nullif(coalesce(t_3600.c_amount_7d, 0) + count(s.amount) over head_3600, 0) as customer_amount_avg_7d,
-        (coalesce(t_86400.s_amount_30d, 0) + coalesce(sum(s.amount) over head_86400, 0)) / nullif(coalesce(t_86400.c_amount_30d, 0) + count(s.amount) over head_86400, 0) as customer_amount_avg_30d,
+        cast(coalesce(t_300.s_amount_1h, 0) + coalesce(sum(s.amount) over head_300, 0) as {{ type_double() }}) as customer_amount_sum_1h,
+        cast(coalesce(t_3600.s_amount_1d, 0) + coalesce(sum(s.amount) over head_3600, 0) as {{ type_double() }}) as customer_amount_sum_1d,
+        cast(coalesce(t_3600.s_amount_7d, 0) + coalesce(sum(s.amount) over head_3600, 0) as {{ type_double() }}) as customer_amount_sum_7d,
+        cast(coalesce(t_86400.s_amount_30d, 0) + coalesce(sum(s.amount) over head_86400, 0) as {{ type_double() }}) as customer_amount_sum_30d,
+        cast(coalesce(t_300.s_amount_1h, 0) + coalesce(sum(s.amount) over head_300, 0) as {{ type_double() }}) / nullif(coalesce(t_300.c_amount_1h, 0) + count(s.amount) over head_300, 0) as customer_amount_avg_1h,
+        cast(coalesce(t_3600.s_amount_1d, 0) + coalesce(sum(s.amount) over head_3600, 0) as {{ type_double() }}) / nullif(coalesce(t_3600.c_amount_1d, 0) + count(s.amount) over head_3600, 0) as customer_amount_avg_1d,
+        cast(coalesce(t_3600.s_amount_7d, 0) + coalesce(sum(s.amount) over head_3600, 0) as {{ type_double() }}) / nullif(coalesce(t_3600.c_amount_7d, 0) + count(s.amount) over head_3600, 0) as customer_amount_avg_7d,
+        cast(coalesce(t_86400.s_amount_30d, 0) + coalesce(sum(s.amount) over head_86400, 0) as {{ type_double() }}) / nullif(coalesce(t_86400.c_amount_30d, 0) + count(s.amount) over head_86400, 0) as customer_amount_avg_30d,
         {{ seconds_between("max(s.event_time) over w_all", "s.event_timestamp") }} as customer_seconds_since_last_tx,
         coalesce(t_300.dn_customer_merchant_distinct_1h, 0) + count(s.visit_merchant_id) over head_300 as tn_customer_merchant_distinct_1h,
         coalesce(t_3600.dn_customer_merchant_distinct_1d, 0) + count(s.visit_merchant_id) over head_3600 as tn_customer_merchant_distinct_1d,

@@ -170,3 +170,36 @@ def frame_differences(expected: pd.DataFrame, actual: pd.DataFrame, what: str) -
             if not ok:
                 out.append(f"{what} {tx} {name}: {a!r} != {b!r}")
     return out
+
+
+def duckdb_tables(warehouse_path: Path) -> dict[str, tuple[list[str], list[tuple]]]:
+    """(column names, rows) of each compared model in the DuckDB warehouse."""
+    from skewless import warehouse
+
+    con = warehouse.connect(warehouse_path, read_only=True)
+    try:
+        tables = {}
+        for model in MODELS:
+            cursor = con.execute(f"select * from main.{model}")
+            tables[model] = ([d[0] for d in cursor.description], cursor.fetchall())
+        return tables
+    finally:
+        con.close()
+
+
+def assert_same_table(model: str, duck, other, engine: str) -> None:
+    assert len(duck[1]) > 0
+    bad = differences(model, duck, other, engine)
+    assert bad == [], f"{len(bad)} differences, first: {bad[:20]}"
+    print(f"{model}: {len(duck[1])} rows x {len(duck[0])} columns equal")
+
+
+def assert_same_retrieval(duck: pd.DataFrame, other: pd.DataFrame, rows: int, engine: str) -> None:
+    """Feast's retrieval of fraud_v1 through ``engine``'s offline store equals the embedded
+    one's, for all ``rows`` transactions."""
+    assert len(by_transaction(duck)) == rows > 1000
+    assert set(other.columns) == set(duck.columns)
+    bad = frame_differences(duck, other, f"duckdb vs {engine}")
+    assert bad == [], f"{len(bad)} differences, first: {bad[:20]}"
+    values = len(duck) * len(fraud_features())
+    print(f"{len(duck)} transactions x {len(fraud_features())} features = {values} values equal")

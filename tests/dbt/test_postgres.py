@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from skewless import importer, pipeline, settings, warehouse
-from tests.engines import MODELS, SELECT, differences, raw_transactions
+from skewless import importer, pipeline, settings
+from tests.engines import MODELS, SELECT, assert_same_table, duckdb_tables, raw_transactions
 from tests.postgres import connect, copy_raw_transactions, private_postgres, settings_for
 
 pytestmark = pytest.mark.slow
@@ -64,24 +64,15 @@ def built(raw, postgres, tmp_path_factory):
             started = time.perf_counter()
             pipeline.dbt(settings.load(), ["build", "--select", *SELECT])  # the target now
             timings[target] = round(time.perf_counter() - started, 1)
-        con = warehouse.connect(cfg.warehouse_path, read_only=True)
-        tables = {}
-        for model in MODELS:
-            cursor = con.execute(f"select * from main.{model}")
-            duck = ([d[0] for d in cursor.description], cursor.fetchall())
-            tables[model] = (duck, _read_postgres(postgres, model))
-        con.close()
+        duck = duckdb_tables(cfg.warehouse_path)
+        tables = {m: (duck[m], _read_postgres(postgres, m)) for m in MODELS}
     print(f"dbt build seconds: {timings}; raw rows: {loaded}")
     return tables
 
 
 @pytest.mark.parametrize("model", list(MODELS))
 def test_postgres_computes_the_same_values_as_duckdb(built, model):
-    duck, pg = built[model]
-    assert len(duck[1]) > 0
-    bad = differences(model, duck, pg, "postgres")
-    assert bad == [], f"{len(bad)} differences, first: {bad[:20]}"
-    print(f"{model}: {len(duck[1])} rows x {len(duck[0])} columns equal")
+    assert_same_table(model, *built[model], "postgres")
 
 
 def test_the_edge_cases_reached_the_features(built):

@@ -33,8 +33,10 @@ from skewless import feast_layout, importer, pipeline, settings, spark, warehous
 from skewless.settings import PROJECT_ROOT
 from tests.engines import (
     MODELS,
-    by_transaction,
+    assert_same_retrieval,
+    assert_same_table,
     differences,
+    duckdb_tables,
     frame_differences,
     fraud_features,
     raw_transactions,
@@ -115,23 +117,13 @@ def built(spark_env):
     """Both tables per model: DuckDB's and Spark's."""
     cfg = spark_env[0]
     session = spark.session(cfg)
-    con = warehouse.connect(cfg.warehouse_path, read_only=True)
-    tables = {}
-    for model in MODELS:
-        cursor = con.execute(f"select * from main.{model}")
-        duck = ([d[0] for d in cursor.description], cursor.fetchall())
-        tables[model] = (duck, read_spark(session, f"{spark.schema()}.{model}"))
-    con.close()
-    return tables
+    duck = duckdb_tables(cfg.warehouse_path)
+    return {m: (duck[m], read_spark(session, f"{spark.schema()}.{m}")) for m in MODELS}
 
 
 @pytest.mark.parametrize("model", list(MODELS))
 def test_spark_computes_the_same_values_as_duckdb(built, model):
-    duck, other = built[model]
-    assert len(duck[1]) > 0
-    bad = differences(model, duck, other, "spark")
-    assert bad == [], f"{len(bad)} differences, first: {bad[:20]}"
-    print(f"{model}: {len(duck[1])} rows x {len(duck[0])} columns equal")
+    assert_same_table(model, *built[model], "spark")
 
 
 @pytest.mark.parametrize(
@@ -201,12 +193,8 @@ def retrieved(spark_env, built, redis_db):
 
 
 def test_spark_retrieval_equals_duckdb_retrieval(retrieved):
-    duck, other = retrieved["duckdb"], retrieved["spark"]
-    assert len(by_transaction(duck)) == len(retrieved["training"]) > 1000
-    assert set(other.columns) == set(duck.columns)
-    bad = frame_differences(duck, other, "duckdb vs spark")
-    assert bad == [], f"{len(bad)} differences, first: {bad[:20]}"
-    print(f"{len(duck)} transactions x {len(fraud_features())} features equal")
+    duck, rows = retrieved["duckdb"], len(retrieved["training"])
+    assert_same_retrieval(duck, retrieved["spark"], rows, "spark")
 
 
 def test_spark_retrieval_reproduces_the_fraud_training_set(retrieved):

@@ -64,7 +64,8 @@ def _render_daily(group: F.FeatureGroup) -> str:
     k days at d is the k rows ending at d: exactly [d - k days, d)."""
     _check_daily(group)
     key = group.entity.join_key
-    columns = sorted({a.column for a in group.aggregates if a.column})
+    # the columns summed per day (SUM, AVG); the other aggregates read the day's count and time
+    columns = sorted({a.column for a in group.aggregates if a.agg in (F.Agg.SUM, F.Agg.AVG)})
     return finish(group, _daily_body(key, columns, _daily_exprs(group), _daily_frames(group)))
 
 

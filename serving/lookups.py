@@ -24,18 +24,17 @@ bp.before_request(require_token)
 def nightly_score(task: Task, entity_id: str, field: str) -> dict:
     """The latest batch score of ``entity_id`` as the lookup route answers it; a 404 naming
     ``field`` when there is none."""
-    values = sidecar().redis.hgetall(f"{task.scores_key_prefix}{entity_id}")
-    if not values:
+    stored = task.stored_score(sidecar().redis.hgetall(f"{task.scores_key_prefix}{entity_id}"))
+    if stored is None:
         raise ApiError(
             404,
             {"error": f"no {task.name} score for {task.entity.name} {entity_id!r}", "field": field},
         )
-    values = {k.decode(): v.decode() for k, v in values.items()}
     return {
         task.entity.join_key: entity_id,
-        task.score_column: float(values[task.score_column]),
-        "score_date": values["score_date"],
-        "model": {"name": sidecar().lookup_models[task.name], "version": values["model_version"]},
+        task.score_column: stored[task.score_column],
+        "score_date": stored["score_date"],
+        "model": {"name": sidecar().lookup_models[task.name], "version": stored["model_version"]},
     }
 
 

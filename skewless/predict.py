@@ -171,24 +171,15 @@ def _lookup(query: pql.Query, url: str, started: float) -> Result:
         replies = pipe.execute()
     finally:
         client.close()
-    missing = [i for i, reply in zip(query.ids, replies, strict=True) if not reply]
+    stored = [task.stored_score(reply) for reply in replies]
+    missing = [i for i, row in zip(query.ids, stored, strict=True) if row is None]
     if missing:
         raise PredictError(
             f"no {task.name} score for {task.entity.name} {', '.join(map(repr, missing))}: "
             f"the nightly batch scores every {task.entity.name} seen before its day"
             f" (`skewless score {task.name}`)"
         )
-    rows = []
-    for entity_id, reply in zip(query.ids, replies, strict=True):
-        values = {k.decode(): v.decode() for k, v in reply.items()}
-        rows.append(
-            {
-                query.table.key: entity_id,
-                task.score_column: float(values[task.score_column]),
-                "model_version": values.get("model_version"),
-                "score_date": values.get("score_date"),
-            }
-        )
+    rows = [{query.table.key: i, **row} for i, row in zip(query.ids, stored, strict=True)]
     return Result(query, "lookup", pd.DataFrame(rows), time.perf_counter() - started)
 
 

@@ -393,6 +393,18 @@ class Task:
         """Redis hash per entity holding a batch task's latest score (``<prefix><entity id>``)."""
         return f"skewless:{self.name}:"
 
+    def stored_score(self, fields: dict[bytes, bytes]) -> dict | None:
+        """One entity's hash under ``scores_key_prefix`` (HGETALL's reply, as batch scoring
+        writes it) as {score column: float, model_version, score_date}; None when empty."""
+        if not fields:
+            return None
+        values = {k.decode(): v.decode() for k, v in fields.items()}
+        return {
+            self.score_column: float(values[self.score_column]),
+            "model_version": values["model_version"],
+            "score_date": values["score_date"],
+        }
+
     @property
     def group_features(self) -> list[str]:
         return [name for g in self.service.groups for name in g.feature_names]

@@ -72,6 +72,7 @@ def load_raw(cfg: Settings, spark: SparkSession | None = None) -> int:
     from skewless import warehouse
 
     spark = spark or session(cfg)
+    cfg.spark_dir.mkdir(parents=True, exist_ok=True)
     export = Path(cfg.spark_dir) / "raw_transactions.parquet"
     con = warehouse.connect(cfg.warehouse_path, read_only=True)
     try:

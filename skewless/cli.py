@@ -95,11 +95,11 @@ def cmd_materialize(args: argparse.Namespace) -> int:
 
 
 def cmd_spark_load(args: argparse.Namespace) -> int:
-    from skewless import spark
+    from skewless import schemas, spark
 
     cfg = settings.load()
     rows = spark.load_raw(cfg)
-    print_json({"table": spark.TRANSACTIONS_TABLE, "rows": rows, "spark_dir": str(cfg.spark_dir)})
+    print_json({"table": schemas.TRANSACTIONS_TABLE, "rows": rows, "spark_dir": str(cfg.spark_dir)})
     return 0
 
 

@@ -25,8 +25,6 @@ from skewless.settings import Settings
 if TYPE_CHECKING:  # pragma: no cover
     from pyspark.sql import SparkSession
 
-TRANSACTIONS_TABLE = schemas.TRANSACTIONS_TABLE  # raw.transactions: the same name on Spark
-
 
 def conf(cfg: Settings) -> dict[str, str]:
     """The Spark configuration of the dbt profile's spark output."""
@@ -76,13 +74,14 @@ def load_raw(cfg: Settings, spark: SparkSession | None = None) -> int:
     export = Path(cfg.spark_dir) / "raw_transactions.parquet"
     con = warehouse.connect(cfg.warehouse_path, read_only=True)
     try:
-        con.execute(f"copy (select * from {TRANSACTIONS_TABLE}) to '{export}' (format parquet)")
+        con.execute(
+            f"copy (select * from {schemas.TRANSACTIONS_TABLE}) to '{export}' (format parquet)"
+        )
     finally:
         con.close()
-    raw_schema = TRANSACTIONS_TABLE.split(".")[0]
-    spark.sql(f"create database if not exists {raw_schema}")
+    spark.sql(f"create database if not exists {schemas.RAW_SCHEMA}")
     frame = spark.read.parquet(str(export))
     # DuckDB's timestamps have no time zone: Spark reads them as timestamp_ntz; the models
     # cast them to timestamp in the session's zone (UTC), which keeps every value.
-    frame.write.mode("overwrite").saveAsTable(TRANSACTIONS_TABLE)
-    return spark.table(TRANSACTIONS_TABLE).count()
+    frame.write.mode("overwrite").saveAsTable(schemas.TRANSACTIONS_TABLE)
+    return spark.table(schemas.TRANSACTIONS_TABLE).count()

@@ -203,3 +203,48 @@ def assert_same_retrieval(duck: pd.DataFrame, other: pd.DataFrame, rows: int, en
     assert bad == [], f"{len(bad)} differences, first: {bad[:20]}"
     values = len(duck) * len(fraud_features())
     print(f"{len(duck)} transactions x {len(fraud_features())} features = {values} values equal")
+
+
+# the feature_store file of each offline store, and the source type it declares
+STORE_FILES = {
+    "duckdb": ("feature_store.yaml", "FileSource"),
+    "postgres": ("feature_store.postgres.yaml", "PostgreSQLSource"),
+    "spark": ("feature_store.spark.yaml", "SparkSource"),
+}
+
+
+def use_store(mp, base: Path, store: str) -> None:
+    """Selects one offline store's feature_store file (Feast's FEAST_FS_YAML_FILE_PATH) and a
+    registry of its own under ``base``."""
+    from skewless.settings import PROJECT_ROOT
+
+    path = PROJECT_ROOT / "feature_repo" / STORE_FILES[store][0]
+    mp.setenv("FEAST_FS_YAML_FILE_PATH", str(path))
+    mp.setenv("SKEWLESS_FEAST_REGISTRY", str(base / f"registry-{store}.db"))
+
+
+def fraud_training_set(warehouse_path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The dbt fraud_training_set and its entity rows as Feast takes them (UTC times)."""
+    from skewless import warehouse
+
+    con = warehouse.connect(warehouse_path, read_only=True)
+    try:
+        training = con.execute("select * from fraud_training_set").fetchdf()
+    finally:
+        con.close()
+    entity_df = training[["transaction_id", "customer_id", "merchant_id", "event_timestamp"]].copy()
+    entity_df["event_timestamp"] = entity_df["event_timestamp"].dt.tz_localize("UTC")
+    return training, entity_df
+
+
+def retrieve_fraud_v1(cfg, redis_url: str, store: str, entity_df: pd.DataFrame) -> pd.DataFrame:
+    """get_historical_features(fraud_v1) through the selected feature_store file, whose sources
+    must be of the store's type."""
+    from skewless import pipeline
+
+    feature_store = pipeline.feature_store(cfg, redis_url)
+    source = feature_store.get_data_source("customer_transaction_windows_source")
+    assert type(source).__name__ == STORE_FILES[store][1]
+    return feature_store.get_historical_features(
+        entity_df=entity_df, features=feature_store.get_feature_service("fraud_v1")
+    ).to_df()

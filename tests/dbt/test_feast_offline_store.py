@@ -22,7 +22,14 @@ import pytest
 import yaml
 
 from skewless.settings import PROJECT_ROOT
-from tests.engines import assert_same_retrieval, frame_differences, fraud_features
+from tests.engines import (
+    assert_same_retrieval,
+    frame_differences,
+    fraud_features,
+    fraud_training_set,
+    retrieve_fraud_v1,
+    use_store,
+)
 from tests.helpers import PLACEMENT_VARS
 from tests.postgres import copy_raw_transactions, private_postgres, settings_for
 
@@ -115,15 +122,13 @@ def test_feast_fs_yaml_file_path_selects_the_spark_offline_store(env, tmp_path):
 
 # --- point-in-time retrieval from PostgreSQL, for real ------------------------------------------
 
-ENTITY_COLUMNS = ["transaction_id", "customer_id", "merchant_id", "event_timestamp"]
-
 
 @pytest.fixture(scope="module")
 def retrieved(tmp_path_factory, redis_db):
     """The same raw rows in DuckDB and PostgreSQL, dbt on both, `feast apply` and
     get_historical_features(fraud_v1) through each feature_store file. Yields the dbt
     fraud_training_set (DuckDB) and the retrieved frame per offline store."""
-    from skewless import importer, pipeline, settings, simulate, warehouse
+    from skewless import importer, pipeline, settings, simulate
     from tests.engines import edge_cases  # the window edges and ties
 
     base = tmp_path_factory.mktemp("feast-offline")
@@ -149,35 +154,15 @@ def retrieved(tmp_path_factory, redis_db):
             started = time.perf_counter()
             pipeline.dbt(settings.load(), ["run"])
             timings[f"dbt run {target}"] = round(time.perf_counter() - started, 1)
-        con = warehouse.connect(cfg.warehouse_path, read_only=True)
-        training = con.execute("select * from fraud_training_set").fetchdf()
-        con.close()
-        entity_df = training[ENTITY_COLUMNS].copy()
-        entity_df["event_timestamp"] = entity_df["event_timestamp"].dt.tz_localize("UTC")
-
+        training, entity_df = fraud_training_set(cfg.warehouse_path)
         frames = {}
-        for store_type, yaml_file in (
-            ("duckdb", "feature_store.yaml"),
-            ("postgres", "feature_store.postgres.yaml"),
-        ):
-            mp.setenv("FEAST_FS_YAML_FILE_PATH", str(REPO / yaml_file))
-            mp.setenv("SKEWLESS_FEAST_REGISTRY", str(base / f"registry-{store_type}.db"))
+        for store in ("duckdb", "postgres"):
+            use_store(mp, base, store)
             cfg = settings.load()
             started = time.perf_counter()
             pipeline.feast_apply(cfg, redis_db)
-            store = pipeline.feature_store(cfg, redis_db)
-            source = store.get_data_source("customer_transaction_windows_source")
-            assert (
-                type(source).__name__
-                == {
-                    "duckdb": "FileSource",
-                    "postgres": "PostgreSQLSource",
-                }[store_type]
-            )
-            frames[store_type] = store.get_historical_features(
-                entity_df=entity_df, features=store.get_feature_service("fraud_v1")
-            ).to_df()
-            timings[f"feast {store_type}"] = round(time.perf_counter() - started, 1)
+            frames[store] = retrieve_fraud_v1(cfg, redis_db, store, entity_df)
+            timings[f"feast {store}"] = round(time.perf_counter() - started, 1)
     repeated = len(frames["postgres"]) - len(frames["postgres"].drop_duplicates())
     print(f"seconds: {timings}; raw rows: {loaded}; entity rows: {len(entity_df)}")
     print(f"rows repeated by Feast's PostgreSQL query (ties): {repeated}")

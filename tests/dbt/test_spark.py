@@ -19,7 +19,6 @@ and `feast apply` are subprocesses that end before this process opens its own se
 from __future__ import annotations
 
 import json
-import math
 import subprocess
 import sys
 import time
@@ -30,7 +29,6 @@ import pytest
 import redis
 
 from skewless import feast_layout, importer, pipeline, settings, spark, warehouse
-from skewless.settings import PROJECT_ROOT
 from tests.engines import (
     MODELS,
     assert_same_retrieval,
@@ -39,11 +37,15 @@ from tests.engines import (
     duckdb_tables,
     frame_differences,
     fraud_features,
+    fraud_training_set,
     raw_transactions,
+    retrieve_fraud_v1,
+    same,
+    use_store,
 )
 from tests.helpers import PLACEMENT_VARS
 
-STORES = {"duckdb": "feature_store.yaml", "spark": "feature_store.spark.yaml"}
+STORES = ("duckdb", "spark")
 
 pytestmark = pytest.mark.slow
 
@@ -62,12 +64,6 @@ def read_spark(session, table: str) -> tuple[list[str], list[tuple]]:
         for f in frame.schema.fields
     ]
     return frame.columns, [tuple(row) for row in frame.select(*columns).collect()]
-
-
-def use_store(mp: pytest.MonkeyPatch, base, store: str) -> None:
-    """Selects one feature_store file and its own registry."""
-    mp.setenv("FEAST_FS_YAML_FILE_PATH", str(PROJECT_ROOT / "feature_repo" / STORES[store]))
-    mp.setenv("SKEWLESS_FEAST_REGISTRY", str(base / f"registry-{store}.db"))
 
 
 @pytest.fixture(scope="module")
@@ -172,22 +168,13 @@ def retrieved(spark_env, built, redis_db):
     """The dbt fraud_training_set (DuckDB) and get_historical_features(fraud_v1) for its
     transactions through each feature_store file."""
     cfg, base, mp, timings = spark_env
-    con = warehouse.connect(cfg.warehouse_path, read_only=True)
-    training = con.execute("select * from fraud_training_set").fetchdf()
-    con.close()
-    entity_df = training[["transaction_id", "customer_id", "merchant_id", "event_timestamp"]].copy()
-    entity_df["event_timestamp"] = entity_df["event_timestamp"].dt.tz_localize("UTC")
+    training, entity_df = fraud_training_set(cfg.warehouse_path)
     frames = {}
-    for store_type in STORES:
-        use_store(mp, base, store_type)
+    for store in STORES:
+        use_store(mp, base, store)
         started = time.perf_counter()
-        store = pipeline.feature_store(settings.load(), redis_db)
-        source = store.get_data_source("customer_transaction_windows_source")
-        assert type(source).__name__ == {"duckdb": "FileSource", "spark": "SparkSource"}[store_type]
-        frames[store_type] = store.get_historical_features(
-            entity_df=entity_df, features=store.get_feature_service("fraud_v1")
-        ).to_df()
-        timings[f"retrieval {store_type}"] = round(time.perf_counter() - started, 1)
+        frames[store] = retrieve_fraud_v1(settings.load(), redis_db, store, entity_df)
+        timings[f"retrieval {store}"] = round(time.perf_counter() - started, 1)
     print(f"seconds: {timings}; entity rows: {len(entity_df)}")
     return {"training": training, **frames}
 
@@ -220,12 +207,6 @@ def _online_rows(url: str) -> dict[bytes, dict[bytes, object]]:
         client.close()
 
 
-def _close(a, b) -> bool:
-    if isinstance(a, float) and isinstance(b, float):
-        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
-    return a == b
-
-
 def test_materialization_from_spark_writes_what_duckdb_materialization_writes(
     spark_env, built, redis_db
 ):
@@ -247,7 +228,7 @@ def test_materialization_from_spark_writes_what_duckdb_materialization_writes(
         (key, field, value, other[key].get(field))
         for key, fields in duck.items()
         for field, value in fields.items()
-        if other[key].keys() != fields.keys() or not _close(value, other[key][field])
+        if other[key].keys() != fields.keys() or not same(value, other[key][field])
     ]
     assert bad == [], f"{len(bad)} differences, first: {bad[:10]}"
     values = sum(len(fields) for fields in duck.values())

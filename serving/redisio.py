@@ -12,10 +12,18 @@ round trip (the slowest node's). A MOVED reply (the slot moved: resharding, fail
 the slot map and resends only the redirected commands; an ASK reply resends the command to the
 importing node after ASKING. Every command must name its key first (EVAL: its keys, all in one
 slot).
+
+Lua scripts go by their SHA1 (``script(source)`` registers one and returns the EVALSHA command's
+head): a request sends a few dozen bytes instead of the script, and Redis does not hash the source
+again. A server that does not hold the script (restarted, flushed, a new cluster node) answers
+NOSCRIPT; both round-trip classes then send just those commands again as EVAL, which also loads
+the script for the next time. The other replies of the batch stand: every command was executed
+once.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 from collections.abc import Sequence
@@ -23,6 +31,43 @@ from collections.abc import Sequence
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+
+
+_SCRIPTS: dict[str, str] = {}  # SHA1 -> Lua source, of every script(...)
+
+
+def script(source: str) -> tuple[str, str]:
+    """``("EVALSHA", sha1)``: the head of a command running the Lua ``source`` through the round
+    trips below (keys and arguments follow, as for EVAL)."""
+    sha = hashlib.sha1(source.encode()).hexdigest()
+    _SCRIPTS[sha] = source
+    return "EVALSHA", sha
+
+
+def _unknown_scripts(commands: Sequence[Sequence], replies: list) -> list[int]:
+    """The indexes of the EVALSHA commands answered NOSCRIPT."""
+    return [
+        i
+        for i, reply in enumerate(replies)
+        if isinstance(reply, redis.exceptions.NoScriptError)
+        and str(commands[i][0]).upper() == "EVALSHA"
+        and commands[i][1] in _SCRIPTS
+    ]
+
+
+def _with_scripts(send, commands: Sequence[Sequence], replies: list) -> list:
+    """``replies``, those NOSCRIPT answered taken from sending their commands again as EVAL
+    (``send``: the round trip, replies in order, errors as values); the first error reply
+    raises."""
+    unknown = _unknown_scripts(commands, replies)
+    if unknown:
+        again = [("EVAL", _SCRIPTS[commands[i][1]], *commands[i][2:]) for i in unknown]
+        for i, reply in zip(unknown, send(again), strict=True):
+            replies[i] = reply
+    for reply in replies:
+        if isinstance(reply, redis.ResponseError):
+            raise reply
+    return replies
 
 
 def client(
@@ -61,13 +106,24 @@ class RoundTrips:
         return local.connection
 
     def __call__(self, *commands: Sequence) -> list:
-        """Sends the commands in one write; returns their replies (an error reply raises)."""
+        """Sends the commands in one write; returns their replies (an error reply raises, once
+        every reply was read)."""
+        return _with_scripts(self._send, commands, self._send(commands))
+
+    def _send(self, commands: Sequence[Sequence]) -> list:
+        """One write, every reply read: error replies are returned as exceptions."""
         connection = self._connection()
         packed = connection.pack_commands(commands)
         for attempt in (1, 2):
             try:
                 connection.send_packed_command(packed, check_health=False)
-                return [connection.read_response() for _ in commands]
+                replies = []
+                for _ in commands:
+                    try:
+                        replies.append(connection.read_response())
+                    except redis.ResponseError as exc:
+                        replies.append(exc)
+                return replies
             except redis.ConnectionError:
                 connection.disconnect()
                 if attempt == 2:
@@ -130,6 +186,11 @@ class ClusterRoundTrips:
     def __call__(self, *commands: Sequence) -> list:
         """Sends the commands, one write per node; returns their replies in order (an error
         reply raises, after every reply was read)."""
+        return _with_scripts(self._round_trip, commands, self._round_trip(commands))
+
+    def _round_trip(self, commands: Sequence[Sequence]) -> list:
+        """The replies of ``commands`` in order, error replies as exceptions, redirections
+        followed."""
         replies: list = [None] * len(commands)
         todo = {i: None for i in range(len(commands))}  # index -> ASK target (host, port) or None
         broken = 0  # connection failures: one immediate retry, as RoundTrips
@@ -145,9 +206,6 @@ class ClusterRoundTrips:
                 self._refresh()
         else:
             raise error
-        for reply in replies:
-            if isinstance(reply, redis.ResponseError):
-                raise reply
         return replies
 
     def _send(self, commands, todo: dict, replies: list):

@@ -35,7 +35,7 @@ from datetime import datetime, timedelta
 
 import msgpack
 
-from serving.redisio import RoundTrips, round_trips
+from serving.redisio import RoundTrips, round_trips, script
 from skewless import settings
 from skewless.features import FEATURE_SERVICES, FeatureGroup, FeatureService
 from skewless.schemas import EVENT_ID, EVENT_KEYS, RAW_TRANSACTION_COLUMNS
@@ -145,6 +145,7 @@ end
 redis.call('ZREMRANGEBYSCORE', labels, '-inf', '(' .. string.format('%d', cut))
 return 1
 """
+_ADD_COMMAND = script(_ADD)
 
 
 def from_micros(value: int) -> datetime:
@@ -341,8 +342,7 @@ class ExactState:
             label_frame = codec.label_frame(event) if kept else b""
             commands.append(
                 (
-                    "EVAL",
-                    _ADD,
+                    *_ADD_COMMAND,
                     3,
                     *self.keys(entity, str(event[join_key])),
                     times[0],

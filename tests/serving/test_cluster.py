@@ -17,7 +17,7 @@ import pytest
 import redis
 
 from serving.readers import MaterializedReader
-from serving.redisio import ClusterRoundTrips, round_trips
+from serving.redisio import ClusterRoundTrips, round_trips, script
 from serving.state import state_key
 from skewless import dependencies, feast_layout, redis_server, settings
 from skewless.feast_layout import feast_project
@@ -102,6 +102,21 @@ def test_a_batch_crosses_nodes_in_order_and_an_error_reply_raises(cluster_client
     assert trips(("GET", keys[1])) == [b"y"]  # every reply was read: the connection is usable
     with pytest.raises(ValueError, match="span hash slots"):
         trips(("EVAL", "return 1", 2, keys[0], keys[1]))
+    trips.close()
+
+
+def test_a_script_is_loaded_on_each_node_that_lacks_it_and_runs_once(cluster_client):
+    trips = round_trips(cluster_client)
+    incr = script("return redis.call('INCRBY', KEYS[1], ARGV[1])")
+    keys = [f"skewless:test:script:{i}" for i in range(12)]
+    assert len({cluster_client.keyslot(k) for k in keys}) > 3
+    for node in _primaries(cluster_client):
+        node.script_flush()
+        node.close()
+    for expected in (1, 2):  # NOSCRIPT on every node, then known everywhere
+        replies = trips(*[(*incr, 1, k, 1) for k in keys], ("SET", "skewless:test:x", expected))
+        assert replies == [expected] * len(keys) + [b"OK"]
+    assert [int(cluster_client.get(k)) for k in keys] == [2] * len(keys)
     trips.close()
 
 

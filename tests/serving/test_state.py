@@ -122,6 +122,38 @@ def test_the_state_keeps_tiles_and_only_the_recent_raw_events(redis_client):
     assert fields <= redis_client.hlen(tiles) <= bound
 
 
+def _calls(redis_client, command: str) -> int:
+    return redis_client.info("commandstats").get(f"cmdstat_{command}", {}).get("calls", 0)
+
+
+def test_the_state_script_runs_by_its_hash_and_is_loaded_again_when_redis_lost_it(redis_client):
+    """Events go to Redis as EVALSHA; after SCRIPT FLUSH (as after a restart) the NOSCRIPT
+    commands alone are sent again as EVAL, once: the batch's other commands are not repeated."""
+    state = ExactState(redis_client)
+    events = [_event("t1", 0), _event("t2", 5, amount=3.5), _event("t3", 9, merchant="m2")]
+    state.add_event(events[0])
+    redis_client.config_resetstat()
+    state.add_event(events[1])
+    assert (_calls(redis_client, "evalsha"), _calls(redis_client, "eval")) == (2, 0)
+    redis_client.script_flush()
+    redis_client.config_resetstat()
+    replies = state.round_trip(
+        *state.add_event_commands(events[2]), ("XADD", "skewless:test:log", "*", "f", "v")
+    )
+    assert (_calls(redis_client, "evalsha"), _calls(redis_client, "eval")) == (2, 2)
+    assert replies[:2] == [1, 1] and redis_client.xlen("skewless:test:log") == 1
+    at = T0 + timedelta(minutes=10)
+    for merchant in ("m1", "m2"):  # every event is in the state once
+        got, expected = (
+            _features(state, at, merchant=merchant),
+            _evaluated(events, at, merchant=merchant),
+        )
+        assert {n: (got[n], v) for n, v in expected.items() if not same(got[n], v)} == {}
+    redis_client.config_resetstat()
+    state.add_event(_event("t4", 12))
+    assert (_calls(redis_client, "evalsha"), _calls(redis_client, "eval")) == (2, 0)
+
+
 def test_labels_count_once_and_a_known_one_is_never_forgotten(redis_client):
     state = ExactState(redis_client)
     state.add_event(_event("t1", 0))

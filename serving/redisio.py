@@ -32,7 +32,6 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-
 _SCRIPTS: dict[str, str] = {}  # SHA1 -> Lua source, of every script(...)
 
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
+import orjson
+
 from skewless.schemas import EVENT_KEYS
 
 STREAM = "skewless:serving_log"
@@ -37,6 +39,7 @@ FIELDS = (
     "latency_ms",
 )
 JSON_FIELDS = ("features", "features_missing", "feature_timestamps")
+_JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS  # what json.dumps takes
 _FLOAT_FIELDS = ("amount", "fraud_probability", "latency_ms")
 _TIME_FIELDS = ("event_timestamp", "served_at")
 
@@ -46,7 +49,7 @@ def encode(entry: Mapping) -> dict[str, str]:
     for name in FIELDS:
         value = entry[name]
         if name in JSON_FIELDS:
-            out[name] = json.dumps(value, separators=(",", ":"))
+            out[name] = orjson.dumps(value, option=_JSON_OPTIONS).decode()
         elif isinstance(value, float):
             out[name] = repr(value)
         else:

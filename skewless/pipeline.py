@@ -35,6 +35,7 @@ def dbt_environment(cfg: Settings) -> dict[str, str]:
         "SKEWLESS_SPARK_DIR": str(cfg.spark_dir),
         # the spark target's session, for dbt's profile and feature_store.spark.yaml alike
         **{name: settings.get(name) for name in ("SKEWLESS_SPARK_MASTER", "SKEWLESS_SPARK_SCHEMA")},
+        "SKEWLESS_DBT_THREADS": str(settings.get("SKEWLESS_DBT_THREADS")),
         "DO_NOT_TRACK": "1",
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
         "DBT_TARGET_PATH": str(cfg.var_dir / "dbt" / "target"),

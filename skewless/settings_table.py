@@ -194,6 +194,14 @@ TABLE: tuple[Setting, ...] = (
         "dbt_target",
     ),
     Setting(
+        "SKEWLESS_DBT_THREADS",
+        "1",
+        "models dbt builds at once on the DuckDB warehouse (DuckDB runs each on every core; two"
+        " large window models at once need about 1.5x the memory)",
+        parsers.integer(1, "a whole number >= 1"),
+        component="dbt",
+    ),
+    Setting(
         "SKEWLESS_SPARK_DIR",
         "{var}/spark",
         "the spark target's tables (warehouse/) and Hive metastore (metastore_db/)",

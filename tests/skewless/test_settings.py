@@ -161,7 +161,7 @@ def test_feature_store_and_dbt_profile_read_table_variables():
             # relative to dbt_project/, the same file as the table's default
             assert (ROOT / "dbt_project" / default).resolve() == settings.get(name, {})
         elif default:
-            assert default == settings.get(name, {}), f"profiles.yml: {name} default"
+            assert default == str(settings.get(name, {})), f"profiles.yml: {name} default"
     # and the pipeline passes the ones with a value from the table (the others come from the
     # caller's environment only when set)
     env = pipeline.dbt_environment(settings.load({}))

@@ -13,14 +13,12 @@ import redis
 from flask import Flask, current_app
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from serving.log import JSON_OPTIONS
 from serving.model import ModelUnavailable
 from serving.readers import FeaturesUnavailable
 from serving.schemas import BODY, InvalidInput
 
 log = logging.getLogger(__name__)
-
-# What json.dumps also takes: NumPy numbers, non-string keys (as strings). NaN becomes null.
-JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 
 
 class ApiError(Exception):

@@ -39,7 +39,9 @@ FIELDS = (
     "latency_ms",
 )
 JSON_FIELDS = ("features", "features_missing", "feature_timestamps")
-_JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS  # what json.dumps takes
+# The sidecar's JSON (these fields, its answers): orjson taking what json.dumps took, NumPy numbers
+# and non-string keys (as strings); NaN becomes null.
+JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 _FLOAT_FIELDS = ("amount", "fraud_probability", "latency_ms")
 _TIME_FIELDS = ("event_timestamp", "served_at")
 
@@ -49,7 +51,7 @@ def encode(entry: Mapping) -> dict[str, str]:
     for name in FIELDS:
         value = entry[name]
         if name in JSON_FIELDS:
-            out[name] = orjson.dumps(value, option=_JSON_OPTIONS).decode()
+            out[name] = orjson.dumps(value, option=JSON_OPTIONS).decode()
         elif isinstance(value, float):
             out[name] = repr(value)
         else:

@@ -33,9 +33,11 @@ def dbt_environment(cfg: Settings) -> dict[str, str]:
         "SKEWLESS_FEAST_REGISTRY": str(cfg.feast_registry),
         "SKEWLESS_DBT_TARGET": cfg.dbt_target,
         "SKEWLESS_SPARK_DIR": str(cfg.spark_dir),
-        # the spark target's session, for dbt's profile and feature_store.spark.yaml alike
-        **{name: settings.get(name) for name in ("SKEWLESS_SPARK_MASTER", "SKEWLESS_SPARK_SCHEMA")},
-        "SKEWLESS_DBT_THREADS": str(settings.get("SKEWLESS_DBT_THREADS")),
+        # read by dbt's profile (the spark ones by feature_store.spark.yaml too)
+        **{
+            name: str(settings.get(name))
+            for name in ("SKEWLESS_DBT_THREADS", "SKEWLESS_SPARK_MASTER", "SKEWLESS_SPARK_SCHEMA")
+        },
         "DO_NOT_TRACK": "1",
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
         "DBT_TARGET_PATH": str(cfg.var_dir / "dbt" / "target"),

@@ -3,10 +3,10 @@
 One pass over each entity's events plus its snapshot point. A window over w with hop h covers
 [floor(t - w, h), t) = [floor(t, h) - w, t) (w is a whole number of hops): the whole hop tiles of
 [floor(t, h) - w, floor(t, h)) plus the events of t's own tile before t. So counts, sums and means
-come from tiles per hop (one row per entity and tile, a range frame over them) and a frame over
-t's tile; distinct counts from tiles of distinct (value, time) corrected by steps read by
-running_sums_at (``_distinct_steps``); the time since the last event from a frame over the whole
-stream.
+come from tiles per hop (one row per entity and tile, a range frame over them) and the head of
+t's tile (``_Heads``: a running total over the entity's stream less the tiles before t's);
+distinct counts from tiles of distinct (value, time) corrected by steps read by running_sums_at
+(``_distinct_steps``); the time since the last event from a frame over the whole stream.
 
 Label-based rates are tiled too, with a correction from steps for the labels not known in time
 (``_label_steps``), so their steps stay few when labels arrive on time:
@@ -19,7 +19,8 @@ Label-based rates are tiled too, with a correction from steps for the labels not
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import defaultdict
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from skewless import features as F
@@ -221,6 +222,32 @@ class _Plan:
         return list(seen.values())
 
 
+@dataclass
+class _Heads:
+    """The events of t's own tile before t (with ``upto``: up to t, peers included), per hop.
+
+    A running total over the entity's whole stream in time order (``w_all``, or ``w_upto``) less
+    the totals of the tiles before t's tile (``b_`` columns of ``tile_sums_<h>``: a running sum
+    over the tiles). Every hop shares the stream's one sort; a frame per tile would sort the
+    stream again for each hop. The totals are exact: counts, exact decimal sums, and label
+    values, which are 0 or 1.
+    """
+
+    before: dict[int, dict[str, None]] = field(default_factory=lambda: defaultdict(dict))
+    frames: set[str] = field(default_factory=set)
+
+    def __call__(self, agg: str, tile_column: str, h: int, *, upto: bool = False) -> str:
+        """``agg`` (e.g. ``count(s.event_id)``) over t's tile of hop ``h``, whose tiles hold its
+        total as ``tile_column``; a sum is 0 over no rows."""
+        frame = "w_upto" if upto else "w_all"
+        self.frames.add(frame)
+        self.before[h][tile_column] = None
+        running = f"{agg} over {frame}"
+        if not agg.startswith("count("):
+            running = f"coalesce({running}, 0)"
+        return f"({running} - coalesce(t_{h}.b_{tile_column}, 0))"
+
+
 def render_transaction(group: F.FeatureGroup) -> str:
     """Transaction grain: one pass over each entity's events plus its snapshot point (see the
     module docstring)."""
@@ -240,9 +267,9 @@ def _tile_frame(frames: dict[str, str], hop: timedelta, window: str, shift: time
     return name
 
 
-def _tile_ctes(plan: _Plan, columns: list[str]) -> list[str]:
-    """Per hop: the stream summed per entity and tile, and each window's sums over the tiles of
-    [tile - w, tile)."""
+def _tile_ctes(plan: _Plan, columns: list[str], heads: _Heads) -> list[str]:
+    """Per hop: the stream summed per entity and tile, each window's sums over the tiles of
+    [tile - w, tile), and the totals of the tiles before each tile that ``heads`` read."""
     ctes = []
     for hop in plan.hops:
         h = _seconds(hop)
@@ -281,6 +308,12 @@ def _tile_ctes(plan: _Plan, columns: list[str]) -> list[str]:
             f = _tile_frame(frames, hop, w, a.shift)
             c = _label_value(a) if a.label_time else a.column
             selects += [f"sum(lc_{c}) over {f} as ln_{name}", f"sum(ls_{c}) over {f} as ly_{name}"]
+        selects += [f"sum({c}) over w_before as b_{c}" for c in heads.before[h]]
+        if heads.before[h]:
+            frames["w_before"] = (
+                f"    w_before as (partition by entity_id order by bucket_{h}\n"
+                "        rows between unbounded preceding and 1 preceding)"
+            )
         listed = "".join(f",\n        {s}" for s in selects)
         frames_sql = ",\n".join(frames.values())
         ctes.append(
@@ -294,37 +327,35 @@ def _tile_ctes(plan: _Plan, columns: list[str]) -> list[str]:
     return ctes
 
 
-def _tiled_expr(aggregate: F.Aggregate, window: str) -> str:
+def _tiled_expr(aggregate: F.Aggregate, window: str, heads: _Heads) -> str:
     """A count, sum or mean: the window's whole tiles plus the events of t's own tile before t."""
     h = _seconds(F.window_hop(window))
-    tiles, head = f"t_{h}", f"head_{h}"
+    tiles = f"t_{h}"
     col = aggregate.column
     if aggregate.agg is F.Agg.COUNT:
-        return f"cast(coalesce({tiles}.n_{window}, 0) + count(s.event_id) over {head} as bigint)"
+        head = heads("count(s.event_id)", "n", h)
+        return f"cast(coalesce({tiles}.n_{window}, 0) + {head} as bigint)"
     # the value column is an exact decimal (dbtgen_sql.EXACT): the same bits on every build
-    total = to_double(
-        f"coalesce({tiles}.s_{col}_{window}, 0) + coalesce(sum(s.{col}) over {head}, 0)"
-    )
+    head = heads(f"sum(s.{col})", f"s_{col}", h)
+    total = to_double(f"coalesce({tiles}.s_{col}_{window}, 0) + {head}")
     if aggregate.agg is F.Agg.SUM:
         return total
-    count = f"coalesce({tiles}.c_{col}_{window}, 0) + count(s.{col}) over {head}"
+    count = f"coalesce({tiles}.c_{col}_{window}, 0) + {heads(f'count(s.{col})', f'c_{col}', h)}"
     return f"{total} / nullif({count}, 0)"
 
 
-def _labeled_exprs(aggregate: F.Aggregate, window: str, name: str) -> list[str]:
+def _labeled_exprs(aggregate: F.Aggregate, window: str, name: str, heads: _Heads) -> list[str]:
     """The tiled part of a label-based rate: its labels (tn_) and their sum (ty_), the window's
     tiles plus, without an offset, the labels of t's own tile (over label time: known at t)."""
     h = _seconds(F.window_hop(window))
     n, y = f"coalesce(t_{h}.ln_{name}, 0)", f"coalesce(t_{h}.ly_{name}, 0)"
-    if aggregate.label_time:
-        c, head = _label_value(aggregate), f"lhead_{h}"
-    elif aggregate.shift:
+    if aggregate.shift and not aggregate.label_time:
         return [f"{n} as tn_{name}", f"{y} as ty_{name}"]
-    else:
-        c, head = aggregate.column, f"head_{h}"
+    c = _label_value(aggregate) if aggregate.label_time else aggregate.column
+    upto = aggregate.label_time  # over label time: the labels known at t count
     return [
-        f"{n} + count(s.{c}) over {head} as tn_{name}",
-        f"{y} + coalesce(sum(cast(s.{c} as {DOUBLE})) over {head}, 0) as ty_{name}",
+        f"{n} + {heads(f'count(s.{c})', f'lc_{c}', h, upto=upto)} as tn_{name}",
+        f"{y} + {heads(f'sum(cast(s.{c} as {DOUBLE}))', f'ls_{c}', h, upto=upto)} as ty_{name}",
     ]
 
 
@@ -367,34 +398,28 @@ def _body(plan: _Plan, rest_sql: str) -> str:
     buckets = "".join(
         f",\n        {floor('event_timestamp', hop)} as bucket_{_seconds(hop)}" for hop in plan.hops
     )
-    exprs = [f"{_tiled_expr(a, w)} as {n}" for a, w, n in plan.tiled]
+    heads = _Heads()
+    exprs = [f"{_tiled_expr(a, w, heads)} as {n}" for a, w, n in plan.tiled]
     exprs += [f"{since('max(s.event_time) over w_all', 's.event_timestamp')} as {n}"
               for _, _, n in plan.last]  # fmt: skip
-    exprs += [e for a, w, n in plan.labeled for e in _labeled_exprs(a, w, n)]
+    exprs += [e for a, w, n in plan.labeled for e in _labeled_exprs(a, w, n, heads)]
     exprs += [
-        f"coalesce(t_{h}.dn_{n}, 0) + count(s.visit_{a.column}) over head_{h} as tn_{n}"
+        f"coalesce(t_{h}.dn_{n}, 0) + {heads(f'count(s.visit_{c})', f'vc_{c}', h)} as tn_{n}"
         for a, w, n in plan.distinct
-        for h in [_seconds(F.window_hop(w))]
+        for h, c in [(_seconds(F.window_hop(w)), a.column)]
     ]
     if label_rows:
         exprs.append("s.is_label")
     frames = []
-    for hop in plan.hops:
-        h = _seconds(hop)
-        frames.append(
-            f"    head_{h} as (partition by s.entity_id, s.bucket_{h} order by s.event_timestamp\n"
-            "        range between unbounded preceding and {{ before_peers() }})"
-        )
-        if any(a.label_time for a, _, _ in plan.labeled_at(hop)):
-            frames.append(
-                f"    lhead_{h} as (partition by s.entity_id, s.bucket_{h}"
-                " order by s.event_timestamp\n"
-                "        range between unbounded preceding and current row)"
-            )
-    if plan.last:
+    if plan.last or "w_all" in heads.frames:
         frames.append(
             "    w_all as (partition by s.entity_id order by s.event_timestamp\n"
             "        range between unbounded preceding and {{ before_peers() }})"
+        )
+    if "w_upto" in heads.frames:
+        frames.append(
+            "    w_upto as (partition by s.entity_id order by s.event_timestamp\n"
+            "        range between unbounded preceding and current row)"
         )
     joins = "".join(
         f"\n    left join tile_sums_{h} as t_{h}\n"
@@ -402,7 +427,7 @@ def _body(plan: _Plan, rest_sql: str) -> str:
         for h in map(_seconds, plan.hops)
     )
     window_sql = ("\n    window\n" + ",\n".join(frames)) if frames else ""
-    tile_sql = "".join(f"{cte},\n\n" for cte in _tile_ctes(plan, tile_columns))
+    tile_sql = "".join(f"{cte},\n\n" for cte in _tile_ctes(plan, tile_columns, heads))
     return f"""with events as (
     select {plan.key} as entity_id, event_timestamp, transaction_id, label_timestamp{event_cols}
     from {{{{ ref('stg_raw__transactions') }}}}

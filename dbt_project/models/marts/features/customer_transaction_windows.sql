@@ -47,11 +47,17 @@ tile_sums_300 as (
         sum(n) over w_1h as n_1h,
         sum(s_amount) over w_1h as s_amount_1h,
         sum(c_amount) over w_1h as c_amount_1h,
-        sum(vc_merchant_id) over w_1h as dn_customer_merchant_distinct_1h
+        sum(vc_merchant_id) over w_1h as dn_customer_merchant_distinct_1h,
+        sum(n) over w_before as b_n,
+        sum(s_amount) over w_before as b_s_amount,
+        sum(c_amount) over w_before as b_c_amount,
+        sum(vc_merchant_id) over w_before as b_vc_merchant_id
     from tiles_300
     window
     w_1h as (partition by entity_id order by bucket_300
-        range between {{ interval_of(3600, 'second') }} preceding and {{ before_current_tile(300) }})
+        range between {{ interval_of(3600, 'second') }} preceding and {{ before_current_tile(300) }}),
+    w_before as (partition by entity_id order by bucket_300
+        rows between unbounded preceding and 1 preceding)
 ),
 
 tiles_3600 as (
@@ -71,13 +77,19 @@ tile_sums_3600 as (
         sum(s_amount) over w_7d as s_amount_7d,
         sum(c_amount) over w_7d as c_amount_7d,
         sum(vc_merchant_id) over w_1d as dn_customer_merchant_distinct_1d,
-        sum(vc_merchant_id) over w_7d as dn_customer_merchant_distinct_7d
+        sum(vc_merchant_id) over w_7d as dn_customer_merchant_distinct_7d,
+        sum(n) over w_before as b_n,
+        sum(s_amount) over w_before as b_s_amount,
+        sum(c_amount) over w_before as b_c_amount,
+        sum(vc_merchant_id) over w_before as b_vc_merchant_id
     from tiles_3600
     window
     w_1d as (partition by entity_id order by bucket_3600
         range between {{ interval_of(86400, 'second') }} preceding and {{ before_current_tile(3600) }}),
     w_7d as (partition by entity_id order by bucket_3600
-        range between {{ interval_of(604800, 'second') }} preceding and {{ before_current_tile(3600) }})
+        range between {{ interval_of(604800, 'second') }} preceding and {{ before_current_tile(3600) }}),
+    w_before as (partition by entity_id order by bucket_3600
+        rows between unbounded preceding and 1 preceding)
 ),
 
 tiles_86400 as (
@@ -93,33 +105,39 @@ tile_sums_86400 as (
         sum(n) over w_30d as n_30d,
         sum(s_amount) over w_30d as s_amount_30d,
         sum(c_amount) over w_30d as c_amount_30d,
-        sum(vc_merchant_id) over w_30d as dn_customer_merchant_distinct_30d
+        sum(vc_merchant_id) over w_30d as dn_customer_merchant_distinct_30d,
+        sum(n) over w_before as b_n,
+        sum(s_amount) over w_before as b_s_amount,
+        sum(c_amount) over w_before as b_c_amount,
+        sum(vc_merchant_id) over w_before as b_vc_merchant_id
     from tiles_86400
     window
     w_30d as (partition by entity_id order by bucket_86400
-        range between {{ interval_of(2592000, 'second') }} preceding and {{ before_current_tile(86400) }})
+        range between {{ interval_of(2592000, 'second') }} preceding and {{ before_current_tile(86400) }}),
+    w_before as (partition by entity_id order by bucket_86400
+        rows between unbounded preceding and 1 preceding)
 ),
 
 windowed as (
     select
         s.entity_id, s.event_timestamp, s.transaction_id, s.event_id,
-        cast(coalesce(t_300.n_1h, 0) + count(s.event_id) over head_300 as bigint) as customer_tx_count_1h,
-        cast(coalesce(t_3600.n_1d, 0) + count(s.event_id) over head_3600 as bigint) as customer_tx_count_1d,
-        cast(coalesce(t_3600.n_7d, 0) + count(s.event_id) over head_3600 as bigint) as customer_tx_count_7d,
-        cast(coalesce(t_86400.n_30d, 0) + count(s.event_id) over head_86400 as bigint) as customer_tx_count_30d,
-        cast(coalesce(t_300.s_amount_1h, 0) + coalesce(sum(s.amount) over head_300, 0) as {{ type_double() }}) as customer_amount_sum_1h,
-        cast(coalesce(t_3600.s_amount_1d, 0) + coalesce(sum(s.amount) over head_3600, 0) as {{ type_double() }}) as customer_amount_sum_1d,
-        cast(coalesce(t_3600.s_amount_7d, 0) + coalesce(sum(s.amount) over head_3600, 0) as {{ type_double() }}) as customer_amount_sum_7d,
-        cast(coalesce(t_86400.s_amount_30d, 0) + coalesce(sum(s.amount) over head_86400, 0) as {{ type_double() }}) as customer_amount_sum_30d,
-        cast(coalesce(t_300.s_amount_1h, 0) + coalesce(sum(s.amount) over head_300, 0) as {{ type_double() }}) / nullif(coalesce(t_300.c_amount_1h, 0) + count(s.amount) over head_300, 0) as customer_amount_avg_1h,
-        cast(coalesce(t_3600.s_amount_1d, 0) + coalesce(sum(s.amount) over head_3600, 0) as {{ type_double() }}) / nullif(coalesce(t_3600.c_amount_1d, 0) + count(s.amount) over head_3600, 0) as customer_amount_avg_1d,
-        cast(coalesce(t_3600.s_amount_7d, 0) + coalesce(sum(s.amount) over head_3600, 0) as {{ type_double() }}) / nullif(coalesce(t_3600.c_amount_7d, 0) + count(s.amount) over head_3600, 0) as customer_amount_avg_7d,
-        cast(coalesce(t_86400.s_amount_30d, 0) + coalesce(sum(s.amount) over head_86400, 0) as {{ type_double() }}) / nullif(coalesce(t_86400.c_amount_30d, 0) + count(s.amount) over head_86400, 0) as customer_amount_avg_30d,
+        cast(coalesce(t_300.n_1h, 0) + (count(s.event_id) over w_all - coalesce(t_300.b_n, 0)) as bigint) as customer_tx_count_1h,
+        cast(coalesce(t_3600.n_1d, 0) + (count(s.event_id) over w_all - coalesce(t_3600.b_n, 0)) as bigint) as customer_tx_count_1d,
+        cast(coalesce(t_3600.n_7d, 0) + (count(s.event_id) over w_all - coalesce(t_3600.b_n, 0)) as bigint) as customer_tx_count_7d,
+        cast(coalesce(t_86400.n_30d, 0) + (count(s.event_id) over w_all - coalesce(t_86400.b_n, 0)) as bigint) as customer_tx_count_30d,
+        cast(coalesce(t_300.s_amount_1h, 0) + (coalesce(sum(s.amount) over w_all, 0) - coalesce(t_300.b_s_amount, 0)) as {{ type_double() }}) as customer_amount_sum_1h,
+        cast(coalesce(t_3600.s_amount_1d, 0) + (coalesce(sum(s.amount) over w_all, 0) - coalesce(t_3600.b_s_amount, 0)) as {{ type_double() }}) as customer_amount_sum_1d,
+        cast(coalesce(t_3600.s_amount_7d, 0) + (coalesce(sum(s.amount) over w_all, 0) - coalesce(t_3600.b_s_amount, 0)) as {{ type_double() }}) as customer_amount_sum_7d,
+        cast(coalesce(t_86400.s_amount_30d, 0) + (coalesce(sum(s.amount) over w_all, 0) - coalesce(t_86400.b_s_amount, 0)) as {{ type_double() }}) as customer_amount_sum_30d,
+        cast(coalesce(t_300.s_amount_1h, 0) + (coalesce(sum(s.amount) over w_all, 0) - coalesce(t_300.b_s_amount, 0)) as {{ type_double() }}) / nullif(coalesce(t_300.c_amount_1h, 0) + (count(s.amount) over w_all - coalesce(t_300.b_c_amount, 0)), 0) as customer_amount_avg_1h,
+        cast(coalesce(t_3600.s_amount_1d, 0) + (coalesce(sum(s.amount) over w_all, 0) - coalesce(t_3600.b_s_amount, 0)) as {{ type_double() }}) / nullif(coalesce(t_3600.c_amount_1d, 0) + (count(s.amount) over w_all - coalesce(t_3600.b_c_amount, 0)), 0) as customer_amount_avg_1d,
+        cast(coalesce(t_3600.s_amount_7d, 0) + (coalesce(sum(s.amount) over w_all, 0) - coalesce(t_3600.b_s_amount, 0)) as {{ type_double() }}) / nullif(coalesce(t_3600.c_amount_7d, 0) + (count(s.amount) over w_all - coalesce(t_3600.b_c_amount, 0)), 0) as customer_amount_avg_7d,
+        cast(coalesce(t_86400.s_amount_30d, 0) + (coalesce(sum(s.amount) over w_all, 0) - coalesce(t_86400.b_s_amount, 0)) as {{ type_double() }}) / nullif(coalesce(t_86400.c_amount_30d, 0) + (count(s.amount) over w_all - coalesce(t_86400.b_c_amount, 0)), 0) as customer_amount_avg_30d,
         {{ seconds_between("max(s.event_time) over w_all", "s.event_timestamp") }} as customer_seconds_since_last_tx,
-        coalesce(t_300.dn_customer_merchant_distinct_1h, 0) + count(s.visit_merchant_id) over head_300 as tn_customer_merchant_distinct_1h,
-        coalesce(t_3600.dn_customer_merchant_distinct_1d, 0) + count(s.visit_merchant_id) over head_3600 as tn_customer_merchant_distinct_1d,
-        coalesce(t_3600.dn_customer_merchant_distinct_7d, 0) + count(s.visit_merchant_id) over head_3600 as tn_customer_merchant_distinct_7d,
-        coalesce(t_86400.dn_customer_merchant_distinct_30d, 0) + count(s.visit_merchant_id) over head_86400 as tn_customer_merchant_distinct_30d
+        coalesce(t_300.dn_customer_merchant_distinct_1h, 0) + (count(s.visit_merchant_id) over w_all - coalesce(t_300.b_vc_merchant_id, 0)) as tn_customer_merchant_distinct_1h,
+        coalesce(t_3600.dn_customer_merchant_distinct_1d, 0) + (count(s.visit_merchant_id) over w_all - coalesce(t_3600.b_vc_merchant_id, 0)) as tn_customer_merchant_distinct_1d,
+        coalesce(t_3600.dn_customer_merchant_distinct_7d, 0) + (count(s.visit_merchant_id) over w_all - coalesce(t_3600.b_vc_merchant_id, 0)) as tn_customer_merchant_distinct_7d,
+        coalesce(t_86400.dn_customer_merchant_distinct_30d, 0) + (count(s.visit_merchant_id) over w_all - coalesce(t_86400.b_vc_merchant_id, 0)) as tn_customer_merchant_distinct_30d
     from timeline as s
     left join tile_sums_300 as t_300
         on t_300.entity_id = s.entity_id and t_300.bucket_300 = s.bucket_300
@@ -128,12 +146,6 @@ windowed as (
     left join tile_sums_86400 as t_86400
         on t_86400.entity_id = s.entity_id and t_86400.bucket_86400 = s.bucket_86400
     window
-    head_300 as (partition by s.entity_id, s.bucket_300 order by s.event_timestamp
-        range between unbounded preceding and {{ before_peers() }}),
-    head_3600 as (partition by s.entity_id, s.bucket_3600 order by s.event_timestamp
-        range between unbounded preceding and {{ before_peers() }}),
-    head_86400 as (partition by s.entity_id, s.bucket_86400 order by s.event_timestamp
-        range between unbounded preceding and {{ before_peers() }}),
     w_all as (partition by s.entity_id order by s.event_timestamp
         range between unbounded preceding and {{ before_peers() }})
 ),

@@ -56,7 +56,10 @@ tile_sums_3600 as (
         sum(lc_lt_is_fraud_2592000) over w_1d as ln_merchant_recent_label_fraud_rate_1d,
         sum(ls_lt_is_fraud_2592000) over w_1d as ly_merchant_recent_label_fraud_rate_1d,
         sum(lc_lt_is_fraud_2592000) over w_7d as ln_merchant_recent_label_fraud_rate_7d,
-        sum(ls_lt_is_fraud_2592000) over w_7d as ly_merchant_recent_label_fraud_rate_7d
+        sum(ls_lt_is_fraud_2592000) over w_7d as ly_merchant_recent_label_fraud_rate_7d,
+        sum(n) over w_before as b_n,
+        sum(lc_lt_is_fraud_2592000) over w_before as b_lc_lt_is_fraud_2592000,
+        sum(ls_lt_is_fraud_2592000) over w_before as b_ls_lt_is_fraud_2592000
     from tiles_3600
     window
     w_1d as (partition by entity_id order by bucket_3600
@@ -66,7 +69,9 @@ tile_sums_3600 as (
     w_1d_604800 as (partition by entity_id order by bucket_3600
         range between {{ interval_of(691200, 'second') }} preceding and {{ interval_of(608400, 'second') }} preceding),
     w_7d_604800 as (partition by entity_id order by bucket_3600
-        range between {{ interval_of(1209600, 'second') }} preceding and {{ interval_of(608400, 'second') }} preceding)
+        range between {{ interval_of(1209600, 'second') }} preceding and {{ interval_of(608400, 'second') }} preceding),
+    w_before as (partition by entity_id order by bucket_3600
+        rows between unbounded preceding and 1 preceding)
 ),
 
 tiles_86400 as (
@@ -83,33 +88,38 @@ tile_sums_86400 as (
         sum(lc_is_fraud) over w_30d_604800 as ln_merchant_fraud_risk_30d,
         sum(ls_is_fraud) over w_30d_604800 as ly_merchant_fraud_risk_30d,
         sum(lc_lt_is_fraud_2592000) over w_30d as ln_merchant_recent_label_fraud_rate_30d,
-        sum(ls_lt_is_fraud_2592000) over w_30d as ly_merchant_recent_label_fraud_rate_30d
+        sum(ls_lt_is_fraud_2592000) over w_30d as ly_merchant_recent_label_fraud_rate_30d,
+        sum(n) over w_before as b_n,
+        sum(lc_lt_is_fraud_2592000) over w_before as b_lc_lt_is_fraud_2592000,
+        sum(ls_lt_is_fraud_2592000) over w_before as b_ls_lt_is_fraud_2592000
     from tiles_86400
     window
     w_30d as (partition by entity_id order by bucket_86400
         range between {{ interval_of(2592000, 'second') }} preceding and {{ before_current_tile(86400) }}),
     w_30d_604800 as (partition by entity_id order by bucket_86400
-        range between {{ interval_of(3196800, 'second') }} preceding and {{ interval_of(691200, 'second') }} preceding)
+        range between {{ interval_of(3196800, 'second') }} preceding and {{ interval_of(691200, 'second') }} preceding),
+    w_before as (partition by entity_id order by bucket_86400
+        rows between unbounded preceding and 1 preceding)
 ),
 
 windowed as (
     select
         s.entity_id, s.event_timestamp, s.transaction_id, s.event_id,
-        cast(coalesce(t_3600.n_1d, 0) + count(s.event_id) over head_3600 as bigint) as merchant_tx_count_1d,
-        cast(coalesce(t_3600.n_7d, 0) + count(s.event_id) over head_3600 as bigint) as merchant_tx_count_7d,
-        cast(coalesce(t_86400.n_30d, 0) + count(s.event_id) over head_86400 as bigint) as merchant_tx_count_30d,
+        cast(coalesce(t_3600.n_1d, 0) + (count(s.event_id) over w_all - coalesce(t_3600.b_n, 0)) as bigint) as merchant_tx_count_1d,
+        cast(coalesce(t_3600.n_7d, 0) + (count(s.event_id) over w_all - coalesce(t_3600.b_n, 0)) as bigint) as merchant_tx_count_7d,
+        cast(coalesce(t_86400.n_30d, 0) + (count(s.event_id) over w_all - coalesce(t_86400.b_n, 0)) as bigint) as merchant_tx_count_30d,
         coalesce(t_3600.ln_merchant_fraud_risk_1d, 0) as tn_merchant_fraud_risk_1d,
         coalesce(t_3600.ly_merchant_fraud_risk_1d, 0) as ty_merchant_fraud_risk_1d,
         coalesce(t_3600.ln_merchant_fraud_risk_7d, 0) as tn_merchant_fraud_risk_7d,
         coalesce(t_3600.ly_merchant_fraud_risk_7d, 0) as ty_merchant_fraud_risk_7d,
         coalesce(t_86400.ln_merchant_fraud_risk_30d, 0) as tn_merchant_fraud_risk_30d,
         coalesce(t_86400.ly_merchant_fraud_risk_30d, 0) as ty_merchant_fraud_risk_30d,
-        coalesce(t_3600.ln_merchant_recent_label_fraud_rate_1d, 0) + count(s.lt_is_fraud_2592000) over lhead_3600 as tn_merchant_recent_label_fraud_rate_1d,
-        coalesce(t_3600.ly_merchant_recent_label_fraud_rate_1d, 0) + coalesce(sum(cast(s.lt_is_fraud_2592000 as {{ type_double() }})) over lhead_3600, 0) as ty_merchant_recent_label_fraud_rate_1d,
-        coalesce(t_3600.ln_merchant_recent_label_fraud_rate_7d, 0) + count(s.lt_is_fraud_2592000) over lhead_3600 as tn_merchant_recent_label_fraud_rate_7d,
-        coalesce(t_3600.ly_merchant_recent_label_fraud_rate_7d, 0) + coalesce(sum(cast(s.lt_is_fraud_2592000 as {{ type_double() }})) over lhead_3600, 0) as ty_merchant_recent_label_fraud_rate_7d,
-        coalesce(t_86400.ln_merchant_recent_label_fraud_rate_30d, 0) + count(s.lt_is_fraud_2592000) over lhead_86400 as tn_merchant_recent_label_fraud_rate_30d,
-        coalesce(t_86400.ly_merchant_recent_label_fraud_rate_30d, 0) + coalesce(sum(cast(s.lt_is_fraud_2592000 as {{ type_double() }})) over lhead_86400, 0) as ty_merchant_recent_label_fraud_rate_30d,
+        coalesce(t_3600.ln_merchant_recent_label_fraud_rate_1d, 0) + (count(s.lt_is_fraud_2592000) over w_upto - coalesce(t_3600.b_lc_lt_is_fraud_2592000, 0)) as tn_merchant_recent_label_fraud_rate_1d,
+        coalesce(t_3600.ly_merchant_recent_label_fraud_rate_1d, 0) + (coalesce(sum(cast(s.lt_is_fraud_2592000 as {{ type_double() }})) over w_upto, 0) - coalesce(t_3600.b_ls_lt_is_fraud_2592000, 0)) as ty_merchant_recent_label_fraud_rate_1d,
+        coalesce(t_3600.ln_merchant_recent_label_fraud_rate_7d, 0) + (count(s.lt_is_fraud_2592000) over w_upto - coalesce(t_3600.b_lc_lt_is_fraud_2592000, 0)) as tn_merchant_recent_label_fraud_rate_7d,
+        coalesce(t_3600.ly_merchant_recent_label_fraud_rate_7d, 0) + (coalesce(sum(cast(s.lt_is_fraud_2592000 as {{ type_double() }})) over w_upto, 0) - coalesce(t_3600.b_ls_lt_is_fraud_2592000, 0)) as ty_merchant_recent_label_fraud_rate_7d,
+        coalesce(t_86400.ln_merchant_recent_label_fraud_rate_30d, 0) + (count(s.lt_is_fraud_2592000) over w_upto - coalesce(t_86400.b_lc_lt_is_fraud_2592000, 0)) as tn_merchant_recent_label_fraud_rate_30d,
+        coalesce(t_86400.ly_merchant_recent_label_fraud_rate_30d, 0) + (coalesce(sum(cast(s.lt_is_fraud_2592000 as {{ type_double() }})) over w_upto, 0) - coalesce(t_86400.b_ls_lt_is_fraud_2592000, 0)) as ty_merchant_recent_label_fraud_rate_30d,
         s.is_label
     from timeline as s
     left join tile_sums_3600 as t_3600
@@ -117,13 +127,9 @@ windowed as (
     left join tile_sums_86400 as t_86400
         on t_86400.entity_id = s.entity_id and t_86400.bucket_86400 = s.bucket_86400
     window
-    head_3600 as (partition by s.entity_id, s.bucket_3600 order by s.event_timestamp
+    w_all as (partition by s.entity_id order by s.event_timestamp
         range between unbounded preceding and {{ before_peers() }}),
-    lhead_3600 as (partition by s.entity_id, s.bucket_3600 order by s.event_timestamp
-        range between unbounded preceding and current row),
-    head_86400 as (partition by s.entity_id, s.bucket_86400 order by s.event_timestamp
-        range between unbounded preceding and {{ before_peers() }}),
-    lhead_86400 as (partition by s.entity_id, s.bucket_86400 order by s.event_timestamp
+    w_upto as (partition by s.entity_id order by s.event_timestamp
         range between unbounded preceding and current row)
 ),
 

@@ -214,7 +214,7 @@ def _returning(macro):
 
 
 def render_export(group: F.FeatureGroup) -> str:
-    """The Parquet file Feast reads (dbt-duckdb external materialization): timestamps as UTC.
+    """The Parquet file Feast reads (the parquet_file materialization): timestamps as UTC.
 
     DuckDB only: other engines keep the feature tables, which Feast reads through its own
     offline store for that engine (README, "Going to production")."""

@@ -106,34 +106,36 @@
 {#-
     The end of a window frame that leaves out the current row, over rows ordered by a tile's
     start (one row per tile and entity, tiles `hop` seconds apart).
+    Standard SQL without EXCLUDE: the previous tile starts a hop before. PostgreSQL recomputes a
+    frame's aggregates from scratch on every row when the frame has an EXCLUDE clause, so an
+    offset keeps a running total running. DuckDB takes EXCLUDE at no cost.
 -#}
 {% macro before_current_tile(hop) -%}
     {{ return(adapter.dispatch('before_current_tile', 'skewless')(hop)) }}
 {%- endmacro %}
 
-{% macro default__before_current_tile(hop) -%}
+{% macro duckdb__before_current_tile(hop) -%}
     current row exclude current row
 {%- endmacro %}
 
-{#- Spark has no EXCLUDE: the previous tile starts a hop before. -#}
-{% macro spark__before_current_tile(hop) -%}
+{% macro default__before_current_tile(hop) -%}
     interval '{{ hop }} seconds' preceding
 {%- endmacro %}
 
 {#-
     The end of a window frame that leaves out the current row and its ties, over rows ordered by
-    a timestamp (microseconds).
+    a timestamp (microseconds): the rows a microsecond or more before, in standard SQL (no
+    EXCLUDE, as above).
 -#}
 {% macro before_peers() -%}
     {{ return(adapter.dispatch('before_peers', 'skewless')()) }}
 {%- endmacro %}
 
-{% macro default__before_peers() -%}
+{% macro duckdb__before_peers() -%}
     current row exclude group
 {%- endmacro %}
 
-{#- Spark has no EXCLUDE: the rows a microsecond or more before. -#}
-{% macro spark__before_peers() -%}
+{% macro default__before_peers() -%}
     interval '1 microseconds' preceding
 {%- endmacro %}
 

@@ -150,8 +150,9 @@ class StreamConsumer:
                 return f"push source {name!r} is not in the Feast registry ({type(exc).__name__})"
         return None
 
-    def start(self) -> None:
-        """Creates the consumer group (reading from the stream's start) and loads the status."""
+    def start(self, *, fresh: bool = False) -> None:
+        """Creates the consumer group (reading from the stream's start) and loads the status, or
+        with ``fresh`` writes a new one over it (every field, in one write)."""
         import redis
 
         try:
@@ -159,7 +160,7 @@ class StreamConsumer:
         except redis.ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
-        self.status = Status.load(self.redis.hgetall(STATUS_KEY))
+        self.status = Status() if fresh else Status.load(self.redis.hgetall(STATUS_KEY))
         self.heartbeat()
 
     def heartbeat(self) -> None:
@@ -186,16 +187,28 @@ class StreamConsumer:
     def poll(self, *, pending: bool = False, block_ms: int | None = None) -> int:
         """Reads and processes entries: new ones (``>``), or all of this consumer's pending ones.
         Returns how many were read."""
+        import redis
+
         total = 0
         cursor = "0"
         while True:
-            replies = self.redis.xreadgroup(
-                GROUP,
-                self.name,
-                {STREAM: cursor if pending else ">"},
-                count=self.batch,
-                block=None if pending else block_ms,
-            )
+            try:
+                replies = self.redis.xreadgroup(
+                    GROUP,
+                    self.name,
+                    {STREAM: cursor if pending else ">"},
+                    count=self.batch,
+                    block=None if pending else block_ms,
+                )
+            except redis.ResponseError as exc:
+                # NOGROUP, or UNBLOCKED when Redis 7 deletes the stream under a blocked read
+                if not str(exc).startswith(("NOGROUP", "UNBLOCKED")):
+                    raise
+                # the stream and its group are gone (deleted, or Redis was flushed): a new group
+                # on a new stream, read from its start, and a new status (counters, watermark)
+                logger.warning("%s: starting over on a new stream", exc)
+                self.start(fresh=True)
+                return total
             entries = replies[0][1] if replies else []
             entries = [(as_text(i), f) for i, f in entries if f]  # a trimmed entry has no fields
             if entries:

@@ -305,12 +305,18 @@ class Consumer:
                 start_new_session=True,
             )
 
+        self.log_path = log_path
+        self.wait_up()
+
+    def wait_up(self, timeout: float = 60) -> None:
+        """Waits until the running consumer has written its heartbeat."""
+
         def up():
             if self.proc.poll() is not None:
-                raise RuntimeError(f"consumer exited: {log_path.read_text()[-3000:]}")
+                raise RuntimeError(f"consumer exited: {self.log_path.read_text()[-3000:]}")
             return self.client.hexists(stream.STATUS_KEY, "heartbeat")
 
-        wait_until(up, timeout=60, interval=0.1)
+        wait_until(up, timeout=timeout, interval=0.1)
 
     def stop(self) -> None:
         if self.proc is not None:

@@ -83,8 +83,9 @@ def sidecar(request, serving_env, tmp_path_factory, known, consumer):
     import redis
 
     client = redis.Redis.from_url(serving_env.redis_url)
-    clear_sidecar_keys(client)
+    clear_sidecar_keys(client)  # the consumer's stream and status too: it starts them again
     client.close()
+    consumer.wait_up()
 
 
 def _config(path: Path, known: dict) -> Path:

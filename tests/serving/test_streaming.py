@@ -255,3 +255,17 @@ def test_reset_restarts_from_the_warehouse_history(consumer, reader, stream_env,
     ts, values = _read(reader, "c1", "m1")[CUSTOMER.name]
     assert ts.replace(tzinfo=None) == start + timedelta(hours=1, seconds=120) + US
     assert values["customer_tx_count_1h"] == 1
+
+
+def test_a_deleted_stream_is_started_again_and_read(consumer):
+    """The stream, its group and the status deleted under a running consumer (Redis flushed, or
+    the keys cleared): the consumer creates the group again, writes its status and reads the
+    entries added after."""
+    consumer.client.delete(stream.STREAM)
+    consumer.client.delete(stream.STATUS_KEY)
+    consumer.wait_up(timeout=20)
+    assert consumer.proc.poll() is None
+    consumer.add(_event("after-delete", T + timedelta(days=2), customer="c6", merchant="m6"))
+    assert int(consumer.wait_for(read=1)["read"]) == 1
+    (group,) = consumer.client.xinfo_groups(stream.STREAM)
+    assert group["pending"] == 0

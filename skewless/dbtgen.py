@@ -11,7 +11,7 @@ How the SQL gets there, in one pass over each entity's rows:
 - counts, sums and means: since w is a whole number of hops, [floor(t - w, h), t) is the whole
   tiles of [floor(t, h) - w, floor(t, h)) plus t's own tile before t; the stream is summed per
   entity and tile, a range frame over the tiles gives the first part; the second is a running
-  total over the entity's stream up to t (`exclude group`: ties with t are out) less a running
+  total over the entity's stream up to t (ties with t left out) less a running
   total over the tiles before t's, so every hop shares one sort of the stream;
 - distinct counts cannot just add up tiles (a value seen in two tiles counts once): the tiles
   count each distinct (value, time), and steps take one out from the moment its value is seen

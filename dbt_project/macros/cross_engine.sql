@@ -106,9 +106,10 @@
 {#-
     The end of a window frame that leaves out the current row, over rows ordered by a tile's
     start (one row per tile and entity, tiles `hop` seconds apart).
-    Standard SQL without EXCLUDE: the previous tile starts a hop before. PostgreSQL recomputes a
-    frame's aggregates from scratch on every row when the frame has an EXCLUDE clause, so an
-    offset keeps a running total running. DuckDB takes EXCLUDE at no cost.
+    Standard SQL, without EXCLUDE: the previous tile starts a hop before. Under EXCLUDE,
+    PostgreSQL recomputes a frame's aggregates from scratch on every row (quadratic in an entity's
+    rows for a frame from the partition's start); with an offset it keeps adding. DuckDB handles
+    EXCLUDE without that cost.
 -#}
 {% macro before_current_tile(hop) -%}
     {{ return(adapter.dispatch('before_current_tile', 'skewless')(hop)) }}
